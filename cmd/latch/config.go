@@ -1,0 +1,530 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchhq/latch/schemas"
+)
+
+// Config is the configuration file, with Ory Kratos' key names where Kratos has the concept.
+// It is decoded from YAML (after environment overrides and JSON Schema validation against
+// schemas/config.schema.json) with encoding/json semantics, so the json tags are the keys.
+// Defaults are applied by withDefaults, not by the schema, so that one place says them.
+type Config struct {
+	DSN         string            `json:"dsn"`
+	Serve       ServeConfig       `json:"serve"`
+	Identity    IdentityConfig    `json:"identity"`
+	Session     SessionConfig     `json:"session"`
+	Secrets     SecretsConfig     `json:"secrets"`
+	Hashers     HashersConfig     `json:"hashers"`
+	Selfservice SelfserviceConfig `json:"selfservice"`
+	Log         LogConfig         `json:"log"`
+}
+
+// ServeConfig is `serve`.
+type ServeConfig struct {
+	Public ListenConfig `json:"public"`
+	Admin  ListenConfig `json:"admin"`
+}
+
+// ListenConfig is `serve.public` or `serve.admin`.
+type ListenConfig struct {
+	BaseURL string `json:"base_url"` // default http://<host or 127.0.0.1>:<port>
+	Host    string `json:"host"`     // default "" (all interfaces); --dev: 127.0.0.1
+	Port    int    `json:"port"`     // default 4433 public, 4434 admin
+}
+
+// IdentityConfig is `identity`.
+type IdentityConfig struct {
+	DefaultSchemaID string      `json:"default_schema_id"` // default "default"
+	Schemas         []SchemaRef `json:"schemas"`           // empty: the built-in default schema
+}
+
+// SchemaRef is one `identity.schemas` entry.
+type SchemaRef struct {
+	ID  string `json:"id"`
+	URL string `json:"url"`
+}
+
+// SessionConfig is `session`.
+type SessionConfig struct {
+	Lifespan               Duration     `json:"lifespan"`                 // default 24h
+	EarliestPossibleExtend Duration     `json:"earliest_possible_extend"` // default = lifespan
+	Cookie                 CookieConfig `json:"cookie"`
+}
+
+// CookieConfig is `session.cookie`.
+type CookieConfig struct {
+	Name       string `json:"name"` // default ory_kratos_session
+	Domain     string `json:"domain"`
+	Path       string `json:"path"`       // default /
+	SameSite   string `json:"same_site"`  // Strict | Lax | None, default Lax
+	Persistent *bool  `json:"persistent"` // default true
+}
+
+// SecretsConfig is `secrets`.
+type SecretsConfig struct {
+	Default []string `json:"default"`
+	Cookie  []string `json:"cookie"` // falls back to default; first signs, all verify
+}
+
+// HashersConfig is `hashers`.
+type HashersConfig struct {
+	Algorithm string       `json:"algorithm"` // bcrypt (default) | argon2
+	Bcrypt    BcryptConfig `json:"bcrypt"`
+	Argon2    Argon2Config `json:"argon2"`
+}
+
+// BcryptConfig is `hashers.bcrypt`.
+type BcryptConfig struct {
+	Cost int `json:"cost"` // default 12; below 12 only with --dev (Kratos' rule), never below 4
+}
+
+// Argon2Config is `hashers.argon2`.
+type Argon2Config struct {
+	Memory      ByteSize `json:"memory"`      // default 128MB
+	Iterations  uint32   `json:"iterations"`  // default 1
+	Parallelism uint8    `json:"parallelism"` // default 2 x CPUs (Kratos), at most 255
+	SaltLength  uint32   `json:"salt_length"` // default 16
+	KeyLength   uint32   `json:"key_length"`  // default 32
+	// MaxConcurrent is Latch's own key: hashes computed at once per process (argon2 allocates its
+	// whole memory per hash). Default: number of CPUs.
+	MaxConcurrent int `json:"max_concurrent"`
+}
+
+// SelfserviceConfig is `selfservice`.
+type SelfserviceConfig struct {
+	DefaultBrowserReturnURL string        `json:"default_browser_return_url"`
+	Flows                   FlowsConfig   `json:"flows"`
+	Methods                 MethodsConfig `json:"methods"`
+}
+
+// FlowsConfig is `selfservice.flows`.
+type FlowsConfig struct {
+	Registration RegistrationFlowConfig `json:"registration"`
+	Login        FlowConfig             `json:"login"`
+	Settings     SettingsFlowConfig     `json:"settings"`
+}
+
+// FlowConfig is the part every flow shares.
+type FlowConfig struct {
+	UIURL    string      `json:"ui_url"`
+	Lifespan Duration    `json:"lifespan"` // default 1h
+	Before   HookList    `json:"before"`
+	After    AfterConfig `json:"after"`
+}
+
+// RegistrationFlowConfig is `selfservice.flows.registration`.
+type RegistrationFlowConfig struct {
+	FlowConfig
+	Enabled *bool `json:"enabled"` // default true
+}
+
+// SettingsFlowConfig is `selfservice.flows.settings`.
+type SettingsFlowConfig struct {
+	FlowConfig
+	PrivilegedSessionMaxAge Duration `json:"privileged_session_max_age"` // default 1h
+}
+
+// AfterConfig is `...after`: a global hook list plus per-method lists (`after.password.hooks`,
+// `after.profile.hooks`). Per Kratos, a method list that is present overrides the global one.
+type AfterConfig struct {
+	Hooks                   []Hook   `json:"hooks"`
+	Password                HookList `json:"password"`
+	Profile                 HookList `json:"profile"`
+	DefaultBrowserReturnURL string   `json:"default_browser_return_url"`
+}
+
+// HookList is `{hooks: [...]}`.
+type HookList struct {
+	Hooks []Hook `json:"hooks"`
+}
+
+// Hook is one `{hook: name, config: {...}}` entry.
+type Hook struct {
+	Hook   string          `json:"hook"`
+	Config json.RawMessage `json:"config"`
+}
+
+// MethodsConfig is `selfservice.methods`.
+type MethodsConfig struct {
+	Password PasswordMethodConfig `json:"password"`
+}
+
+// PasswordMethodConfig is `selfservice.methods.password`.
+type PasswordMethodConfig struct {
+	Enabled *bool `json:"enabled"` // default true
+	Config  struct {
+		MinPasswordLength                int   `json:"min_password_length"`                 // default 8
+		IdentifierSimilarityCheckEnabled *bool `json:"identifier_similarity_check_enabled"` // default true
+		HaveIBeenPwnedEnabled            *bool `json:"haveibeenpwned_enabled"`              // accepted; Latch makes no outbound check
+	} `json:"config"`
+}
+
+// LogConfig is `log`.
+type LogConfig struct {
+	Level  string `json:"level"`  // debug | info (default) | warn | error
+	Format string `json:"format"` // text (default) | json
+}
+
+// Duration is a Go duration string in the file ("24h", "10m").
+type Duration time.Duration
+
+// UnmarshalJSON reads "1h30m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("expected a duration string like \"1h\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration back as "1h0m0s", so a Config round-trips.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// ByteSize is a size in bytes, written in the file as "64KB", "128MB", "1GB" (multiples of
+// 1024, as Kratos reads them; "MiB" spellings are accepted too) or as a plain number of bytes.
+type ByteSize uint64
+
+// byteUnits maps a unit (upper case) to its multiplier.
+var byteUnits = map[string]uint64{
+	"": 1, "B": 1,
+	"KB": 1 << 10, "KIB": 1 << 10,
+	"MB": 1 << 20, "MIB": 1 << 20,
+	"GB": 1 << 30, "GIB": 1 << 30,
+	"TB": 1 << 40, "TIB": 1 << 40,
+}
+
+// ParseByteSize reads "128MB", "1.5GB", "64 KB" or "4096".
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.ToUpper(strings.TrimSpace(t[i:]))
+	}
+	mult, ok := byteUnits[unit]
+	if !ok || num == "" {
+		return 0, fmt.Errorf("invalid size %q (want e.g. \"128MB\")", s)
+	}
+	if !strings.Contains(num, ".") {
+		n, err := strconv.ParseUint(num, 10, 64)
+		if err != nil || n > math.MaxUint64/mult {
+			return 0, fmt.Errorf("invalid size %q", s)
+		}
+		return ByteSize(n * mult), nil
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f*float64(mult) >= math.MaxUint64 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return ByteSize(f * float64(mult)), nil
+}
+
+// UnmarshalJSON reads a size string or a number of bytes.
+func (b *ByteSize) UnmarshalJSON(data []byte) error {
+	var n uint64
+	if err := json.Unmarshal(data, &n); err == nil {
+		*b = ByteSize(n)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("expected a size like \"128MB\" or a number of bytes")
+	}
+	v, err := ParseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// MarshalJSON writes the number of bytes.
+func (b ByteSize) MarshalJSON() ([]byte, error) { return json.Marshal(uint64(b)) }
+
+// String prints the largest exact unit: 128MB, 1GB, 1000B.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		name string
+		mult uint64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}} {
+		if b != 0 && uint64(b)%u.mult == 0 {
+			return strconv.FormatUint(uint64(b)/u.mult, 10) + u.name
+		}
+	}
+	return strconv.FormatUint(uint64(b), 10) + "B"
+}
+
+// Development defaults, used only with --dev. They are public, hence the loud warning.
+const (
+	devDSN          = "postgres://postgres@127.0.0.1:5432/latch?sslmode=disable"
+	devHost         = "127.0.0.1"
+	devCookieSecret = "latch-development-cookie-secret-do-not-use-in-production"
+)
+
+// withDefaults fills every key the file left empty with the default its comment names. With
+// dev, it also supplies what a laptop needs and a production file must say: a DSN, loopback
+// hosts and a (public, fixed) cookie secret. Values from the file or the environment always win.
+func (c *Config) withDefaults(dev bool) {
+	if dev && c.DSN == "" {
+		c.DSN = devDSN
+	}
+	c.Serve.Public.withDefaults(4433, dev)
+	c.Serve.Admin.withDefaults(4434, dev)
+
+	if c.Identity.DefaultSchemaID == "" {
+		c.Identity.DefaultSchemaID = "default"
+	}
+
+	s := &c.Session
+	if s.Lifespan == 0 {
+		s.Lifespan = Duration(24 * time.Hour)
+	}
+	if s.EarliestPossibleExtend == 0 {
+		s.EarliestPossibleExtend = s.Lifespan
+	}
+	if s.Cookie.Name == "" {
+		s.Cookie.Name = "ory_kratos_session"
+	}
+	if s.Cookie.Path == "" {
+		s.Cookie.Path = "/"
+	}
+	if s.Cookie.SameSite == "" {
+		s.Cookie.SameSite = "Lax"
+	}
+	s.Cookie.Persistent = orTrue(s.Cookie.Persistent)
+
+	// secrets.cookie falls back to secrets.default; resolving it here means readers look at
+	// one list only.
+	if len(c.Secrets.Cookie) == 0 {
+		c.Secrets.Cookie = slices.Clone(c.Secrets.Default)
+	}
+	if dev && len(c.Secrets.Cookie) == 0 {
+		c.Secrets.Cookie = []string{devCookieSecret}
+	}
+
+	h := &c.Hashers
+	if h.Algorithm == "" {
+		h.Algorithm = "bcrypt"
+	}
+	if h.Bcrypt.Cost == 0 {
+		h.Bcrypt.Cost = 12
+	}
+	a := &h.Argon2
+	if a.Memory == 0 {
+		a.Memory = 128 << 20
+	}
+	if a.Iterations == 0 {
+		a.Iterations = 1
+	}
+	if a.Parallelism == 0 {
+		a.Parallelism = uint8(min(2*runtime.NumCPU(), 255))
+	}
+	if a.SaltLength == 0 {
+		a.SaltLength = 16
+	}
+	if a.KeyLength == 0 {
+		a.KeyLength = 32
+	}
+	if a.MaxConcurrent == 0 {
+		a.MaxConcurrent = runtime.NumCPU()
+	}
+
+	f := &c.Selfservice.Flows
+	for _, fc := range []*FlowConfig{&f.Registration.FlowConfig, &f.Login, &f.Settings.FlowConfig} {
+		if fc.Lifespan == 0 {
+			fc.Lifespan = Duration(time.Hour)
+		}
+	}
+	f.Registration.Enabled = orTrue(f.Registration.Enabled)
+	if f.Settings.PrivilegedSessionMaxAge == 0 {
+		f.Settings.PrivilegedSessionMaxAge = Duration(time.Hour)
+	}
+	for _, l := range c.hookLists() {
+		for i := range *l.hooks {
+			if len((*l.hooks)[i].Config) == 0 || string((*l.hooks)[i].Config) == "null" {
+				(*l.hooks)[i].Config = json.RawMessage(`{}`) // Kratos normalises a missing config to {}
+			}
+		}
+	}
+
+	p := &c.Selfservice.Methods.Password
+	p.Enabled = orTrue(p.Enabled)
+	if p.Config.MinPasswordLength == 0 {
+		p.Config.MinPasswordLength = 8
+	}
+	p.Config.IdentifierSimilarityCheckEnabled = orTrue(p.Config.IdentifierSimilarityCheckEnabled)
+
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+func (l *ListenConfig) withDefaults(port int, dev bool) {
+	if l.Port == 0 {
+		l.Port = port
+	}
+	if dev && l.Host == "" {
+		l.Host = devHost
+	}
+	if l.BaseURL == "" {
+		host := l.Host
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		l.BaseURL = "http://" + net.JoinHostPort(host, strconv.Itoa(l.Port))
+	}
+}
+
+// Addr is the host:port to listen on.
+func (l ListenConfig) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(l.Port)) }
+
+func orTrue(b *bool) *bool {
+	if b != nil {
+		return b
+	}
+	t := true
+	return &t
+}
+
+// hookList is one configured hook list, with its dotted key and the hook names Latch runs
+// there. Kratos accepts more names at most places (see the schema); those Latch does not
+// implement are dropped with a warning, except require_verified_address (see check).
+type hookList struct {
+	key   string
+	hooks *[]Hook
+}
+
+// hookLists enumerates every hook list in the file, in a fixed order.
+func (c *Config) hookLists() []hookList {
+	f := &c.Selfservice.Flows
+	const p = "selfservice.flows."
+	return []hookList{
+		{p + "registration.before.hooks", &f.Registration.Before.Hooks},
+		{p + "registration.after.hooks", &f.Registration.After.Hooks},
+		{p + "registration.after.password.hooks", &f.Registration.After.Password.Hooks},
+		{p + "login.before.hooks", &f.Login.Before.Hooks},
+		{p + "login.after.hooks", &f.Login.After.Hooks},
+		{p + "login.after.password.hooks", &f.Login.After.Password.Hooks},
+		{p + "settings.before.hooks", &f.Settings.Before.Hooks},
+		{p + "settings.after.hooks", &f.Settings.After.Hooks},
+		{p + "settings.after.password.hooks", &f.Settings.After.Password.Hooks},
+		{p + "settings.after.profile.hooks", &f.Settings.After.Profile.Hooks},
+	}
+}
+
+// implementedHooks are the hook names Latch runs. The schema decides where each may appear.
+var implementedHooks = map[string]bool{"session": true, "revoke_active_sessions": true, "web_hook": true}
+
+// check runs the rules a JSON Schema cannot say, after withDefaults. It drops the Kratos hooks
+// Latch does not implement (returning a warning for each) and returns a *schemas.ConfigError
+// listing every problem. requireServe is false for `latch migrate`, which needs only a DSN.
+func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
+	var problems []schemas.ConfigProblem
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, schemas.ConfigProblem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+
+	switch {
+	case c.DSN == "":
+		bad("dsn", "is required (set it in the file, or with the DSN environment variable)")
+	default:
+		if scheme, _, ok := strings.Cut(c.DSN, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
+			bad("dsn", "Latch supports PostgreSQL only (postgres:// or postgresql://), got %s://", scheme)
+		} else if _, perr := pgxpool.ParseConfig(c.DSN); perr != nil {
+			bad("dsn", "is not a valid PostgreSQL connection string")
+		}
+	}
+
+	if requireServe {
+		if len(c.Secrets.Cookie) == 0 {
+			bad("secrets.cookie", "is required (or secrets.default): at least one secret of 16 or more characters; the first signs, all verify")
+		}
+		if c.Hashers.Bcrypt.Cost < 12 && !dev {
+			bad("hashers.bcrypt.cost", "must be >= 12 outside --dev (got %d)", c.Hashers.Bcrypt.Cost)
+		}
+		if c.Serve.Public.Port == c.Serve.Admin.Port && sameHost(c.Serve.Public.Host, c.Serve.Admin.Host) {
+			bad("serve.admin.port", "is the same as serve.public.port (%d)", c.Serve.Public.Port)
+		}
+		if c.Session.Lifespan <= 0 {
+			bad("session.lifespan", "must be longer than 0s")
+		}
+		for _, fl := range []struct {
+			key string
+			d   Duration
+		}{
+			{"selfservice.flows.registration.lifespan", c.Selfservice.Flows.Registration.Lifespan},
+			{"selfservice.flows.login.lifespan", c.Selfservice.Flows.Login.Lifespan},
+			{"selfservice.flows.settings.lifespan", c.Selfservice.Flows.Settings.Lifespan},
+		} {
+			if fl.d <= 0 {
+				bad(fl.key, "must be longer than 0s")
+			}
+		}
+		if c.Session.Cookie.SameSite == "None" && !dev {
+			// Browsers drop SameSite=None cookies that are not Secure; say so now rather than
+			// leave the operator wondering why sessions vanish.
+			warnings = append(warnings, "session.cookie.same_site None needs HTTPS: browsers reject SameSite=None cookies without Secure")
+		}
+		ids := map[string]bool{}
+		for i, s := range c.Identity.Schemas {
+			if ids[s.ID] {
+				bad(fmt.Sprintf("identity.schemas[%d].id", i), "%q is used by an earlier schema", s.ID)
+			}
+			ids[s.ID] = true
+		}
+		if len(c.Identity.Schemas) > 0 && !ids[c.Identity.DefaultSchemaID] {
+			bad("identity.default_schema_id", "%q is not the id of any identity.schemas entry", c.Identity.DefaultSchemaID)
+		}
+		if hibp := c.Selfservice.Methods.Password.Config.HaveIBeenPwnedEnabled; hibp != nil && *hibp {
+			warnings = append(warnings, "config key selfservice.methods.password.config.haveibeenpwned_enabled is accepted but Latch makes no outbound breach check")
+		}
+	}
+
+	for _, l := range c.hookLists() {
+		kept := (*l.hooks)[:0]
+		for i, h := range *l.hooks {
+			key := fmt.Sprintf("%s[%d].hook", l.key, i)
+			switch {
+			case implementedHooks[h.Hook]:
+				kept = append(kept, h)
+			case h.Hook == "require_verified_address":
+				// Ignoring it would let unverified identities log in: refuse instead.
+				bad(key, "%q is not implemented by Latch (it has no verification flow); remove it", h.Hook)
+			default:
+				warnings = append(warnings, fmt.Sprintf("config key %s: hook %q is not implemented by Latch and is ignored", key, h.Hook))
+			}
+		}
+		*l.hooks = kept
+	}
+
+	if len(problems) > 0 {
+		return warnings, &schemas.ConfigError{Problems: problems}
+	}
+	return warnings, nil
+}
+
+// sameHost reports whether two listen hosts can collide on one port.
+func sameHost(a, b string) bool {
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return a == b || wild(a) || wild(b)
+}

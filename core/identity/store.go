@@ -1,0 +1,378 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Errors the store reports. Callers match them with errors.Is; pgx errors never leave this package.
+var (
+	ErrNotFound            = errors.New("identity not found")
+	ErrDuplicateIdentifier = errors.New("an identity with the same identifier exists already")
+	ErrDuplicateExternalID = errors.New("an identity with the same external_id exists already")
+)
+
+// DB is what the store needs from a pool or a transaction, so that every method works inside the
+// caller's transaction (identity, credentials, session and events commit together).
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Store reads and writes identities. It knows the public base URL only to fill SchemaURL.
+type Store struct {
+	publicBaseURL string
+}
+
+// NewStore returns a store whose identities point their schema_url at publicBaseURL.
+func NewStore(publicBaseURL string) *Store {
+	return &Store{publicBaseURL: strings.TrimRight(publicBaseURL, "/")}
+}
+
+// Columns lists the identity columns in the order Targets scans them, prefixed with alias, so
+// that other packages can join the identity row into their own query (whoami does).
+func Columns(alias string) string {
+	cols := []string{"id", "schema_id", "state", "state_changed_at", "traits", "verifiable_addresses",
+		"recovery_addresses", "metadata_public", "metadata_admin", "external_id", "created_at", "updated_at"}
+	for n, c := range cols {
+		cols[n] = alias + "." + c
+	}
+	return strings.Join(cols, ", ")
+}
+
+// Targets returns scan destinations for Columns. Call Finish after the scan.
+func Targets(i *Identity) []any {
+	return []any{&i.ID, &i.SchemaID, &i.State, &i.StateChangedAt, &i.Traits, &i.VerifiableAddresses,
+		&i.RecoveryAddresses, &i.MetadataPublic, &i.MetadataAdmin, &i.ExternalID, &i.CreatedAt, &i.UpdatedAt}
+}
+
+// Finish fills what is derived rather than stored.
+func (s *Store) Finish(i *Identity) {
+	i.SchemaURL = SchemaURL(s.publicBaseURL, i.SchemaID)
+	if i.VerifiableAddresses == nil {
+		i.VerifiableAddresses = []VerifiableAddress{}
+	}
+	if i.RecoveryAddresses == nil {
+		i.RecoveryAddresses = []RecoveryAddress{}
+	}
+}
+
+// Get loads one identity, without credentials.
+func (s *Store) Get(ctx context.Context, db DB, id uuid.UUID) (*Identity, error) {
+	var i Identity
+	err := db.QueryRow(ctx, `SELECT `+Columns("i")+` FROM identities i WHERE i.id = $1`, id).Scan(Targets(&i)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load identity: %w", err)
+	}
+	s.Finish(&i)
+	return &i, nil
+}
+
+// GetForUpdate loads one identity and locks its row until the transaction ends, so that two
+// concurrent updates of one identity apply one after the other.
+func (s *Store) GetForUpdate(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Identity, error) {
+	var i Identity
+	err := tx.QueryRow(ctx, `SELECT `+Columns("i")+` FROM identities i WHERE i.id = $1 FOR UPDATE`, id).Scan(Targets(&i)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock identity: %w", err)
+	}
+	s.Finish(&i)
+	return &i, nil
+}
+
+// FindByIdentifier finds the identity owning a credential identifier (already normalised) and
+// returns it with that credential.
+func (s *Store) FindByIdentifier(ctx context.Context, db DB, credType, identifier string) (*Identity, *Credential, error) {
+	var i Identity
+	var c Credential
+	err := db.QueryRow(ctx, `SELECT `+Columns("i")+`, c.id, c.type, c.config, c.version, c.created_at, c.updated_at
+		FROM identity_credential_identifiers ci
+		JOIN identity_credentials c ON c.id = ci.credential_id
+		JOIN identities i ON i.id = ci.identity_id
+		WHERE ci.type = $1 AND ci.identifier = $2`, credType, identifier).
+		Scan(append(Targets(&i), &c.ID, &c.Type, &c.Config, &c.Version, &c.CreatedAt, &c.UpdatedAt)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("find identity by identifier: %w", err)
+	}
+	s.Finish(&i)
+	return &i, &c, nil
+}
+
+// Credentials loads every credential of an identity with its identifiers, keyed by type.
+func (s *Store) Credentials(ctx context.Context, db DB, identityID uuid.UUID) (map[string]Credential, error) {
+	rows, err := db.Query(ctx, `SELECT c.id, c.type, c.config, c.version, c.created_at, c.updated_at,
+			coalesce(array_agg(ci.identifier ORDER BY ci.identifier) FILTER (WHERE ci.identifier IS NOT NULL), '{}')
+		FROM identity_credentials c
+		LEFT JOIN identity_credential_identifiers ci ON ci.credential_id = c.id
+		WHERE c.identity_id = $1
+		GROUP BY c.id`, identityID)
+	if err != nil {
+		return nil, fmt.Errorf("load credentials: %w", err)
+	}
+	creds := map[string]Credential{}
+	for rows.Next() {
+		var c Credential
+		if err := rows.Scan(&c.ID, &c.Type, &c.Config, &c.Version, &c.CreatedAt, &c.UpdatedAt, &c.Identifiers); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan credential: %w", err)
+		}
+		creds[c.Type] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load credentials: %w", err)
+	}
+	return creds, nil
+}
+
+// Insert writes a new identity and its credentials (with their identifiers). ID, timestamps and
+// address ids are filled in when missing. An identifier that is taken yields
+// ErrDuplicateIdentifier; the caller's transaction must then be rolled back.
+func (s *Store) Insert(ctx context.Context, tx pgx.Tx, i *Identity, creds []Credential) error {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if i.ID == uuid.Nil {
+		i.ID = uuid.New()
+	}
+	if i.State == "" {
+		i.State = StateActive
+	}
+	i.CreatedAt, i.UpdatedAt = now, now
+	i.StateChangedAt = &now
+	stampAddresses(i, now)
+	_, err := tx.Exec(ctx, `INSERT INTO identities (id, schema_id, state, state_changed_at, traits,
+			verifiable_addresses, recovery_addresses, metadata_public, metadata_admin, external_id, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)`,
+		i.ID, i.SchemaID, i.State, i.StateChangedAt, []byte(i.Traits), i.VerifiableAddresses, i.RecoveryAddresses,
+		nullJSON(i.MetadataPublic), nullJSON(i.MetadataAdmin), i.ExternalID, now)
+	if err != nil {
+		return translate(err, "insert identity")
+	}
+	for _, c := range creds {
+		if err := s.putCredential(ctx, tx, i.ID, c, now); err != nil {
+			return err
+		}
+	}
+	s.Finish(i)
+	return nil
+}
+
+// Update writes every mutable field of an identity. When the state changes, state_changed_at is
+// moved forward. It does not touch credentials; see PutCredential.
+func (s *Store) Update(ctx context.Context, tx pgx.Tx, i *Identity) error {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	stampAddresses(i, now)
+	var changedAt *time.Time
+	err := tx.QueryRow(ctx, `UPDATE identities SET schema_id = $2,
+			state_changed_at = CASE WHEN state <> $3 THEN $10 ELSE state_changed_at END,
+			state = $3, traits = $4, verifiable_addresses = $5, recovery_addresses = $6,
+			metadata_public = $7, metadata_admin = $8, external_id = $9, updated_at = $10
+		WHERE id = $1 RETURNING state_changed_at`,
+		i.ID, i.SchemaID, i.State, []byte(i.Traits), i.VerifiableAddresses, i.RecoveryAddresses,
+		nullJSON(i.MetadataPublic), nullJSON(i.MetadataAdmin), i.ExternalID, now).Scan(&changedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return translate(err, "update identity")
+	}
+	i.UpdatedAt, i.StateChangedAt = now, changedAt
+	s.Finish(i)
+	return nil
+}
+
+// PutCredential creates or replaces the identity's credential of c.Type and sets its identifiers
+// to exactly c.Identifiers.
+func (s *Store) PutCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential) error {
+	return s.putCredential(ctx, tx, identityID, c, time.Now().UTC().Truncate(time.Microsecond))
+}
+
+func (s *Store) putCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential, now time.Time) error {
+	var credID uuid.UUID
+	err := tx.QueryRow(ctx, `INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $6)
+		ON CONFLICT (identity_id, type) DO UPDATE SET config = excluded.config, version = excluded.version, updated_at = excluded.updated_at
+		RETURNING id`, uuid.New(), identityID, c.Type, []byte(c.Config), c.Version, now).Scan(&credID)
+	if err != nil {
+		return translate(err, "write credential")
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM identity_credential_identifiers WHERE credential_id = $1 AND NOT (identifier = ANY($2))`,
+		credID, c.Identifiers); err != nil {
+		return translate(err, "replace identifiers")
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO identity_credential_identifiers (type, identifier, identity_id, credential_id)
+		SELECT $1, unnest($2::text[]), $3, $4
+		ON CONFLICT (type, identifier) DO UPDATE SET type = excluded.type
+		WHERE identity_credential_identifiers.credential_id = excluded.credential_id`,
+		c.Type, c.Identifiers, identityID, credID)
+	if err != nil {
+		return translate(err, "write identifiers")
+	}
+	// The upsert above only touches rows this credential already owns; a row owned by someone
+	// else is left alone, so count what this credential owns now to detect a taken identifier.
+	var owned int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM identity_credential_identifiers WHERE credential_id = $1`, credID).Scan(&owned); err != nil {
+		return translate(err, "count identifiers")
+	}
+	if owned != len(c.Identifiers) {
+		return ErrDuplicateIdentifier
+	}
+	return nil
+}
+
+// Delete removes an identity; credentials and sessions go with it (ON DELETE CASCADE).
+func (s *Store) Delete(ctx context.Context, db DB, id uuid.UUID) error {
+	tag, err := db.Exec(ctx, `DELETE FROM identities WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete identity: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ListParams selects a page of identities in (created_at, id) order.
+type ListParams struct {
+	PageSize   int
+	After      *Cursor // keyset position; nil starts at the beginning
+	IDs        []uuid.UUID
+	Identifier string // credentials_identifier filter, exact match after normalisation
+}
+
+// Cursor is a keyset pagination position.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        uuid.UUID
+}
+
+// List returns up to PageSize identities and the cursor of the next page (nil on the last page).
+func (s *Store) List(ctx context.Context, db DB, p ListParams) ([]*Identity, *Cursor, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v ...any) {
+		for _, a := range v {
+			args = append(args, a)
+			cond = strings.Replace(cond, "?", fmt.Sprintf("$%d", len(args)), 1)
+		}
+		where = append(where, cond)
+	}
+	if p.After != nil {
+		add("(i.created_at, i.id) > (?, ?)", p.After.CreatedAt, p.After.ID)
+	}
+	if len(p.IDs) > 0 {
+		add("i.id = ANY(?)", p.IDs)
+	}
+	if p.Identifier != "" {
+		add("i.id IN (SELECT identity_id FROM identity_credential_identifiers WHERE identifier = ?)", p.Identifier)
+	}
+	q := `SELECT ` + Columns("i") + ` FROM identities i`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, p.PageSize+1)
+	q += fmt.Sprintf(" ORDER BY i.created_at, i.id LIMIT $%d", len(args))
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list identities: %w", err)
+	}
+	defer rows.Close()
+	var out []*Identity
+	for rows.Next() {
+		var i Identity
+		if err := rows.Scan(Targets(&i)...); err != nil {
+			return nil, nil, fmt.Errorf("scan identity: %w", err)
+		}
+		s.Finish(&i)
+		out = append(out, &i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("list identities: %w", err)
+	}
+	var next *Cursor
+	if len(out) > p.PageSize {
+		out = out[:p.PageSize]
+		last := out[len(out)-1]
+		next = &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
+	}
+	return out, next, nil
+}
+
+// stampAddresses gives new addresses an id and timestamps, keeping those of addresses that
+// already have them (an update re-derives addresses from traits).
+func stampAddresses(i *Identity, now time.Time) {
+	for n := range i.VerifiableAddresses {
+		a := &i.VerifiableAddresses[n]
+		if a.ID == uuid.Nil {
+			a.ID, a.CreatedAt = uuid.New(), now
+		}
+		if a.Status == "" {
+			a.Status = "pending"
+		}
+		a.UpdatedAt = now
+	}
+	for n := range i.RecoveryAddresses {
+		a := &i.RecoveryAddresses[n]
+		if a.ID == uuid.Nil {
+			a.ID, a.CreatedAt = uuid.New(), now
+		}
+		a.UpdatedAt = now
+	}
+	if i.VerifiableAddresses == nil {
+		i.VerifiableAddresses = []VerifiableAddress{}
+	}
+	if i.RecoveryAddresses == nil {
+		i.RecoveryAddresses = []RecoveryAddress{}
+	}
+}
+
+// nullJSON stores an absent or JSON-null document as SQL NULL.
+func nullJSON(m json.RawMessage) any {
+	if len(m) == 0 || string(m) == "null" {
+		return nil
+	}
+	return []byte(m)
+}
+
+// translate turns unique violations into the store's sentinels.
+func translate(err error, what string) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		switch pgErr.ConstraintName {
+		case "identity_credential_identifiers_pkey":
+			return ErrDuplicateIdentifier
+		case "identities_external_id_key":
+			return ErrDuplicateExternalID
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// SetCredentialConfig replaces a credential's secret material (a re-hashed password) and leaves
+// its identifiers alone.
+func (s *Store) SetCredentialConfig(ctx context.Context, db DB, credentialID uuid.UUID, config json.RawMessage) error {
+	tag, err := db.Exec(ctx, `UPDATE identity_credentials SET config = $2, updated_at = now() WHERE id = $1`, credentialID, []byte(config))
+	if err != nil {
+		return fmt.Errorf("update credential: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

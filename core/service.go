@@ -1,0 +1,188 @@
+package core
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchhq/latch/core/identity"
+	"github.com/latchhq/latch/core/password"
+	"github.com/latchhq/latch/schemas"
+	"github.com/latchhq/latch/sessions"
+)
+
+// Config is what the flows read on every request. The process holds it behind an atomic
+// pointer so that a reloaded configuration takes effect without a restart (see Service.SetConfig).
+type Config struct {
+	PublicBaseURL   string // serve.public.base_url, without trailing slash
+	DefaultSchemaID string // identity.default_schema_id
+
+	Registration RegistrationConfig
+	Login        FlowConfig
+	Settings     SettingsConfig
+
+	PasswordPolicy password.Policy // selfservice.methods.password.config
+}
+
+// FlowConfig is what every flow has.
+type FlowConfig struct {
+	Lifespan time.Duration // selfservice.flows.<flow>.lifespan, default 1h
+	After    AfterHooks    // selfservice.flows.<flow>.after
+}
+
+// RegistrationConfig is selfservice.flows.registration.
+type RegistrationConfig struct {
+	FlowConfig
+	Enabled bool
+}
+
+// SettingsConfig is selfservice.flows.settings.
+type SettingsConfig struct {
+	FlowConfig
+	// PrivilegedSessionMaxAge is how recently the session must have authenticated for a
+	// password or identifier change (Kratos' privileged_session_max_age, default 1h).
+	PrivilegedSessionMaxAge time.Duration
+}
+
+// Hook is one configured hook: `{hook: name, config: {...}}`.
+type Hook struct {
+	Name   string
+	Config json.RawMessage
+}
+
+// The inline hooks core runs inside the flow's transaction.
+const (
+	HookSession              = "session"
+	HookRevokeActiveSessions = "revoke_active_sessions"
+)
+
+// AfterHooks is an `after` block: a global list and per-method lists.
+type AfterHooks struct {
+	Global  []Hook
+	Methods map[string][]Hook // "password", "profile"
+}
+
+// For resolves the hooks of a method as Kratos does: the method's own list when it has any
+// hook, the global list otherwise (never both), with `session` moved last because it answers
+// the request.
+func (a AfterHooks) For(method string) []Hook {
+	hooks := a.Methods[method]
+	if len(hooks) == 0 {
+		hooks = a.Global
+	}
+	out := make([]Hook, 0, len(hooks))
+	var session []Hook
+	for _, h := range hooks {
+		if h.Name == HookSession {
+			session = append(session, h)
+			continue
+		}
+		out = append(out, h)
+	}
+	return append(out, session...)
+}
+
+// has reports whether a resolved hook list contains the named hook.
+func has(hooks []Hook, name string) bool {
+	return slices.ContainsFunc(hooks, func(h Hook) bool { return h.Name == name })
+}
+
+func (c *Config) normalize() error {
+	c.PublicBaseURL = strings.TrimRight(c.PublicBaseURL, "/")
+	if c.PublicBaseURL == "" {
+		return errors.New("core: PublicBaseURL is required")
+	}
+	for _, f := range []*FlowConfig{&c.Registration.FlowConfig, &c.Login, &c.Settings.FlowConfig} {
+		if f.Lifespan <= 0 {
+			f.Lifespan = time.Hour
+		}
+	}
+	if c.Settings.PrivilegedSessionMaxAge <= 0 {
+		c.Settings.PrivilegedSessionMaxAge = time.Hour
+	}
+	if c.DefaultSchemaID == "" {
+		c.DefaultSchemaID = "default"
+	}
+	if c.PasswordPolicy.MinLength == 0 {
+		c.PasswordPolicy.MinLength = 8
+	}
+	return nil
+}
+
+// Service runs the flows and serves core's HTTP API.
+type Service struct {
+	db       *pgxpool.Pool
+	schemas  *schemas.Registry
+	ids      *identity.Store
+	sessions *sessions.Manager
+	hasher   *password.Hasher
+	log      *slog.Logger
+	cfg      atomic.Pointer[Config]
+}
+
+// New wires the service. cfg is copied and normalised.
+func New(db *pgxpool.Pool, reg *schemas.Registry, ids *identity.Store, sm *sessions.Manager,
+	hasher *password.Hasher, cfg Config, log *slog.Logger) (*Service, error) {
+	s := &Service{db: db, schemas: reg, ids: ids, sessions: sm, hasher: hasher, log: log}
+	if err := s.SetConfig(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SetConfig replaces the configuration for every request that starts afterwards.
+func (s *Service) SetConfig(cfg Config) error {
+	if err := cfg.normalize(); err != nil {
+		return err
+	}
+	if _, ok := s.schemas.Get(cfg.DefaultSchemaID); !ok {
+		return fmt.Errorf("identity.default_schema_id: no identity schema with id %q", cfg.DefaultSchemaID)
+	}
+	s.cfg.Store(&cfg)
+	return nil
+}
+
+func (s *Service) config() *Config { return s.cfg.Load() }
+
+// PublicRoutes registers the public self-service API.
+func (s *Service) PublicRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /self-service/registration/api", s.createRegistrationFlow)
+	mux.HandleFunc("GET /self-service/registration/flows", s.getFlowHandler(kindRegistration))
+	mux.HandleFunc("POST /self-service/registration", s.submitRegistration)
+
+	mux.HandleFunc("GET /self-service/login/api", s.createLoginFlow)
+	mux.HandleFunc("GET /self-service/login/flows", s.getFlowHandler(kindLogin))
+	mux.HandleFunc("POST /self-service/login", s.submitLogin)
+
+	mux.HandleFunc("GET /self-service/settings/api", s.createSettingsFlow)
+	mux.HandleFunc("GET /self-service/settings/flows", s.getFlowHandler(kindSettings))
+	mux.HandleFunc("POST /self-service/settings", s.submitSettings)
+
+	mux.HandleFunc("DELETE /self-service/logout/api", s.logoutAPI)
+
+	mux.HandleFunc("GET /schemas", s.listSchemas)
+	mux.HandleFunc("GET /schemas/{id}", s.getSchema)
+}
+
+// AdminRoutes registers the admin identity API, with and without the /admin prefix as Kratos'
+// admin port accepts both.
+func (s *Service) AdminRoutes(mux *http.ServeMux) {
+	for _, p := range []string{"/admin", ""} {
+		mux.HandleFunc("GET "+p+"/identities", s.listIdentities)
+		mux.HandleFunc("POST "+p+"/identities", s.createIdentity)
+		mux.HandleFunc("GET "+p+"/identities/{id}", s.getIdentity)
+		mux.HandleFunc("PUT "+p+"/identities/{id}", s.updateIdentity)
+		mux.HandleFunc("PATCH "+p+"/identities/{id}", s.patchIdentity)
+		mux.HandleFunc("DELETE "+p+"/identities/{id}", s.deleteIdentity)
+	}
+	mux.HandleFunc("GET /schemas", s.listSchemas)
+	mux.HandleFunc("GET /schemas/{id}", s.getSchema)
+}

@@ -1,0 +1,305 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/securecookie"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchhq/latch/core/identity"
+)
+
+// Manager issues, finds, lists, revokes and extends sessions, and serves their HTTP API. It is
+// safe for concurrent use; it holds no per-request state.
+type Manager struct {
+	db     *pgxpool.Pool
+	ids    *identity.Store
+	cfg    Config
+	codecs []securecookie.Codec
+	log    *slog.Logger
+}
+
+// NewManager checks cfg, fills its defaults and returns a manager on db. ids fills the derived
+// fields of identities joined into session queries. log receives only failures (5xx).
+func NewManager(db *pgxpool.Pool, ids *identity.Store, cfg Config, log *slog.Logger) (*Manager, error) {
+	if db == nil || ids == nil {
+		return nil, errors.New("sessions: a database pool and an identity store are required")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("sessions: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Cookie.SameSite == http.SameSiteNoneMode && !cfg.Cookie.Secure {
+		log.Warn("session cookie has SameSite=None without Secure; browsers will reject it")
+	}
+	return &Manager{db: db, ids: ids, cfg: cfg, codecs: newCodecs(cfg.CookieSecrets), log: log}, nil
+}
+
+// The session columns in the order (*Session).targets scans them.
+const sessionColumns = `s.id, s.identity_id, s.active, s.aal, s.authentication_methods, s.devices,
+	s.issued_at, s.authenticated_at, s.expires_at, s.created_at`
+
+// Queries that read one session. The identity is joined in, so that whoami is one indexed lookup.
+var (
+	queryByToken = `SELECT ` + sessionColumns + `, ` + identity.Columns("i") + `
+		FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.token_hash = $1`
+	queryByID = `SELECT ` + sessionColumns + `, ` + identity.Columns("i") + `
+		FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.id = $1`
+	queryByIDBare = `SELECT ` + sessionColumns + ` FROM sessions s WHERE s.id = $1`
+	queryLockByID = queryByID + ` FOR UPDATE OF s`
+	insertSession = `INSERT INTO sessions (id, identity_id, token_hash, active, aal, authentication_methods, devices, issued_at, authenticated_at, expires_at, created_at, updated_at)
+		VALUES ($1, $2, $3, true, $4, $5, $6, $7, $7, $8, $7, $7)`
+	updateExpiry = `UPDATE sessions SET expires_at = $2, updated_at = $3 WHERE id = $1`
+)
+
+func (s *Session) targets() []any {
+	return []any{&s.ID, &s.IdentityID, &s.stored, &s.AuthenticatorAssuranceLevel, &s.AuthenticationMethods,
+		&s.Devices, &s.IssuedAt, &s.AuthenticatedAt, &s.ExpiresAt, &s.createdAt}
+}
+
+// expand says which related data a read fills in.
+type expand struct{ identity, devices bool }
+
+var expandAll = expand{identity: true, devices: true}
+
+// scanSession reads one row of sessionColumns (followed by identity.Columns when e.identity) and
+// finishes it: UTC times, Active computed, unexpanded parts left null.
+func (m *Manager) scanSession(row pgx.Row, e expand, now time.Time) (*Session, error) {
+	var s Session
+	targets := s.targets()
+	var i *identity.Identity
+	if e.identity {
+		i = new(identity.Identity)
+		targets = append(targets, identity.Targets(i)...)
+	}
+	if err := row.Scan(targets...); err != nil {
+		return nil, err
+	}
+	if i != nil {
+		m.ids.Finish(i)
+		s.Identity = i
+	}
+	s.ExpiresAt, s.IssuedAt, s.AuthenticatedAt = s.ExpiresAt.UTC(), s.IssuedAt.UTC(), s.AuthenticatedAt.UTC()
+	for n := range s.AuthenticationMethods {
+		s.AuthenticationMethods[n].CompletedAt = s.AuthenticationMethods[n].CompletedAt.UTC()
+	}
+	if s.AuthenticationMethods == nil {
+		s.AuthenticationMethods = []AuthenticationMethod{}
+	}
+	switch {
+	case !e.devices:
+		s.Devices = nil
+	case s.Devices == nil:
+		s.Devices = []Device{}
+	}
+	s.refresh(now)
+	return &s, nil
+}
+
+// Issue creates an active session for the identity inside the caller's transaction, so that
+// identity, session and outbox rows commit together (the `session` hook). method is the
+// credential type that was just completed ("password"); r supplies the device (nil records
+// none). It returns the session with Identity set, and the token, which is never stored: the
+// caller hands it to the client (session_token, or SetCookie) and forgets it.
+func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, method string, r *http.Request) (*Session, string, error) {
+	if id == nil || method == "" {
+		return nil, "", errors.New("issue session: an identity and a method are required")
+	}
+	if !id.Active() {
+		return nil, "", ErrIdentityInactive
+	}
+	token, err := newToken()
+	if err != nil {
+		return nil, "", fmt.Errorf("issue session: generate token: %w", err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	methods := []AuthenticationMethod{{Method: method, AAL: methodAAL(method), CompletedAt: now}}
+	s := &Session{
+		ID:                          uuid.New(),
+		ExpiresAt:                   now.Add(m.cfg.Lifespan),
+		AuthenticatedAt:             now,
+		AuthenticatorAssuranceLevel: sessionAAL(methods),
+		AuthenticationMethods:       methods,
+		IssuedAt:                    now,
+		Identity:                    id,
+		Devices:                     []Device{},
+		IdentityID:                  id.ID,
+		createdAt:                   now,
+		stored:                      true,
+	}
+	if r != nil {
+		s.Devices = append(s.Devices, deviceFrom(r))
+	}
+	_, err = tx.Exec(ctx, insertSession, s.ID, s.IdentityID, hashToken(token), string(s.AuthenticatorAssuranceLevel),
+		s.AuthenticationMethods, s.Devices, now, s.ExpiresAt)
+	if err != nil {
+		return nil, "", fmt.Errorf("issue session: %w", err)
+	}
+	s.refresh(now)
+	return s, token, nil
+}
+
+// credential is how a request presented its session.
+type credential struct {
+	token         string
+	fromCookie    bool
+	cookieExpires time.Time // the expiry the cookie was sealed with
+}
+
+// tokenFromRequest finds the session token as Kratos does: X-Session-Token, then the session
+// cookie, then Authorization: Bearer (also when the cookie is present but cannot be opened).
+func (m *Manager) tokenFromRequest(r *http.Request) (credential, bool) {
+	if t := r.Header.Get("X-Session-Token"); t != "" {
+		return credential{token: t}, true
+	}
+	if p, ok := m.readCookie(r); ok {
+		return credential{token: p.SessionToken, fromCookie: true, cookieExpires: p.ExpiresAt}, true
+	}
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		if t := strings.TrimSpace(a[7:]); t != "" {
+			return credential{token: t}, true
+		}
+	}
+	return credential{}, false
+}
+
+// FromRequest finds the request's active session, with its identity, in one query. Errors:
+// ErrNoCredentials (nothing sent, or a cookie no secret opens), ErrNotFound (unknown token),
+// ErrInactive (revoked, expired, or the identity is not active: blocking an identity stops its
+// sessions at once without revoking them, as in Kratos).
+func (m *Manager) FromRequest(ctx context.Context, r *http.Request) (*Session, error) {
+	s, _, err := m.fromRequest(ctx, r)
+	return s, err
+}
+
+func (m *Manager) fromRequest(ctx context.Context, r *http.Request) (*Session, credential, error) {
+	cred, ok := m.tokenFromRequest(r)
+	if !ok {
+		return nil, cred, ErrNoCredentials
+	}
+	s, err := m.scanSession(m.db.QueryRow(ctx, queryByToken, hashToken(cred.token)), expandAll, time.Now())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, cred, ErrNotFound
+	}
+	if err != nil {
+		return nil, cred, fmt.Errorf("load session: %w", err)
+	}
+	if !s.Active {
+		return nil, cred, ErrInactive
+	}
+	return s, cred, nil
+}
+
+// RevokeToken deactivates the session holding token (API logout). Revoking a revoked session is
+// not an error; an unknown token is ErrNotFound.
+func (m *Manager) RevokeToken(ctx context.Context, token string) error {
+	tag, err := m.db.Exec(ctx, `UPDATE sessions SET active = false, updated_at = now() WHERE token_hash = $1`, hashToken(token))
+	if err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// RevokeOthers deactivates every other session of the identity and returns how many of them were
+// still usable (not expired), the number the user saw in their list. Expired sessions are revoked
+// too, so that a later extend cannot bring one back. It takes db so that the
+// `revoke_active_sessions` hook runs in the flow's transaction; DELETE /sessions passes the pool.
+func (m *Manager) RevokeOthers(ctx context.Context, db identity.DB, identityID, keep uuid.UUID) (int64, error) {
+	var n int64
+	err := db.QueryRow(ctx, `WITH revoked AS (
+			UPDATE sessions SET active = false, updated_at = now()
+			WHERE identity_id = $1 AND id <> $2 AND active RETURNING expires_at)
+		SELECT count(*) FILTER (WHERE expires_at > now()) FROM revoked`, identityID, keep).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("revoke other sessions: %w", err)
+	}
+	return n, nil
+}
+
+// ExtendTx moves the session's expiry to now + Lifespan if expires_at - EarliestPossibleExtend is
+// in the past, and otherwise leaves it (Kratos' silent no-op). The row stays locked until tx ends,
+// so concurrent extends apply one after the other; callers that emit an event or run hooks do it
+// in tx. It returns the session with identity and devices, and whether the expiry moved. Like
+// Kratos it does not check that the session or its identity is active. Unknown id: ErrNotFound.
+func (m *Manager) ExtendTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Session, bool, error) {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	s, err := m.scanSession(tx.QueryRow(ctx, queryLockByID, id), expandAll, now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, ErrNotFound
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("lock session: %w", err)
+	}
+	if !s.ExpiresAt.Add(-m.cfg.EarliestPossibleExtend).Before(now) {
+		return s, false, nil
+	}
+	s.ExpiresAt = now.Add(m.cfg.Lifespan)
+	if _, err := tx.Exec(ctx, updateExpiry, s.ID, s.ExpiresAt, now); err != nil {
+		return nil, false, fmt.Errorf("extend session: %w", err)
+	}
+	s.refresh(now)
+	return s, true, nil
+}
+
+// get loads one session by id.
+func (m *Manager) get(ctx context.Context, id uuid.UUID, e expand) (*Session, error) {
+	q := queryByIDBare
+	if e.identity {
+		q = queryByID
+	}
+	s, err := m.scanSession(m.db.QueryRow(ctx, q, id), e, time.Now())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load session: %w", err)
+	}
+	return s, nil
+}
+
+// revoke deactivates one session; with owner set, only if it belongs to that identity.
+func (m *Manager) revoke(ctx context.Context, id, owner uuid.UUID) error {
+	q := `UPDATE sessions SET active = false, updated_at = now() WHERE id = $1`
+	args := []any{id}
+	if owner != uuid.Nil {
+		q += ` AND identity_id = $2`
+		args = append(args, owner)
+	}
+	tag, err := m.db.Exec(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("revoke session: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// deleteByIdentity deletes (not revokes) every session of the identity. ErrNotFound means the
+// identity does not exist; an identity without sessions is fine.
+func (m *Manager) deleteByIdentity(ctx context.Context, identityID uuid.UUID) error {
+	var exists bool
+	err := m.db.QueryRow(ctx, `WITH deleted AS (DELETE FROM sessions WHERE identity_id = $1)
+		SELECT EXISTS (SELECT 1 FROM identities WHERE id = $1)`, identityID).Scan(&exists)
+	if err != nil {
+		return fmt.Errorf("delete sessions: %w", err)
+	}
+	if !exists {
+		return ErrNotFound
+	}
+	return nil
+}
