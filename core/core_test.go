@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -662,5 +663,27 @@ func TestSchemasEndpoints(t *testing.T) {
 	}
 	if status, _ := call(t, "GET", b.public.URL+"/schemas/nope", nil); status != 404 {
 		t.Fatalf("unknown schema: %d", status)
+	}
+}
+
+func TestPruneFlowsKeepsRecentlyExpired(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	old, recent, live := b.flow(t, "login"), b.flow(t, "login"), b.flow(t, "login")
+	ctx := context.Background()
+	if _, err := b.db.Exec(ctx, `UPDATE selfservice_flows SET expires_at = now() - interval '2 days' WHERE id = $1`, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Exec(ctx, `UPDATE selfservice_flows SET expires_at = now() - interval '1 minute' WHERE id = $1`, recent); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.svc.PruneFlows(ctx, 24*time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("PruneFlows = %d, %v; want 1 deleted", n, err)
+	}
+	for id, want := range map[string]int{old: 404, recent: 410, live: 200} {
+		if status, _ := call(t, "GET", b.public.URL+"/self-service/login/flows?id="+id, nil); status != want {
+			t.Errorf("flow %s: %d, want %d", id, status, want)
+		}
 	}
 }

@@ -132,3 +132,32 @@ func nullUUID(id uuid.UUID) *uuid.UUID {
 	}
 	return &id
 }
+
+// PruneFlows deletes flows that expired more than grace ago. Expired flows are kept for a while
+// so that a late submit still gets Kratos' 410 with a replacement flow instead of a 404.
+func (s *Service) PruneFlows(ctx context.Context, grace time.Duration) (int64, error) {
+	tag, err := s.db.Exec(ctx, `DELETE FROM selfservice_flows WHERE expires_at < $1`, time.Now().Add(-grace))
+	if err != nil {
+		return 0, fmt.Errorf("prune flows: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// RunJanitor prunes expired flows every interval until ctx ends. Every `latch serve` may run
+// it; the DELETE is idempotent, so several processes doing it at once only repeat work.
+func (s *Service) RunJanitor(ctx context.Context, interval, grace time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.PruneFlows(ctx, grace); err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "pruning expired flows failed", "error", err)
+			} else if n > 0 {
+				s.log.DebugContext(ctx, "pruned expired flows", "count", n)
+			}
+		}
+	}
+}

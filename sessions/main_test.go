@@ -36,7 +36,7 @@ type testBundle struct {
 
 // setup gives the test its own migrated database and a manager configured by cfg (secret A
 // when cfg has none).
-func setup(t *testing.T, cfg Config) *testBundle {
+func setup(t testing.TB, cfg Config) *testBundle {
 	t.Helper()
 	pool := dbtest.New(t)
 	if cfg.CookieSecrets == nil {
@@ -51,7 +51,7 @@ func setup(t *testing.T, cfg Config) *testBundle {
 }
 
 // manager makes another manager on the same database, e.g. with other secrets.
-func (b *testBundle) manager(t *testing.T, cfg Config) *Manager {
+func (b *testBundle) manager(t testing.TB, cfg Config) *Manager {
 	t.Helper()
 	m, err := NewManager(b.pool, b.ids, cfg, nil)
 	if err != nil {
@@ -61,7 +61,7 @@ func (b *testBundle) manager(t *testing.T, cfg Config) *Manager {
 }
 
 // inTx runs fn in a transaction that commits when fn succeeds.
-func (b *testBundle) inTx(t *testing.T, fn func(tx pgx.Tx) error) {
+func (b *testBundle) inTx(t testing.TB, fn func(tx pgx.Tx) error) {
 	t.Helper()
 	if err := pgx.BeginFunc(context.Background(), b.pool, fn); err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func (b *testBundle) inTx(t *testing.T, fn func(tx pgx.Tx) error) {
 }
 
 // newIdentity inserts an active identity with admin metadata, as a registration would.
-func (b *testBundle) newIdentity(t *testing.T, email string) *identity.Identity {
+func (b *testBundle) newIdentity(t testing.TB, email string) *identity.Identity {
 	t.Helper()
 	i := &identity.Identity{
 		SchemaID:      "default",
@@ -85,7 +85,7 @@ func (b *testBundle) newIdentity(t *testing.T, email string) *identity.Identity 
 }
 
 // issue issues a committed session for i from a request with a recognisable device.
-func (b *testBundle) issue(t *testing.T, i *identity.Identity) (*Session, string) {
+func (b *testBundle) issue(t testing.TB, i *identity.Identity) (*Session, string) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, "/self-service/login?flow=x", nil)
 	r.Header.Set("User-Agent", "latch-test/1.0")
@@ -101,7 +101,7 @@ func (b *testBundle) issue(t *testing.T, i *identity.Identity) (*Session, string
 }
 
 // exec runs SQL that a test needs to bend time or state.
-func (b *testBundle) exec(t *testing.T, sql string, args ...any) {
+func (b *testBundle) exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	if _, err := b.pool.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -39,11 +40,14 @@ func loadConfig(paths []string, dev bool, env []string) (*Config, []string, erro
 func loadConfigFor(paths []string, dev bool, env []string, requireServe bool) (*Config, []string, error) {
 	tree, warnings, err := readConfigTree(paths, env)
 	if err != nil {
-		return nil, nil, err
+		return nil, warnings, err
+	}
+	if err := checkExplicitZeros(tree); err != nil {
+		return nil, warnings, err
 	}
 	cfg, err := decodeConfig(tree)
 	if err != nil {
-		return nil, nil, err
+		return nil, warnings, err
 	}
 	cfg.withDefaults(dev)
 	more, err := cfg.check(dev, requireServe)
@@ -248,13 +252,14 @@ type envOverride struct {
 // declares, not split blindly. Lists and objects take JSON (SECRETS_COOKIE='["a...","b..."]',
 // SELFSERVICE_FLOWS_LOGIN_AFTER_PASSWORD_HOOKS='[{"hook":"revoke_active_sessions"}]'); a list
 // item takes its index (SECRETS_COOKIE_0, SECRETS_COOKIE_1). Scalars are coerced to the type
-// the schema gives the key. Variables that name no key, or a key Latch ignores, are skipped.
+// the schema gives the key. Variables that are empty, name no key, or name a key Latch ignores
+// are skipped.
 func applyEnv(tree map[string]any, ks *keyNode, env []string) error {
 	var overrides []envOverride
 	for _, kv := range env {
 		name, value, ok := strings.Cut(kv, "=")
-		if !ok || !isEnvName(name) {
-			continue
+		if !ok || value == "" || !isEnvName(name) {
+			continue // empty counts as unset, as with compose's ${VAR:-} pass-through
 		}
 		path, node, ok := ks.resolveEnv(name)
 		if !ok {
@@ -371,6 +376,49 @@ func setPath(tree map[string]any, path []any, v any) error {
 			cur = l[key]
 			set = func(val any) { l[key] = val }
 		}
+	}
+	return nil
+}
+
+// zeroMeansDefault lists the keys whose zero value withDefaults replaces by the default. Written
+// out as zero ("0s", "0MB") they would silently become the default, so they are refused.
+var zeroMeansDefault = []string{
+	"session.lifespan",
+	"session.earliest_possible_extend",
+	"selfservice.flows.registration.lifespan",
+	"selfservice.flows.login.lifespan",
+	"selfservice.flows.settings.lifespan",
+	"selfservice.flows.settings.privileged_session_max_age",
+	"hashers.argon2.memory",
+}
+
+func checkExplicitZeros(tree map[string]any) error {
+	var problems []schemas.ConfigProblem
+	for _, key := range zeroMeansDefault {
+		var v any = tree
+		for _, k := range strings.Split(key, ".") {
+			m, _ := v.(map[string]any)
+			v = m[k]
+		}
+		var zero bool
+		switch t := v.(type) {
+		case string:
+			if strings.HasSuffix(key, ".memory") {
+				n, err := ParseByteSize(t)
+				zero = err == nil && n == 0
+			} else {
+				d, err := time.ParseDuration(t)
+				zero = err == nil && d == 0
+			}
+		case json.Number:
+			zero = t.String() == "0"
+		}
+		if zero {
+			problems = append(problems, schemas.ConfigProblem{Key: key, Message: "must be more than zero (leave the key out for the default)"})
+		}
+	}
+	if len(problems) > 0 {
+		return &schemas.ConfigError{Problems: problems}
 	}
 	return nil
 }

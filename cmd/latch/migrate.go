@@ -62,6 +62,10 @@ func migrateUp(ctx context.Context, dsn string, log *slog.Logger) error {
 	}
 	defer db.Close()
 	results, err := p.Up(ctx)
+	var pe *goose.PartialError
+	if errors.As(err, &pe) {
+		results = pe.Applied
+	}
 	for _, r := range results {
 		if r.Error == nil {
 			log.Info("migration applied", "version", r.Source.Version, "file", path.Base(r.Source.Path),
@@ -69,8 +73,7 @@ func migrateUp(ctx context.Context, dsn string, log *slog.Logger) error {
 		}
 	}
 	if err != nil {
-		var pe *goose.PartialError
-		if errors.As(err, &pe) && pe.Failed != nil {
+		if pe != nil && pe.Failed != nil {
 			return fmt.Errorf("migrate: %s: %w", path.Base(pe.Failed.Source.Path), pe.Err)
 		}
 		return fmt.Errorf("migrate: %w", err)
@@ -149,7 +152,9 @@ func ensureDatabase(ctx context.Context, dsn string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	if err != nil && !isPgCode(err, "42P04") { // duplicate_database: someone else won the race
+	// Another process may have won the race: duplicate_database (42P04), or, when both
+	// inserted into pg_database at the same moment, unique_violation (23505).
+	if err != nil && !isPgCode(err, "42P04") && !isPgCode(err, "23505") {
 		return fmt.Errorf("ensure database %s: %w", name, err)
 	}
 	return nil

@@ -17,11 +17,19 @@ import (
 	"github.com/latchhq/latch/sessions"
 )
 
-// app is what `latch serve` runs: one handler per port and what to close on shutdown.
+// app is what `latch serve` runs: one handler per port, loops that run until shutdown, and
+// what to close afterwards.
 type app struct {
 	public, admin http.Handler
+	background    []func(ctx context.Context)
 	close         func()
 }
+
+// Expired flows stay answerable (410 with a replacement) for a day, then go.
+const (
+	flowJanitorInterval = 10 * time.Minute
+	flowExpiredGrace    = 24 * time.Hour
+)
 
 // wire builds every service from the configuration, explicitly, in dependency order.
 func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *slog.Logger) (*app, error) {
@@ -57,7 +65,14 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	admin := http.NewServeMux()
 	svc.AdminRoutes(admin)
 	sm.AdminRoutes(admin)
-	return &app{public: public, admin: admin, close: func() {}}, nil
+	return &app{
+		public: public,
+		admin:  admin,
+		background: []func(context.Context){
+			func(ctx context.Context) { svc.RunJanitor(ctx, flowJanitorInterval, flowExpiredGrace) },
+		},
+		close: func() {},
+	}, nil
 }
 
 func hasherConfig(h HashersConfig) password.Config {
@@ -77,10 +92,7 @@ func hasherConfig(h HashersConfig) password.Config {
 
 func sessionsConfig(cfg *Config, dev bool) sessions.Config {
 	c := cfg.Session.Cookie
-	secrets := cfg.Secrets.Cookie
-	if len(secrets) == 0 {
-		secrets = cfg.Secrets.Default
-	}
+	secrets := cfg.Secrets.Cookie // withDefaults falls back to secrets.default
 	sc := sessions.Config{
 		Lifespan:               time.Duration(cfg.Session.Lifespan),
 		EarliestPossibleExtend: time.Duration(cfg.Session.EarliestPossibleExtend),

@@ -10,7 +10,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +32,16 @@ const DefaultURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 // setupTimeout bounds creating and migrating one database, so a hung server fails the test
 // instead of hanging the run.
 const setupTimeout = 30 * time.Second
+
+// namePrefix starts every test database's name, followed by its creation time (Unix seconds)
+// and a random suffix, so that leftovers can be recognised and their age read from the name.
+const namePrefix = "latch_test_"
+
+// staleAfter is the age past which a test database is a leftover of a killed test process
+// (cleanups never ran): far longer than go test's default 10-minute timeout.
+const staleAfter = time.Hour
+
+var sweepOnce sync.Once
 
 // New creates a fresh database on the server of TEST_DATABASE_URL, applies every migration of
 // package migrations to it with goose, and returns a pool on it. The pool is closed and the
@@ -50,7 +64,8 @@ func New(t testing.TB) *pgxpool.Pool {
 		t.Fatalf("dbtest: Postgres at %s:%d is unreachable (set TEST_DATABASE_URL; tests never skip, CI=%q): %v",
 			poolCfg.ConnConfig.Host, poolCfg.ConnConfig.Port, os.Getenv("CI"), err)
 	}
-	name := "latch_test_" + randomSuffix(t)
+	sweepOnce.Do(func() { sweep(ctx, admin) })
+	name := fmt.Sprintf("%s%d_%s", namePrefix, time.Now().Unix(), randomSuffix(t))
 	_, err = admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	_ = admin.Close(ctx)
 	if err != nil {
@@ -70,6 +85,27 @@ func New(t testing.TB) *pgxpool.Pool {
 	// Registered after drop, so it runs before it: cleanups run last-in first-out.
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// sweep drops, once per test process, databases that killed test processes left behind. It is
+// best effort and never forces: a database somebody is still connected to is left alone.
+func sweep(ctx context.Context, conn *pgx.Conn) {
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'latch\_test\_%'`)
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		stamp, _, ok := strings.Cut(strings.TrimPrefix(name, namePrefix), "_")
+		created, err := strconv.ParseInt(stamp, 10, 64)
+		if !ok || err != nil || time.Since(time.Unix(created, 0)) < staleAfter {
+			continue
+		}
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize())
+	}
 }
 
 // migrate applies every migration through database/sql, which is what goose speaks.

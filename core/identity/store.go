@@ -58,6 +58,12 @@ func Targets(i *Identity) []any {
 // Finish fills what is derived rather than stored.
 func (s *Store) Finish(i *Identity) {
 	i.SchemaURL = SchemaURL(s.publicBaseURL, i.SchemaID)
+	// pgx scans timestamptz in the local zone; the API speaks UTC whatever the host's TZ.
+	i.CreatedAt, i.UpdatedAt = i.CreatedAt.UTC(), i.UpdatedAt.UTC()
+	if i.StateChangedAt != nil {
+		t := i.StateChangedAt.UTC()
+		i.StateChangedAt = &t
+	}
 	if i.VerifiableAddresses == nil {
 		i.VerifiableAddresses = []VerifiableAddress{}
 	}

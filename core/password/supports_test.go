@@ -19,7 +19,7 @@ func TestSupports(t *testing.T) {
 		"$argon2id$v=19$m=65536,t=1,p=2$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g": true,
 		"plain-text": false,
 		"$argon2id$v=19$m=4000000000,t=1,p=2$c2FsdA$aGFzaA": false,
-		"":           false,
+		"": false,
 	}
 	for hash, want := range cases {
 		if got := h.Supports([]byte(hash)); got != want {
