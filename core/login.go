@@ -41,6 +41,9 @@ func (s *Service) newLoginFlow(r *http.Request, refresh bool) (*Flow, error) {
 	f.Refresh = &refresh
 	f.RequestedAAL = "aal1"
 	f.UI = loginUI(s.action(kindLogin, f.ID), s.identifierLabel())
+	if refresh {
+		f.UI.Messages = append(f.UI.Messages, *info(textReauth, "Please confirm this action by verifying that it is you."))
+	}
 	if err := insertFlow(r.Context(), s.db, f); err != nil {
 		return nil, err
 	}
@@ -122,11 +125,25 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 	}
 	rehash := s.rehash(ctx, cred, sub.Password)
 
+	// A refresh login by the session's own identity renews that session and keeps its token
+	// (Kratos' behaviour); with another identity's credentials it is a new session.
+	var current *sessions.Session
+	var currentToken string
+	if f.Refresh != nil && *f.Refresh {
+		if sess, token, err := s.sessions.FromRequestWithToken(ctx, r); err == nil && sess.IdentityID == id.ID {
+			current, currentToken = sess, token
+		}
+	}
+
 	hooks := s.config().Login.After.For("password")
 	res := &loginResult{}
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		sess, token, err := s.sessions.Issue(ctx, tx, id, "password", r)
-		if err != nil {
+		sess, token := current, currentToken
+		if sess != nil {
+			if err := s.sessions.Reauthenticate(ctx, tx, sess, "password", r); err != nil {
+				return err
+			}
+		} else if sess, token, err = s.sessions.Issue(ctx, tx, id, "password", r); err != nil {
 			return err
 		}
 		res.Session, res.SessionToken = sess, token

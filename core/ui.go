@@ -49,6 +49,7 @@ const (
 	groupProfile  = "profile"
 
 	textSignIn        = 1010001
+	textReauth        = 1010003
 	textSignUp        = 1040001
 	textSave          = 1070003
 	textPasswordLabel = 1070001

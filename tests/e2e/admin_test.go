@@ -114,7 +114,7 @@ func TestAdmin(t *testing.T) {
 				if s.Id == sessionID {
 					found = true
 					if s.Identity == nil || s.Identity.Id != subject {
-						t.Errorf("ListSessions?expand=identity: want session %s with identity %s, got %+v", sessionID, subject, s.Identity)
+						t.Errorf("ListSessions?expand=identity: want session %s with identity %s, got %s", sessionID, subject, jsonOf(s))
 					}
 				}
 			}

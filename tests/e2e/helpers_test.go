@@ -217,6 +217,15 @@ func bodyOf(resp *http.Response, err error) string {
 	return clip(b)
 }
 
+// jsonOf renders a decoded model for a failure message.
+func jsonOf(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%+v", v)
+	}
+	return clip(b)
+}
+
 func clip(b []byte) string {
 	b = bytes.TrimSpace(b)
 	const max = 4 << 10

@@ -25,7 +25,7 @@ func TestLogin(t *testing.T) {
 			t.Errorf("want a new session token, got the registration's")
 		}
 		if first.Session.Identity == nil || first.Session.Identity.Id != reg.Identity.Id {
-			t.Errorf("want session.identity.id %s, got %+v", reg.Identity.Id, first.Session.Identity)
+			t.Errorf("want session.identity.id %s, got session %s", reg.Identity.Id, jsonOf(first.Session))
 		}
 		if first.Session.Id == reg.Session.Id {
 			t.Errorf("want a new session, got the registration's id %s", reg.Session.Id)
@@ -70,16 +70,15 @@ func TestLogin(t *testing.T) {
 	t.Run("refresh re-authenticates the same session", func(t *testing.T) {
 		flow, resp, err := e.public.CreateNativeLoginFlow(e.ctx).Refresh(true).XSessionToken(token).Execute()
 		wantOK(t, "CreateNativeLoginFlow?refresh=true", http.StatusOK, resp, err)
-		if !flow.GetRefresh() {
-			t.Errorf("want flow.refresh true, got %s", outcome(resp, err))
+		if !flow.GetRefresh() || !hasMessage(flow.Ui.Messages, 1010003) {
+			t.Errorf("want flow.refresh true and ui.messages with 1010003 (confirm it is you), got %s", outcome(resp, err))
 		}
 		body := client.UpdateLoginFlowWithPasswordMethodAsUpdateLoginFlowBody(
 			client.NewUpdateLoginFlowWithPasswordMethod(email, "password", password))
 		res, resp, err := e.public.UpdateLoginFlow(e.ctx).Flow(flow.Id).XSessionToken(token).UpdateLoginFlowBody(body).Execute()
 		wantOK(t, "UpdateLoginFlow (refresh)", http.StatusOK, resp, err)
 		if res.Session.Id != second.Session.Id || res.GetSessionToken() != token {
-			t.Errorf("want the same session %s and the same token back, got session %s and %s",
-				second.Session.Id, res.Session.Id, map[bool]string{true: "the same token", false: "another token"}[res.GetSessionToken() == token])
+			t.Errorf("want the same session %s and token %s back, got %s", second.Session.Id, token, outcome(resp, err))
 		}
 		e.wantWhoami(t, "token after the refresh login", token, http.StatusOK)
 	})

@@ -75,12 +75,10 @@ func run(m *testing.M) (code int) {
 		{Name: "multi-session", RevokeSessionsOnLogin: false},
 	} {
 		s, err := startServer(ctx, bin, dsn, filepath.Join(tmp, opts.Name), opts)
-		if s != nil {
-			servers = append(servers, s)
-		}
 		if err != nil {
 			return fail("%v", err)
 		}
+		servers = append(servers, s)
 		if opts.RevokeSessionsOnLogin {
 			primary = s
 		} else {

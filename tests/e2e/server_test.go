@@ -54,7 +54,7 @@ type server struct {
 
 // startServer creates a fresh database, writes the configuration into dir and starts
 // `latch serve --dev -c <file>`, returning once both ports answer GET /health/ready. On error
-// the returned server (if not nil) still needs close.
+// it leaves nothing behind: no process, no database.
 func startServer(ctx context.Context, bin, adminDSN, dir string, opts serverOptions) (*server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -64,10 +64,18 @@ func startServer(ctx context.Context, bin, adminDSN, dir string, opts serverOpti
 		return nil, fmt.Errorf("%s: %w", opts.Name, err)
 	}
 	s := &server{name: opts.Name, adminDSN: adminDSN, dbName: dbName, out: &outputBuffer{}, exited: make(chan struct{})}
+	if err := s.start(ctx, bin, dbDSN, dir, opts); err != nil {
+		s.abort()
+		return nil, fmt.Errorf("%s: %w", opts.Name, err)
+	}
+	return s, nil
+}
 
+// start runs the process and waits until it is ready.
+func (s *server) start(ctx context.Context, bin, dbDSN, dir string, opts serverOptions) error {
 	ports, err := freePorts(2)
 	if err != nil {
-		return s, fmt.Errorf("%s: %w", opts.Name, err)
+		return err
 	}
 	s.publicURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	s.adminURL = "http://127.0.0.1:" + strconv.Itoa(ports[1])
@@ -78,7 +86,7 @@ func startServer(ctx context.Context, bin, adminDSN, dir string, opts serverOpti
 	if err := writeConfig(cfgPath, configValues{
 		DSN: dbDSN, PublicPort: ports[0], AdminPort: ports[1], RevokeSessionsOnLogin: opts.RevokeSessionsOnLogin,
 	}); err != nil {
-		return s, fmt.Errorf("%s: %w", opts.Name, err)
+		return err
 	}
 
 	s.cmd = exec.Command(bin, "serve", "--dev", "-c", cfgPath)
@@ -87,7 +95,8 @@ func startServer(ctx context.Context, bin, adminDSN, dir string, opts serverOpti
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = procAttr()
 	if err := s.cmd.Start(); err != nil {
-		return s, fmt.Errorf("%s: start %s: %w", opts.Name, bin, err)
+		s.cmd = nil
+		return fmt.Errorf("start %s: %w", bin, err)
 	}
 	go func() {
 		s.waitErr = s.cmd.Wait()
@@ -95,9 +104,22 @@ func startServer(ctx context.Context, bin, adminDSN, dir string, opts serverOpti
 	}()
 
 	if err := s.waitReady(ctx); err != nil {
-		return s, fmt.Errorf("%s: %w\n--- output of latch serve ---\n%s", opts.Name, err, s.out.since(0))
+		return fmt.Errorf("%w\n--- output of latch serve (%s) ---\n%s\n--- end of output ---", err, s.name, s.out.since(0))
 	}
-	return s, nil
+	return nil
+}
+
+// abort undoes a start that failed: it kills the process if it runs and drops the database.
+func (s *server) abort() {
+	if s.cmd != nil {
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := dropDatabase(ctx, s.adminDSN, s.dbName); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %s: %v\n", s.name, err)
+	}
 }
 
 // processEnv is a minimal environment: Latch, like Kratos, lets environment variables override
@@ -158,10 +180,8 @@ func probe(ctx context.Context, hc *http.Client, u string) error {
 // output then and whenever dumpOutput is set.
 func (s *server) close(dumpOutput bool) error {
 	var errs []error
-	if s.cmd != nil && s.cmd.Process != nil {
-		if err := s.stop(); err != nil {
-			errs = append(errs, err)
-		}
+	if err := s.stop(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 || dumpOutput {
 		fmt.Fprintf(os.Stderr, "--- output of latch serve (%s), last %d KiB at most ---\n%s\n--- end of output (%s) ---\n",

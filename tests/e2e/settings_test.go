@@ -77,11 +77,11 @@ func TestSettings(t *testing.T) {
 	t.Run("login with the new password only", func(t *testing.T) {
 		old := e.loginRejected(t, "login with the old password", email, oldPassword)
 		if !hasMessage(old.Ui.Messages, 4000006) {
-			t.Errorf("old password: want ui.messages to contain 4000006, got %v", messageIDs(old.Ui.Messages))
+			t.Errorf("old password: want ui.messages to contain 4000006, got %v:\n%s", messageIDs(old.Ui.Messages), uiShape(old.Ui))
 		}
 		res := e.login(t, email, newPw)
 		if res.Session.Identity == nil || res.Session.Identity.Id != id {
-			t.Errorf("new password: want a session of identity %s, got %+v", id, res.Session.Identity)
+			t.Errorf("new password: want a session of identity %s, got %s", id, jsonOf(res.Session))
 		}
 	})
 
