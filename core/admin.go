@@ -14,6 +14,7 @@ import (
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
+	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 )
 
@@ -164,12 +165,20 @@ func (s *Service) createIdentity(w http.ResponseWriter, r *http.Request) {
 		cred.Config = json.RawMessage(`{}`)
 	}
 	err = pgx.BeginFunc(r.Context(), s.db, func(tx pgx.Tx) error {
-		return s.ids.Insert(r.Context(), tx, id, []identity.Credential{*cred})
+		if err := s.ids.Insert(r.Context(), tx, id, []identity.Credential{*cred}); err != nil {
+			return err
+		}
+		ev, err := identityEvent(events.TypeIdentityCreated, id, nil, nil, nil)
+		if err != nil {
+			return err
+		}
+		return s.record(r.Context(), tx, ev)
 	})
 	if err != nil {
 		s.fail(w, r, adminError(err))
 		return
 	}
+	s.outbox.Wake()
 	s.answerIdentity(w, r, http.StatusCreated, id, false)
 }
 
@@ -333,6 +342,7 @@ func (s *Service) replace(w http.ResponseWriter, r *http.Request, uid uuid.UUID,
 		if err != nil {
 			return err
 		}
+		previous := cur.State
 		cred, err := s.build(ctx, b, cur)
 		if err != nil {
 			return err
@@ -344,12 +354,13 @@ func (s *Service) replace(w http.ResponseWriter, r *http.Request, uid uuid.UUID,
 			return err
 		}
 		id = cur
-		return nil
+		return s.recordUpdate(ctx, tx, cur, previous)
 	})
 	if err != nil {
 		s.fail(w, r, adminError(err))
 		return
 	}
+	s.outbox.Wake()
 	s.answerIdentity(w, r, http.StatusOK, id, false)
 }
 
@@ -376,9 +387,44 @@ func (s *Service) deleteIdentity(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.ids.Delete(r.Context(), s.db, uid); err != nil {
+	err = pgx.BeginFunc(r.Context(), s.db, func(tx pgx.Tx) error {
+		id, err := s.ids.GetForUpdate(r.Context(), tx, uid)
+		if err != nil {
+			return err
+		}
+		if err := s.ids.Delete(r.Context(), tx, uid); err != nil {
+			return err
+		}
+		ev, err := identityEvent(events.TypeIdentityDeleted, id, nil, nil, nil)
+		if err != nil {
+			return err
+		}
+		return s.record(r.Context(), tx, ev)
+	})
+	if err != nil {
 		s.fail(w, r, adminError(err))
 		return
 	}
+	s.outbox.Wake()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// recordUpdate records identity.updated and, when the state changed, identity.state_changed.
+func (s *Service) recordUpdate(ctx context.Context, tx pgx.Tx, id *identity.Identity, previous identity.State) error {
+	updated, err := identityEvent(events.TypeIdentityUpdated, id, nil, nil, nil)
+	if err != nil {
+		return err
+	}
+	evs := []events.Event{updated}
+	if id.State != previous {
+		changed, err := identityEvent(events.TypeIdentityStateChanged, id, nil, nil, nil)
+		if err != nil {
+			return err
+		}
+		data := changed.Data.(events.IdentityData)
+		data.PreviousState = string(previous)
+		changed.Data = data
+		evs = append(evs, changed)
+	}
+	return s.record(ctx, tx, evs...)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/latchhq/latch/core/dbtest"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
+	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
 )
@@ -68,7 +70,8 @@ func setup(t *testing.T, opts ...option) *bundle {
 	t.Cleanup(b.public.Close)
 	t.Cleanup(b.admin.Close)
 	ids := identity.NewStore(b.public.URL)
-	sm, err := sessions.NewManager(db, ids, sessions.Config{CookieSecrets: [][]byte{[]byte("0123456789abcdef0123")}}, log)
+	outbox := events.NewOutbox()
+	sm, err := sessions.NewManager(db, ids, outbox, sessions.Config{CookieSecrets: [][]byte{[]byte("0123456789abcdef0123")}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +84,7 @@ func setup(t *testing.T, opts ...option) *bundle {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	b.svc, err = core.New(db, reg, ids, sm, hasher, cfg, log)
+	b.svc, err = core.New(db, reg, ids, sm, hasher, outbox, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +252,7 @@ func TestRegistrationIsAtomic(t *testing.T) {
 	if status != 500 {
 		t.Fatalf("register with failing session insert: %d %v", status, res["_raw"])
 	}
-	for _, table := range []string{"identities", "identity_credentials", "identity_credential_identifiers", "sessions"} {
+	for _, table := range []string{"identities", "identity_credentials", "identity_credential_identifiers", "sessions", "event_outbox"} {
 		if n := b.count(t, table); n != 0 {
 			t.Errorf("%s has %d rows after a failed registration", table, n)
 		}
@@ -685,5 +688,61 @@ func TestPruneFlowsKeepsRecentlyExpired(t *testing.T) {
 		if status, _ := call(t, "GET", b.public.URL+"/self-service/login/flows?id="+id, nil); status != want {
 			t.Errorf("flow %s: %d, want %d", id, status, want)
 		}
+	}
+}
+
+// eventTypes lists the outbox's event types in commit order, with the flow type each names.
+func (b *bundle) eventTypes(t *testing.T) []string {
+	t.Helper()
+	rows, err := b.db.Query(context.Background(),
+		`SELECT type || coalesce(':' || (payload->'data'->'flow'->>'type') || '/' || (payload->'data'->'flow'->>'method'), '') FROM event_outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestFlowsAndAdminActionsRecordEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withLoginRevoke)
+	_, reg := b.register(t, "events@example.com", goodPassword)
+	id := reg["identity"].(map[string]any)["id"].(string)
+	// This login revokes the registration's session (revoke_active_sessions).
+	_, login := b.login(t, "events@example.com", goodPassword)
+	token := login["session_token"].(string)
+	flow := b.flow(t, "settings", "X-Session-Token", token)
+	if s, r := call(t, "POST", b.public.URL+"/self-service/settings?flow="+flow,
+		map[string]any{"method": "profile", "traits": map[string]any{"email": "events@example.com", "name": map[string]any{"first": "Ev"}}},
+		"X-Session-Token", token); s != 200 {
+		t.Fatalf("settings: %d %v", s, r["_raw"])
+	}
+	if s, r := call(t, "PATCH", b.admin.URL+"/admin/identities/"+id, []map[string]any{{"op": "replace", "path": "/state", "value": "inactive"}}); s != 200 {
+		t.Fatalf("deactivate: %d %v", s, r["_raw"])
+	}
+	if s, _ := call(t, "DELETE", b.admin.URL+"/admin/identities/"+id, nil); s != 204 {
+		t.Fatalf("delete: %d", s)
+	}
+	want := []string{
+		"identity.created:registration/password", "session.created:registration/password",
+		"session.revoked", "session.created:login/password",
+		"identity.updated:settings/profile",
+		"identity.updated", "identity.state_changed",
+		"identity.deleted",
+	}
+	got := b.eventTypes(t)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("events:\n got %v\nwant %v", got, want)
+	}
+	var leaked int
+	if err := b.db.QueryRow(context.Background(),
+		`SELECT count(*) FROM event_outbox WHERE payload::text LIKE '%hashed_password%' OR payload::text LIKE '%ory_st_%'`).Scan(&leaked); err != nil {
+		t.Fatal(err)
+	}
+	if leaked != 0 {
+		t.Fatalf("%d events carry a password hash or a session token", leaked)
 	}
 }

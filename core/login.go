@@ -148,7 +148,18 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 		}
 		res.Session, res.SessionToken = sess, token
 		if has(hooks, HookRevokeActiveSessions) {
-			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID); err != nil {
+			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, sessions.ReasonRevokeActiveSessions); err != nil {
+				return err
+			}
+		}
+		// A refresh renews a session rather than creating one; after-login webhooks follow
+		// session.created, so they fire for new sessions only.
+		if current == nil {
+			ev, err := sessionCreated(sess, id, flowRef(f, "password"), r)
+			if err != nil {
+				return err
+			}
+			if err := s.record(ctx, tx, ev); err != nil {
 				return err
 			}
 		}
@@ -163,6 +174,7 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 	if err != nil {
 		return nil, err
 	}
+	s.outbox.Wake()
 	return res, nil
 }
 

@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
+	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
 )
@@ -162,16 +164,29 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 		if err != nil {
 			return err
 		}
-		for _, h := range hooks {
-			if h.Name != HookSession {
-				continue
-			}
+		flow := flowRef(f, "password")
+		var evs []events.Event
+		var sessionID *uuid.UUID
+		if has(hooks, HookSession) {
 			sess, token, err := s.sessions.Issue(ctx, tx, id, "password", r)
 			if err != nil {
 				return err
 			}
 			res.Session, res.SessionToken = sess, token
 			res.ContinueWith = []any{setSessionToken(token)}
+			sessionID = &sess.ID
+			ev, err := sessionCreated(sess, id, flow, r)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, ev)
+		}
+		created, err := identityEvent(events.TypeIdentityCreated, id, flow, sessionID, r)
+		if err != nil {
+			return err
+		}
+		if err := s.record(ctx, tx, append([]events.Event{created}, evs...)...); err != nil {
+			return err
 		}
 		f.State = "passed_challenge"
 		return updateFlow(ctx, tx, f)
@@ -183,6 +198,7 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 	if err != nil {
 		return nil, err
 	}
+	s.outbox.Wake()
 	res.Identity = id.Public()
 	return res, nil
 }

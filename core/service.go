@@ -15,6 +15,7 @@ import (
 
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
+	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
 )
@@ -124,14 +125,19 @@ type Service struct {
 	ids      *identity.Store
 	sessions *sessions.Manager
 	hasher   *password.Hasher
+	outbox   *events.Outbox
 	log      *slog.Logger
 	cfg      atomic.Pointer[Config]
 }
 
-// New wires the service. cfg is copied and normalised.
+// New wires the service. cfg is copied and normalised. outbox records the events of every
+// flow and admin action in the action's own transaction.
 func New(db *pgxpool.Pool, reg *schemas.Registry, ids *identity.Store, sm *sessions.Manager,
-	hasher *password.Hasher, cfg Config, log *slog.Logger) (*Service, error) {
-	s := &Service{db: db, schemas: reg, ids: ids, sessions: sm, hasher: hasher, log: log}
+	hasher *password.Hasher, outbox *events.Outbox, cfg Config, log *slog.Logger) (*Service, error) {
+	if outbox == nil {
+		return nil, errors.New("core: an outbox is required: events are part of every flow's transaction")
+	}
+	s := &Service{db: db, schemas: reg, ids: ids, sessions: sm, hasher: hasher, outbox: outbox, log: log}
 	if err := s.SetConfig(cfg); err != nil {
 		return nil, err
 	}

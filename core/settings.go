@@ -12,6 +12,7 @@ import (
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
+	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
 )
@@ -228,9 +229,16 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 			return err
 		}
 		if has(hooks, HookRevokeActiveSessions) {
-			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID); err != nil {
+			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, sessions.ReasonRevokeActiveSessions); err != nil {
 				return err
 			}
+		}
+		ev, err := identityEvent(events.TypeIdentityUpdated, id, flowRef(f, sub.Method), &sess.ID, r)
+		if err != nil {
+			return err
+		}
+		if err := s.record(ctx, tx, ev); err != nil {
+			return err
 		}
 		updated = id
 		if err := s.renderSettings(f, id); err != nil {
@@ -247,6 +255,7 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 	if err != nil {
 		return err
 	}
+	s.outbox.Wake()
 	f.Identity = updated.Public()
 	return nil
 }

@@ -153,7 +153,7 @@ func TestConfig(t *testing.T) {
 			t.Errorf("%s: accepted %+v", name, cfg)
 		}
 	}
-	if _, err := NewManager(nil, nil, Config{CookieSecrets: [][]byte{secretA}}, nil); err == nil {
+	if _, err := NewManager(nil, nil, nil, Config{CookieSecrets: [][]byte{secretA}}, nil); err == nil {
 		t.Error("NewManager accepted a nil pool")
 	}
 	cfg := Config{CookieSecrets: [][]byte{secretA}, Lifespan: time.Hour}.withDefaults()

@@ -98,11 +98,17 @@ func (m *Manager) revokeMine(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	n, err := m.RevokeOthers(r.Context(), m.db, me.IdentityID, me.ID)
+	var n int64
+	err := pgx.BeginFunc(r.Context(), m.db, func(tx pgx.Tx) error {
+		var err error
+		n, err = m.RevokeOthers(r.Context(), tx, me.IdentityID, me.ID, ReasonSelfService)
+		return err
+	})
 	if err != nil {
 		api.WriteError(w, r, m.log, err)
 		return
 	}
+	m.wake()
 	api.WriteJSON(w, http.StatusOK, map[string]int64{"count": n})
 }
 
@@ -124,7 +130,7 @@ func (m *Manager) revokeOneOfMine(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, m.log, e)
 		return
 	}
-	if err := m.revoke(r.Context(), id, me.IdentityID); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := m.revoke(r.Context(), id, me.IdentityID, ReasonSelfService); err != nil && !errors.Is(err, ErrNotFound) {
 		api.WriteError(w, r, m.log, err)
 		return
 	}
@@ -183,7 +189,7 @@ func (m *Manager) adminRevoke(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := m.revoke(r.Context(), id, uuid.Nil); err != nil {
+	if err := m.revoke(r.Context(), id, uuid.Nil, ReasonAdmin); err != nil {
 		api.WriteError(w, r, m.log, notFound(err))
 		return
 	}
@@ -206,6 +212,7 @@ func (m *Manager) adminExtend(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, m.log, notFound(err))
 		return
 	}
+	m.wake()
 	api.WriteJSON(w, http.StatusOK, s)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/latchhq/latch/core/dbtest"
 	"github.com/latchhq/latch/core/identity"
+	"github.com/latchhq/latch/events"
 )
 
 func TestMain(m *testing.M) {
@@ -53,7 +54,7 @@ func setup(t testing.TB, cfg Config) *testBundle {
 // manager makes another manager on the same database, e.g. with other secrets.
 func (b *testBundle) manager(t testing.TB, cfg Config) *Manager {
 	t.Helper()
-	m, err := NewManager(b.pool, b.ids, cfg, nil)
+	m, err := NewManager(b.pool, b.ids, events.NewOutbox(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,4 +153,18 @@ func sessionCookie(t *testing.T, w *httptest.ResponseRecorder) *http.Cookie {
 	}
 	t.Fatalf("no %s cookie in %v", DefaultCookieName, w.Header().Values("Set-Cookie"))
 	return nil
+}
+
+// eventsOf lists the outbox events of one type, oldest first, decoded into data maps.
+func (b *testBundle) eventsOf(t testing.TB, eventType string) []map[string]any {
+	t.Helper()
+	rows, err := b.pool.Query(context.Background(), `SELECT payload->'data' FROM event_outbox WHERE type = $1 ORDER BY seq`, eventType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[map[string]any])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

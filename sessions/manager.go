@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/latchhq/latch/core/identity"
+	"github.com/latchhq/latch/events"
 )
 
 // Manager issues, finds, lists, revokes and extends sessions, and serves their HTTP API. It is
@@ -24,12 +25,14 @@ type Manager struct {
 	ids    *identity.Store
 	cfg    Config
 	codecs []securecookie.Codec
+	outbox *events.Outbox // nil: no events (tests of this package only)
 	log    *slog.Logger
 }
 
 // NewManager checks cfg, fills its defaults and returns a manager on db. ids fills the derived
-// fields of identities joined into session queries. log receives only failures (5xx).
-func NewManager(db *pgxpool.Pool, ids *identity.Store, cfg Config, log *slog.Logger) (*Manager, error) {
+// fields of identities joined into session queries. outbox records session events (revoked,
+// extended) in the same transaction as the change. log receives only failures (5xx).
+func NewManager(db *pgxpool.Pool, ids *identity.Store, outbox *events.Outbox, cfg Config, log *slog.Logger) (*Manager, error) {
 	if db == nil || ids == nil {
 		return nil, errors.New("sessions: a database pool and an identity store are required")
 	}
@@ -43,7 +46,7 @@ func NewManager(db *pgxpool.Pool, ids *identity.Store, cfg Config, log *slog.Log
 	if cfg.Cookie.SameSite == http.SameSiteNoneMode && !cfg.Cookie.Secure {
 		log.Warn("session cookie has SameSite=None without Secure; browsers will reject it")
 	}
-	return &Manager{db: db, ids: ids, cfg: cfg, codecs: newCodecs(cfg.CookieSecrets), log: log}, nil
+	return &Manager{db: db, ids: ids, cfg: cfg, codecs: newCodecs(cfg.CookieSecrets), outbox: outbox, log: log}, nil
 }
 
 // The session columns in the order (*Session).targets scans them.
@@ -204,30 +207,58 @@ func (m *Manager) fromRequest(ctx context.Context, r *http.Request) (*Session, c
 // RevokeToken deactivates the session holding token (API logout). Revoking a revoked session is
 // not an error; an unknown token is ErrNotFound.
 func (m *Manager) RevokeToken(ctx context.Context, token string) error {
-	tag, err := m.db.Exec(ctx, `UPDATE sessions SET active = false, updated_at = now() WHERE token_hash = $1`, hashToken(token))
-	if err != nil {
-		return fmt.Errorf("revoke session: %w", err)
+	err := pgx.BeginFunc(ctx, m.db, func(tx pgx.Tx) error {
+		var id, identityID uuid.UUID
+		var wasActive bool
+		err := tx.QueryRow(ctx, `UPDATE sessions s SET active = false, updated_at = now()
+			FROM (SELECT id, active FROM sessions WHERE token_hash = $1 FOR UPDATE) old
+			WHERE s.id = old.id RETURNING s.id, s.identity_id, old.active`, hashToken(token)).Scan(&id, &identityID, &wasActive)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("revoke session: %w", err)
+		}
+		if !wasActive {
+			return nil // already revoked: no second event
+		}
+		return m.recordRevoked(ctx, tx, identityID, []uuid.UUID{id}, ReasonLogout)
+	})
+	if err == nil {
+		m.wake()
 	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return err
 }
 
 // RevokeOthers deactivates every other session of the identity and returns how many of them were
 // still usable (not expired), the number the user saw in their list. Expired sessions are revoked
-// too, so that a later extend cannot bring one back. It takes db so that the
-// `revoke_active_sessions` hook runs in the flow's transaction; DELETE /sessions passes the pool.
-func (m *Manager) RevokeOthers(ctx context.Context, db identity.DB, identityID, keep uuid.UUID) (int64, error) {
-	var n int64
-	err := db.QueryRow(ctx, `WITH revoked AS (
-			UPDATE sessions SET active = false, updated_at = now()
-			WHERE identity_id = $1 AND id <> $2 AND active RETURNING expires_at)
-		SELECT count(*) FILTER (WHERE expires_at > now()) FROM revoked`, identityID, keep).Scan(&n)
+// too, so that a later extend cannot bring one back. It runs in the caller's transaction (the
+// `revoke_active_sessions` hook runs in the flow's), where it also records session.revoked with
+// reason; the caller wakes the relay after commit.
+func (m *Manager) RevokeOthers(ctx context.Context, tx pgx.Tx, identityID, keep uuid.UUID, reason string) (int64, error) {
+	rows, err := tx.Query(ctx, `UPDATE sessions SET active = false, updated_at = now()
+		WHERE identity_id = $1 AND id <> $2 AND active RETURNING id, expires_at > now()`, identityID, keep)
 	if err != nil {
 		return 0, fmt.Errorf("revoke other sessions: %w", err)
 	}
-	return n, nil
+	var ids []uuid.UUID
+	var usable int64
+	for rows.Next() {
+		var id uuid.UUID
+		var live bool
+		if err := rows.Scan(&id, &live); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("revoke other sessions: %w", err)
+		}
+		ids = append(ids, id)
+		if live {
+			usable++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("revoke other sessions: %w", err)
+	}
+	return usable, m.recordRevoked(ctx, tx, identityID, ids, reason)
 }
 
 // ExtendTx moves the session's expiry to now + Lifespan if expires_at - EarliestPossibleExtend is
@@ -252,6 +283,9 @@ func (m *Manager) ExtendTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Sessi
 		return nil, false, fmt.Errorf("extend session: %w", err)
 	}
 	s.refresh(now)
+	if err := m.recordExtended(ctx, tx, s); err != nil {
+		return nil, false, err
+	}
 	return s, true, nil
 }
 
@@ -271,35 +305,51 @@ func (m *Manager) get(ctx context.Context, id uuid.UUID, e expand) (*Session, er
 	return s, nil
 }
 
-// revoke deactivates one session; with owner set, only if it belongs to that identity.
-func (m *Manager) revoke(ctx context.Context, id, owner uuid.UUID) error {
-	q := `UPDATE sessions SET active = false, updated_at = now() WHERE id = $1`
-	args := []any{id}
-	if owner != uuid.Nil {
-		q += ` AND identity_id = $2`
-		args = append(args, owner)
+// revoke deactivates one session; with owner set, only if it belongs to that identity. The
+// session.revoked event is recorded only when the session was active.
+func (m *Manager) revoke(ctx context.Context, id, owner uuid.UUID, reason string) error {
+	err := pgx.BeginFunc(ctx, m.db, func(tx pgx.Tx) error {
+		var identityID uuid.UUID
+		var wasActive bool
+		err := tx.QueryRow(ctx, `UPDATE sessions s SET active = false, updated_at = now()
+			FROM (SELECT id, active FROM sessions WHERE id = $1 AND ($2 = '00000000-0000-0000-0000-000000000000'::uuid OR identity_id = $2) FOR UPDATE) old
+			WHERE s.id = old.id RETURNING s.identity_id, old.active`, id, owner).Scan(&identityID, &wasActive)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("revoke session: %w", err)
+		}
+		if !wasActive {
+			return nil
+		}
+		return m.recordRevoked(ctx, tx, identityID, []uuid.UUID{id}, reason)
+	})
+	if err == nil {
+		m.wake()
 	}
-	tag, err := m.db.Exec(ctx, q, args...)
-	if err != nil {
-		return fmt.Errorf("revoke session: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return err
 }
 
 // deleteByIdentity deletes (not revokes) every session of the identity. ErrNotFound means the
 // identity does not exist; an identity without sessions is fine.
 func (m *Manager) deleteByIdentity(ctx context.Context, identityID uuid.UUID) error {
-	var exists bool
-	err := m.db.QueryRow(ctx, `WITH deleted AS (DELETE FROM sessions WHERE identity_id = $1)
-		SELECT EXISTS (SELECT 1 FROM identities WHERE id = $1)`, identityID).Scan(&exists)
-	if err != nil {
-		return fmt.Errorf("delete sessions: %w", err)
+	err := pgx.BeginFunc(ctx, m.db, func(tx pgx.Tx) error {
+		var exists bool
+		var active []uuid.UUID
+		err := tx.QueryRow(ctx, `WITH deleted AS (DELETE FROM sessions WHERE identity_id = $1 RETURNING id, active)
+			SELECT EXISTS (SELECT 1 FROM identities WHERE id = $1),
+				coalesce(array_agg(id) FILTER (WHERE active), '{}') FROM deleted`, identityID).Scan(&exists, &active)
+		if err != nil {
+			return fmt.Errorf("delete sessions: %w", err)
+		}
+		if !exists {
+			return ErrNotFound
+		}
+		return m.recordRevoked(ctx, tx, identityID, active, ReasonAdmin)
+	})
+	if err == nil {
+		m.wake()
 	}
-	if !exists {
-		return ErrNotFound
-	}
-	return nil
+	return err
 }

@@ -292,7 +292,7 @@ func TestRevokeOthersInCallersTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := b.mgr.RevokeOthers(ctx, tx, i.ID, keep.ID); err != nil || n != 1 {
+	if n, err := b.mgr.RevokeOthers(ctx, tx, i.ID, keep.ID, ReasonAdmin); err != nil || n != 1 {
 		t.Fatalf("RevokeOthers = %d, %v", n, err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
@@ -301,7 +301,7 @@ func TestRevokeOthersInCallersTransaction(t *testing.T) {
 	wantStatus(t, serve(b.public, http.MethodGet, "/sessions/whoami", tokenHeader(otherToken)), http.StatusOK)
 
 	b.inTx(t, func(tx pgx.Tx) error {
-		_, err := b.mgr.RevokeOthers(ctx, tx, i.ID, keep.ID)
+		_, err := b.mgr.RevokeOthers(ctx, tx, i.ID, keep.ID, ReasonAdmin)
 		return err
 	})
 	wantStatus(t, serve(b.public, http.MethodGet, "/sessions/whoami", tokenHeader(otherToken)), http.StatusUnauthorized)

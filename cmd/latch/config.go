@@ -29,6 +29,9 @@ type Config struct {
 	Hashers     HashersConfig     `json:"hashers"`
 	Selfservice SelfserviceConfig `json:"selfservice"`
 	Log         LogConfig         `json:"log"`
+	NATS        NATSConfig        `json:"nats"`
+	Events      EventsConfig      `json:"events"`
+	Webhooks    WebhooksConfig    `json:"webhooks"`
 }
 
 // ServeConfig is `serve`.
@@ -169,6 +172,33 @@ type PasswordMethodConfig struct {
 		IdentifierSimilarityCheckEnabled *bool `json:"identifier_similarity_check_enabled"` // default true
 		HaveIBeenPwnedEnabled            *bool `json:"haveibeenpwned_enabled"`              // accepted; Latch makes no outbound check
 	} `json:"config"`
+}
+
+// NATSConfig is Latch's `nats`: where events travel.
+type NATSConfig struct {
+	URL      string `json:"url"`       // required without --dev; --dev embeds a server when empty
+	StoreDir string `json:"store_dir"` // --dev embedded server's JetStream data; default .latch-dev/nats
+}
+
+// EventsConfig is Latch's `events`.
+type EventsConfig struct {
+	OutboxRetention Duration `json:"outbox_retention"` // published rows kept this long; default 24h
+	Stream          struct {
+		MaxAge     Duration `json:"max_age"`    // default 168h
+		Duplicates Duration `json:"duplicates"` // Nats-Msg-Id window, default 10m
+		Replicas   int      `json:"replicas"`   // default 1
+	} `json:"stream"`
+}
+
+// WebhooksConfig is Latch's `webhooks`.
+type WebhooksConfig struct {
+	SigningSecrets  []string `json:"signing_secrets"`  // default for hooks without their own; --dev supplies one
+	AllowedNetworks []string `json:"allowed_networks"` // CIDRs webhooks may reach although not public
+	Worker          struct {
+		Concurrency        int      `json:"concurrency"`          // default 256
+		PerHookConcurrency int      `json:"per_hook_concurrency"` // default 16
+		ShutdownTimeout    Duration `json:"shutdown_timeout"`     // default 30s
+	} `json:"worker"`
 }
 
 // LogConfig is `log`.
@@ -318,6 +348,8 @@ func (c *Config) withDefaults(dev bool) {
 	if dev && len(c.Secrets.Cookie) == 0 {
 		c.Secrets.Cookie = []string{devCookieSecret}
 	}
+
+	c.eventDefaults(dev)
 
 	// A laptop wants a registration to sign the user in, as Kratos' quickstart configures it;
 	// a production file says what it wants.
@@ -469,6 +501,9 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 		if c.Hashers.Bcrypt.Cost < 12 && !dev {
 			bad("hashers.bcrypt.cost", "must be >= 12 outside --dev (got %d)", c.Hashers.Bcrypt.Cost)
 		}
+		if c.NATS.URL == "" && !dev {
+			bad("nats.url", "is required (the NATS server with JetStream that carries events; --dev embeds one)")
+		}
 		if c.Serve.Public.Port == c.Serve.Admin.Port && sameHost(c.Serve.Public.Host, c.Serve.Admin.Host) {
 			bad("serve.admin.port", "is the same as serve.public.port (%d)", c.Serve.Public.Port)
 		}
@@ -519,4 +554,37 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 func sameHost(a, b string) bool {
 	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	return a == b || wild(a) || wild(b)
+}
+
+// eventDefaults fills the defaults of nats, events and webhooks.
+func (c *Config) eventDefaults(dev bool) {
+	if c.NATS.StoreDir == "" {
+		c.NATS.StoreDir = ".latch-dev/nats"
+	}
+	e := &c.Events
+	if e.OutboxRetention == 0 {
+		e.OutboxRetention = Duration(24 * time.Hour)
+	}
+	if e.Stream.MaxAge == 0 {
+		e.Stream.MaxAge = Duration(7 * 24 * time.Hour)
+	}
+	if e.Stream.Duplicates == 0 {
+		e.Stream.Duplicates = Duration(10 * time.Minute)
+	}
+	if e.Stream.Replicas == 0 {
+		e.Stream.Replicas = 1
+	}
+	w := &c.Webhooks
+	if dev && len(w.SigningSecrets) == 0 {
+		w.SigningSecrets = []string{devWebhookSecret}
+	}
+	if w.Worker.Concurrency == 0 {
+		w.Worker.Concurrency = 256
+	}
+	if w.Worker.PerHookConcurrency == 0 {
+		w.Worker.PerHookConcurrency = 16
+	}
+	if w.Worker.ShutdownTimeout == 0 {
+		w.Worker.ShutdownTimeout = Duration(30 * time.Second)
+	}
 }

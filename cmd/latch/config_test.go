@@ -15,7 +15,8 @@ import (
 // secret16 is a cookie secret long enough for the schema.
 const secret16 = "0123456789abcdef-test"
 
-const dsnLine = "dsn: postgres://latch@db.example:5432/latch\n"
+// dsnLine also names the NATS server: both are required without --dev.
+const dsnLine = "dsn: postgres://latch@db.example:5432/latch\nnats: {url: \"nats://nats.example:4222\"}\n"
 
 // minimal is the smallest file `latch serve` accepts without --dev.
 const minimal = dsnLine + `secrets:
@@ -362,6 +363,18 @@ selfservice: {flows: {login: {before: {hooks: [{hook: web_hook, config: {url: "h
 			[]string{"config: identity.schemas[0].url: must be a file:// or base64:// URL"}},
 		{"wrong type", false, nil, minimal + "session: {cookie: {persistent: maybe}}",
 			[]string{"config: session.cookie.persistent: expected boolean, but got string"}},
+		{"nats required", false, nil, "dsn: postgres://x@y/z\nsecrets: {cookie: [" + secret16 + "]}",
+			[]string{"config: nats.url: is required"}},
+		{"bad webhook secret", false, nil, minimal + "webhooks: {signing_secrets: [nope]}",
+			[]string{"config: webhooks.signing_secrets[0]: must be a Standard Webhooks secret"}},
+		{"bad allowed network", false, nil, minimal + "webhooks: {allowed_networks: [10.0.0.0]}",
+			[]string{"config: webhooks.allowed_networks[0]: must be a CIDR"}},
+		{"template over http", false, nil, minimal + `
+selfservice: {flows: {registration: {after: {hooks: [{hook: web_hook, config: {url: "https://x", body: "https://x/t.jsonnet"}}]}}}}`,
+			[]string{"config: selfservice.flows.registration.after.hooks[0].config.body: must be a file:// or base64:// URL"}},
+		{"bad retry schedule", false, nil, minimal + `
+selfservice: {flows: {registration: {after: {hooks: [{hook: web_hook, config: {url: "https://x", retry: {schedule: [soon]}}}]}}}}`,
+			[]string{"config: selfservice.flows.registration.after.hooks[0].config.retry.schedule[0]: must be a duration"}},
 		{"several problems at once", false, nil, minimal + "serve: {public: {port: 0}}\nlog: {level: loud}",
 			[]string{"config: log.level: \"loud\" is not allowed here", "config: serve.public.port: must be >= 1"}},
 	}

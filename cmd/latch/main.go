@@ -1,5 +1,6 @@
-// Command latch is Latch's one binary: `latch serve` runs the public and admin APIs,
-// `latch migrate` applies the SQL migrations, `latch version` prints the build's version.
+// Command latch is Latch's one binary: `latch serve` runs the public and admin APIs and the
+// outbox relay, `latch worker` delivers webhooks, `latch migrate` applies the SQL migrations,
+// `latch version` prints the build's version.
 // This package parses flags and configuration, wires the services explicitly and runs them;
 // it holds no identity, session or hook logic of its own.
 package main
@@ -22,6 +23,8 @@ var version = "dev"
 
 const usage = `Usage:
   latch serve [--dev] [-c FILE]...        run the public (4433) and admin (4434) APIs
+  latch worker [--dev] [-c FILE]... [--metrics-addr ADDR]
+                                          deliver webhooks (run as many as you like)
   latch migrate up|status [-c FILE]... [--dsn DSN]
                                           apply the SQL migrations, or list them
   latch version                           print the version
@@ -54,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer, env []string) int {
 		err = runServe(ctx, args[1:], stderr, env)
 	case "migrate":
 		err = runMigrate(ctx, args[1:], stdout, stderr, env)
+	case "worker":
+		err = runWorker(ctx, args[1:], stderr, env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "latch", version)
 	case "help", "-h", "--help", "-help":

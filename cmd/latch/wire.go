@@ -9,12 +9,18 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
+	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
+	"github.com/latchhq/latch/webhooks"
 )
 
 // app is what `latch serve` runs: one handler per port, loops that run until shutdown, and
@@ -46,7 +52,8 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 		return nil, err
 	}
 	ids := identity.NewStore(cfg.Serve.Public.BaseURL)
-	sm, err := sessions.NewManager(pool, ids, sessionsConfig(cfg, dev), log)
+	outbox := events.NewOutbox()
+	sm, err := sessions.NewManager(pool, ids, outbox, sessionsConfig(cfg, dev), log)
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
@@ -54,10 +61,23 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	if err != nil {
 		return nil, err
 	}
-	svc, err := core.New(pool, reg, ids, sm, hasher, coreCfg, log)
+	svc, err := core.New(pool, reg, ids, sm, hasher, outbox, coreCfg, log)
 	if err != nil {
 		return nil, err
 	}
+
+	b, err := openBus(cfg, dev, log)
+	if err != nil {
+		return nil, err
+	}
+	hooks, err := webhookHooks(cfg, coreCfg)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		webhooks.NewStateCollector(pool, b.js))
 
 	public := http.NewServeMux()
 	svc.PublicRoutes(public)
@@ -65,14 +85,61 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	admin := http.NewServeMux()
 	svc.AdminRoutes(admin)
 	sm.AdminRoutes(admin)
-	return &app{
+	webhooks.NewAdmin(pool, log).Routes(admin)
+	admin.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+
+	relay := events.NewRelay(pool, b.js, outbox, relayConfig(cfg), log)
+	stream := streamConfig(cfg)
+	a := &app{
 		public: public,
 		admin:  admin,
 		background: []func(context.Context){
 			func(ctx context.Context) { svc.RunJanitor(ctx, flowJanitorInterval, flowExpiredGrace) },
+			func(ctx context.Context) {
+				if declareStream(ctx, b.js, stream, log) == nil {
+					runLogged(ctx, "outbox relay", relay.Run, log)
+				}
+			},
 		},
-		close: func() {},
-	}, nil
+		close: b.close,
+	}
+	if b.embedded != nil {
+		// --dev with its embedded NATS runs a webhook worker in this process, so a laptop needs
+		// nothing else. Pointed at a NATS server (nats.url), --dev leaves delivery to
+		// `latch worker` processes, as production does.
+		w, err := newWorker(pool, b.js, hooks, cfg, dev, metrics, log)
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		a.background = append(a.background, func(ctx context.Context) {
+			if declareStream(ctx, b.js, stream, log) == nil {
+				runLogged(ctx, "webhook worker", w.Run, log)
+			}
+		})
+	}
+	return a, nil
+}
+
+// newWorker builds the webhook worker: hooks, sender and its metrics.
+func newWorker(pool *pgxpool.Pool, js jetstream.JetStream, hooks []webhooks.Hook, cfg *Config, dev bool,
+	reg prometheus.Registerer, log *slog.Logger) (*webhooks.Worker, error) {
+	registry, err := webhooks.NewRegistry(hooks)
+	if err != nil {
+		return nil, fmt.Errorf("config: selfservice.flows: %w", err)
+	}
+	sc, err := senderConfig(cfg, dev)
+	if err != nil {
+		return nil, err
+	}
+	return webhooks.NewWorker(pool, js, registry, webhooks.NewSender(sc), workerConfig(cfg), webhooks.NewMetrics(reg), log)
+}
+
+// runLogged runs a loop that returns only on failure or shutdown, and logs a failure.
+func runLogged(ctx context.Context, what string, run func(context.Context) error, log *slog.Logger) {
+	if err := run(ctx); err != nil && ctx.Err() == nil {
+		log.Error(what+" stopped", "error", err)
+	}
 }
 
 func hasherConfig(h HashersConfig) password.Config {
@@ -157,6 +224,7 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	}
 	for _, b := range blocks {
 		if len(b.flow.Before.Hooks) > 0 {
+			// Before hooks can only be web_hooks, which run before the flow: not available yet.
 			return out, fmt.Errorf("config: %s.before.hooks[0].hook: %q is not available in this version of Latch", b.key, b.flow.Before.Hooks[0].Hook)
 		}
 		a := b.flow.After
@@ -173,16 +241,28 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	return out, nil
 }
 
-// inlineHooks converts a hook list, refusing hooks core cannot run yet.
+// inlineHooks converts a hook list for core. web_hook entries are kept: core ignores them (they
+// run from the event pipeline), but they keep Kratos' resolution honest, since a method list
+// that holds only a web_hook still replaces the global list. Before-persist webhooks
+// (response.parse, can_interrupt) are refused until they are implemented: a hook that is
+// configured but silently never runs would be worse than a start-up error.
 func inlineHooks(key string, hooks []Hook) ([]core.Hook, error) {
 	out := make([]core.Hook, 0, len(hooks))
 	for n, h := range hooks {
 		switch h.Hook {
 		case core.HookSession, core.HookRevokeActiveSessions:
-			out = append(out, core.Hook{Name: h.Hook, Config: h.Config})
+		case hookWebHook:
+			wh, err := parseWebHook(h.Config)
+			if err != nil {
+				return nil, fmt.Errorf("config: %s[%d].config: %w", key, n, err)
+			}
+			if wh.prePersist() {
+				return nil, fmt.Errorf("config: %s[%d].config: a web_hook with response.parse or can_interrupt (before persisting) is not available in this version of Latch; use an after-persist web_hook (response.ignore, or neither)", key, n)
+			}
 		default:
-			return nil, fmt.Errorf("config: %s[%d].hook: %q is not available in this version of Latch (available: session, revoke_active_sessions)", key, n, h.Hook)
+			return nil, fmt.Errorf("config: %s[%d].hook: %q is not available in this version of Latch (available: session, revoke_active_sessions, web_hook)", key, n, h.Hook)
 		}
+		out = append(out, core.Hook{Name: h.Hook, Config: h.Config})
 	}
 	return out, nil
 }

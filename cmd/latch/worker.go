@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+)
+
+// runWorker is `latch worker`: it delivers webhooks from the event stream until SIGTERM, then
+// stops pulling, lets in-flight deliveries finish (webhooks.worker.shutdown_timeout) and exits.
+// Any number of workers share the durable consumer and the delivery table.
+func runWorker(ctx context.Context, args []string, stderr io.Writer, env []string) error {
+	var configs stringList
+	fs := newFlagSet("worker", stderr, &configs)
+	dev := fs.Bool("dev", false, "development mode: development secrets, loopback webhook targets allowed")
+	metricsAddr := fs.String("metrics-addr", "127.0.0.1:4435", "`address` serving /metrics and /health/alive (empty: none)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: worker: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	cfg, warnings, err := loadConfigFor(configs, *dev, env, false)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	if cfg.NATS.URL == "" {
+		return fmt.Errorf("config: nats.url: is required: a worker reads events from NATS (latch serve --dev already runs a worker in-process)")
+	}
+	return work(ctx, cfg, *dev, *metricsAddr, log)
+}
+
+func work(ctx context.Context, cfg *Config, dev bool, metricsAddr string, log *slog.Logger) error {
+	pool, err := newPool(ctx, cfg.DSN)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	coreCfg, err := coreConfig(cfg)
+	if err != nil {
+		return err
+	}
+	hooks, err := webhookHooks(cfg, coreCfg)
+	if err != nil {
+		return err
+	}
+	b, err := openBus(cfg, dev, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := newWorker(pool, b.js, hooks, cfg, dev, reg, log)
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	if metricsAddr != "" {
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /health/alive", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		})
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		log.Info("worker metrics listening", "addr", ln.Addr().String())
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	g.Go(func() error {
+		if err := declareStream(gctx, b.js, streamConfig(cfg), log); err != nil {
+			return nil // shutting down before NATS ever answered
+		}
+		log.Info("webhook worker running", "hooks", len(hooks))
+		err := w.Run(gctx)
+		if ctx.Err() == nil && err == nil {
+			err = errors.New("webhook worker stopped unexpectedly")
+		}
+		return err
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && err == nil {
+		log.Info("worker stopped")
+	}
+	return err
+}

@@ -1,0 +1,22 @@
+// Package events owns what Latch says happened and how it gets onto the bus without dual writes.
+//
+// It owns:
+//
+//   - the event catalogue: type names (identity.created, session.revoked, ...), the envelope
+//     ({"id", "type", "timestamp", "data"}) and the typed payloads, which only ever gain fields;
+//   - subjects (latch.events.<type>) and the LATCH_EVENTS stream declaration;
+//   - the transactional outbox writer: [Outbox.Insert] adds rows to event_outbox inside the
+//     caller's transaction, so an event exists if and only if the change that caused it commits;
+//   - the relay: [Relay] publishes committed rows to JetStream with Nats-Msg-Id = event id, marks
+//     them published, keeps them for a retention period and prunes them after;
+//   - the embedded NATS server used by `latch serve --dev` and by tests (package natstest).
+//
+// Delivery is at-least-once. The relay may publish a row twice (a crash between publish and
+// mark); JetStream drops the copy inside the stream's duplicates window, and consumers
+// de-duplicate on the event id after it.
+//
+// It must not know flows, identities' or sessions' storage, or webhooks: payloads are opaque JSON
+// documents handed in by writers (core, sessions), and consumers (webhooks) read the stream. It is
+// a leaf: it imports nothing from Latch, and nothing here may grow a dependency on the packages
+// that use it. See docs/EVENTS.md for the whole pipeline.
+package events

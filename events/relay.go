@@ -1,0 +1,403 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RelayConfig tunes a Relay. The zero value works: every field left at zero takes the default
+// named in its comment.
+type RelayConfig struct {
+	// BatchSize is the most rows claimed, published and marked in one transaction. Default 500:
+	// large enough to amortise the round trips, small enough to keep the row locks short.
+	BatchSize int
+	// PollInterval is how often the relay looks even when nobody woke it: the backstop for lost
+	// NOTIFYs (a debounced NOTIFY whose transaction rolled back, a LISTEN connection being
+	// re-established). Default 1 s.
+	PollInterval time.Duration
+	// Retention is how long published rows are kept before pruning, so that events can be
+	// re-published if a single-node JetStream loses acknowledged messages inside its fsync
+	// interval. Default 24 h.
+	Retention time.Duration
+	// PruneInterval is how often this relay deletes rows older than Retention. Default 1 min;
+	// negative disables pruning in this relay (when a separate job calls Prune).
+	PruneInterval time.Duration
+	// PublishTimeout bounds waiting for JetStream's acks of one batch; unacknowledged rows stay
+	// unpublished and are retried. Default 5 s.
+	PublishTimeout time.Duration
+}
+
+// Defaults of RelayConfig.
+const (
+	DefaultBatchSize      = 500
+	DefaultPollInterval   = time.Second
+	DefaultRetention      = 24 * time.Hour
+	DefaultPruneInterval  = time.Minute
+	DefaultPublishTimeout = 5 * time.Second
+)
+
+// withDefaults returns c with every zero field set to its default.
+func (c RelayConfig) withDefaults() RelayConfig {
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Retention <= 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.PruneInterval == 0 {
+		c.PruneInterval = DefaultPruneInterval
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	return c
+}
+
+// Retry pacing of the relay's in-process loops (publishing while NATS is down, re-LISTENing
+// while Postgres is away): exponential from retryInitial, never more than about 5 s apart, so
+// the outbox drains within seconds of NATS coming back.
+const (
+	retryInitial = 100 * time.Millisecond
+	retryMax     = 4 * time.Second // ±25 % jitter: at most 5 s
+)
+
+// Relay publishes committed outbox rows to JetStream and marks them published. Any number of
+// relays (one per `latch serve`) may share a database: each claims rows the others do not hold.
+// Delivery is at-least-once: a crash between publish and mark re-publishes the batch, which
+// JetStream de-duplicates by Nats-Msg-Id inside the stream's duplicates window.
+type Relay struct {
+	db     *pgxpool.Pool
+	js     jetstream.JetStream
+	outbox *Outbox
+	cfg    RelayConfig
+	log    *slog.Logger
+
+	// Test hooks, set only by tests in this package (export_test.go).
+	afterPublish func() error       // after a batch's acks, before marking; an error aborts it
+	onLoop       func(event string) // "idle" before waiting; then "outbox", "listen" or "poll"
+	onBatch      func(n int)        // after a batch of n rows committed
+}
+
+// NewRelay returns a relay over the outbox table in db that publishes to js and is woken by o's
+// Wake (o may be nil when this process writes no events). js should be the process's JetStream
+// context; LATCH_EVENTS must exist (DeclareStream). A nil log discards logs.
+func NewRelay(db *pgxpool.Pool, js jetstream.JetStream, o *Outbox, cfg RelayConfig, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{db: db, js: js, outbox: o, cfg: cfg.withDefaults(), log: log.With("component", "outbox_relay")}
+}
+
+// Run relays until ctx ends, then returns nil once every goroutine it started has returned.
+// Failures (NATS or Postgres unavailable) are logged and retried with backoff, never returned:
+// flows keep committing events while the relay waits. Call Run once per Relay.
+func (r *Relay) Run(ctx context.Context) error {
+	kick := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.listen(ctx, kick) })
+	if r.cfg.PruneInterval > 0 {
+		wg.Go(func() { r.pruneLoop(ctx) })
+	}
+	r.publishLoop(ctx, kick)
+	wg.Wait()
+	return nil
+}
+
+// publishLoop is the relay's owner loop: one batch at a time, immediately again while batches
+// come back full, else waiting for a wake-up (Wake, NOTIFY, poll), with backoff after failures.
+func (r *Relay) publishLoop(ctx context.Context, kick <-chan struct{}) {
+	var wake <-chan struct{}
+	if r.outbox != nil {
+		wake = r.outbox.wake
+	}
+	poll := time.NewTicker(r.cfg.PollInterval)
+	defer poll.Stop()
+	bo := newBackoff()
+	failures := 0
+	for {
+		n, err := r.relayBatch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			d := bo.NextBackOff()
+			r.log.Warn("outbox relay: publishing failed; events wait in the outbox",
+				"err", err, "failures", failures, "retry_in", d)
+			if !sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		if failures > 0 {
+			r.log.Info("outbox relay: publishing again", "after_failures", failures)
+			failures = 0
+			bo.Reset()
+		}
+		if n == r.cfg.BatchSize {
+			continue
+		}
+		if r.onLoop != nil {
+			r.onLoop("idle")
+		}
+		var source string
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+			source = "outbox"
+		case <-kick:
+			source = "listen"
+		case <-poll.C:
+			source = "poll"
+		}
+		if r.onLoop != nil {
+			r.onLoop(source)
+		}
+	}
+}
+
+// errNATSDisconnected fails a batch without publishing while the NATS client is reconnecting.
+var errNATSDisconnected = errors.New("nats connection is not connected")
+
+// outboxRow is one claimed row, its payload split into the envelope's parts.
+type outboxRow struct {
+	Seq       int64
+	ID        uuid.UUID
+	Type      string
+	Timestamp string
+	Data      []byte // jsonb's text: valid JSON with spaces after ':' and ','
+}
+
+// relayBatch claims up to BatchSize rows, publishes them, marks the acknowledged ones and
+// commits. It returns the number of rows claimed. When no row was acknowledged it rolls back,
+// leaving every row for the next attempt.
+func (r *Relay) relayBatch(ctx context.Context) (int, error) {
+	tx, err := r.db.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin claim: %w", err)
+	}
+	defer rollback(tx)
+
+	rows, _ := tx.Query(ctx, claimSQL, r.cfg.BatchSize)
+	claimed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outboxRow])
+	if err != nil {
+		return 0, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	if len(claimed) == 0 {
+		return 0, nil
+	}
+
+	acked, pubErr := r.publish(ctx, claimed)
+	if pubErr == nil && r.afterPublish != nil {
+		if err := r.afterPublish(); err != nil {
+			return 0, err
+		}
+	}
+	if len(acked) == 0 {
+		return 0, pubErr
+	}
+	if _, err := tx.Exec(ctx, markSQL, acked); err != nil {
+		return 0, fmt.Errorf("mark outbox rows published: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit outbox marks: %w", err)
+	}
+	if r.onBatch != nil {
+		r.onBatch(len(acked))
+	}
+	if pubErr != nil {
+		// Some rows were acknowledged and are now marked; the rest wait for the retry.
+		return len(claimed), pubErr
+	}
+	return len(claimed), nil
+}
+
+// publish sends every row with PublishAsync and waits, at most PublishTimeout, for the acks. It
+// returns the seqs JetStream acknowledged (duplicates included: the stream already holds them)
+// and the first failure, if any.
+func (r *Relay) publish(ctx context.Context, rows []outboxRow) ([]int64, error) {
+	// While the client is reconnecting, PublishAsync would only fill its reconnect buffer with
+	// copies that the next attempt sends again: fail fast and back off instead.
+	if nc := r.js.Conn(); nc != nil && !nc.IsConnected() {
+		return nil, errNATSDisconnected
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(rows))
+	var firstErr error
+	for _, row := range rows {
+		f, err := r.js.PublishAsync(Subject(row.Type), row.envelope(),
+			jetstream.WithMsgID(row.ID.String()), jetstream.WithExpectStream(StreamName))
+		if err != nil {
+			firstErr = fmt.Errorf("publish %s: %w", Subject(row.Type), err)
+			break
+		}
+		futures = append(futures, f)
+	}
+
+	timer := time.NewTimer(r.cfg.PublishTimeout)
+	defer timer.Stop()
+	acked := make([]int64, 0, len(futures))
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			acked = append(acked, rows[i].Seq)
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = fmt.Errorf("publish %s: %w", Subject(rows[i].Type), err)
+			}
+		case <-timer.C:
+			return acked, fmt.Errorf("publish: %d of %d acks missing after %s",
+				len(futures)-i, len(rows), r.cfg.PublishTimeout)
+		case <-ctx.Done():
+			return acked, ctx.Err()
+		}
+	}
+	return acked, firstErr
+}
+
+// envelope returns the compact JSON of the row's envelope, fields in the order of Envelope (id,
+// type, timestamp, data), as Insert marshalled it, except that keys inside data keep jsonb's
+// order. That order is deterministic, so a re-published event has the same bytes. Assembling it
+// from parts costs a third of decoding and re-encoding the payload, which dominated the relay's
+// CPU.
+func (row outboxRow) envelope() []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(row.Data) + 128)
+	buf.WriteString(`{"id":"`)
+	buf.WriteString(row.ID.String())
+	buf.WriteString(`","type":`)
+	typ, _ := json.Marshal(row.Type) // strings always marshal
+	buf.Write(typ)
+	buf.WriteString(`,"timestamp":`)
+	ts, _ := json.Marshal(row.Timestamp)
+	buf.Write(ts)
+	buf.WriteString(`,"data":`)
+	if err := json.Compact(&buf, row.Data); err != nil {
+		buf.Write(row.Data) // cannot happen with jsonb; Compact wrote nothing
+	}
+	buf.WriteByte('}')
+	return buf.Bytes()
+}
+
+// listen keeps a dedicated connection LISTENing on latch_outbox, so that relays wake when
+// another process commits events, and re-establishes it with backoff when it drops.
+func (r *Relay) listen(ctx context.Context, kick chan<- struct{}) {
+	bo := newBackoff()
+	for {
+		err := r.listenOnce(ctx, kick, bo)
+		if ctx.Err() != nil {
+			return
+		}
+		d := bo.NextBackOff()
+		r.log.Warn("outbox relay: LISTEN connection lost; polling meanwhile", "err", err, "retry_in", d)
+		if !sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+// listenOnce takes a connection out of the pool (so the pool's connect hooks apply and the
+// connection is ours alone), LISTENs and signals kick for every notification until it fails.
+func (r *Relay) listenOnce(ctx context.Context, kick chan<- struct{}, bo backoff.BackOff) error {
+	pc, err := r.db.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire listen connection: %w", err)
+	}
+	conn := pc.Hijack()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, listenSQL); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	bo.Reset()
+	// Rows committed while nobody listened sent their NOTIFY into the void: look once now.
+	signal(kick)
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+		signal(kick)
+	}
+}
+
+// pruneLoop deletes published rows older than Retention every PruneInterval.
+func (r *Relay) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.PruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := Prune(ctx, r.db, r.cfg.Retention)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			r.log.Warn("outbox relay: prune failed", "err", err)
+		case n > 0:
+			r.log.Debug("outbox relay: pruned published rows", "rows", n)
+		}
+	}
+}
+
+// newBackoff paces in-process retries (see retryInitial); it never gives up, since ctx ends it.
+func newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = retryInitial
+	bo.MaxInterval = retryMax
+	bo.RandomizationFactor = 0.25
+	bo.Multiplier = 2
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	return bo
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// signal sends on a buffered wake-up channel without blocking; pending wake-ups coalesce.
+func signal(c chan<- struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// rollback ends tx if it is still open, on its own short deadline: the caller's ctx may be the
+// reason it is rolling back.
+func rollback(tx pgx.Tx) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// After Commit this is a no-op (pgx.ErrTxClosed); on a broken connection pgx closes it and
+	// the pool discards it. Either way there is nothing left to do.
+	_ = tx.Rollback(ctx)
+}

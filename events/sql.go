@@ -1,0 +1,53 @@
+package events
+
+// The queries on event_outbox (migrations/00002_event_outbox.sql), grouped here so the table's
+// whole contract reads in one place.
+const (
+	// insertSQL adds every event of one Insert call in one statement, whatever their number;
+	// unnest keeps the argument order, so seq follows the order the writer passed.
+	insertSQL = `INSERT INTO event_outbox (id, type, payload)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])`
+
+	// notifySQL wakes relays in other processes. Postgres delivers it at commit, and only if the
+	// transaction commits.
+	notifySQL = `SELECT pg_notify('latch_outbox', '')`
+
+	// listenSQL subscribes a relay's dedicated connection to notifySQL's channel.
+	listenSQL = `LISTEN latch_outbox`
+
+	// claimSQL locks the oldest unpublished rows that no other relay holds. SKIP LOCKED lets any
+	// number of relays share the table without waiting on each other or publishing a row twice.
+	// It returns the envelope's parts rather than the payload, so that the relay assembles the
+	// published JSON without decoding it (jsonb reorders the envelope's keys). The fallbacks only
+	// matter for rows not written by Insert.
+	claimSQL = `SELECT seq, id, type,
+    coalesce(payload->>'timestamp', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+    coalesce(payload->'data', 'null'::jsonb)
+FROM event_outbox
+WHERE published_at IS NULL
+ORDER BY seq
+LIMIT $1
+FOR UPDATE SKIP LOCKED`
+
+	// markSQL records the rows JetStream acknowledged, in the claiming transaction.
+	markSQL = `UPDATE event_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])`
+
+	// lagSQL reads the age of the first unpublished row in insertion order, through the partial
+	// index, so that a metrics scrape stays cheap even with a large backlog.
+	lagSQL = `SELECT (extract(epoch FROM now() - created_at) * 1000000)::bigint
+FROM event_outbox
+WHERE published_at IS NULL
+ORDER BY seq
+LIMIT 1`
+
+	// pruneSQL deletes one bounded batch of rows published before the cutoff ($1 microseconds
+	// ago, on the database's clock). SKIP LOCKED lets several relays prune at once.
+	pruneSQL = `WITH doomed AS (
+    SELECT seq FROM event_outbox
+    WHERE published_at < now() - $1::bigint * interval '1 microsecond'
+    ORDER BY published_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM event_outbox o USING doomed d WHERE o.seq = d.seq`
+)

@@ -1,0 +1,216 @@
+package webhooks
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchhq/latch/core/api"
+)
+
+// Admin serves the delivery log and replay on the admin port, Kratos-shaped (errors, keyset
+// pagination). It only touches the database: replayed deliveries become due, and the workers'
+// claim loops pick them up within their ClaimInterval.
+type Admin struct {
+	store *Store
+	log   *slog.Logger
+}
+
+// NewAdmin returns the admin API on db. log may be nil.
+func NewAdmin(db *pgxpool.Pool, log *slog.Logger) *Admin {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Admin{store: NewStore(db), log: log}
+}
+
+// Routes registers the endpoints with and without the /admin prefix, as Kratos' admin port
+// accepts both.
+func (a *Admin) Routes(mux *http.ServeMux) {
+	for _, p := range []string{"/admin", ""} {
+		mux.HandleFunc("GET "+p+"/webhooks/deliveries", a.list)
+		mux.HandleFunc("GET "+p+"/webhooks/deliveries/{id}", a.get)
+		mux.HandleFunc("POST "+p+"/webhooks/deliveries/{id}/replay", a.replay)
+		mux.HandleFunc("POST "+p+"/webhooks/replay", a.replayMatching)
+	}
+}
+
+// fail answers err Kratos-shaped, mapping the store's conditions to their status codes.
+func (a *Admin) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		err = api.NotFound().WithReason("Unable to locate the resource")
+	case errors.Is(err, ErrLeased):
+		err = api.Conflict().WithReason("The delivery is being attempted right now; replay it once the attempt is over.")
+	case errors.Is(err, ErrNotReplayable):
+		err = api.Conflict().WithReason("The delivery's body template failed, so it has no body to send. Fix the template; the next event will be delivered.")
+	}
+	api.WriteError(w, r, a.log, err)
+}
+
+// list serves GET /admin/webhooks/deliveries: newest first, filtered by state, hook_id,
+// identity_id, event_type, since and until (RFC 3339, on created_at), page_size/page_token.
+func (a *Admin) list(w http.ResponseWriter, r *http.Request) {
+	page, err := api.ParsePage(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	f, err := parseFilter(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var after *DeliveryCursor
+	if page.Token != "" {
+		after = &DeliveryCursor{}
+		if err := api.DecodeToken(page.Token, after); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	list, next, err := a.store.List(r.Context(), f, page.Size, after)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	token := ""
+	if next != nil {
+		token = api.EncodeToken(next)
+	}
+	api.SetLinkHeader(w, r, page.Size, token)
+	api.WriteJSON(w, http.StatusOK, list)
+}
+
+func parseFilter(r *http.Request) (DeliveryFilter, error) {
+	q := r.URL.Query()
+	f := DeliveryFilter{State: q.Get("state"), HookID: q.Get("hook_id"), EventType: q.Get("event_type")}
+	if f.State != "" && !validState(f.State) {
+		return f, api.BadRequest().WithReason("state must be pending, succeeded or dead.")
+	}
+	if v := q.Get("identity_id"); v != "" {
+		id, err := uuid.Parse(v)
+		if err != nil {
+			return f, api.BadRequest().WithReason("identity_id must be a UUID; %q is not.", v)
+		}
+		f.IdentityID = &id
+	}
+	var err error
+	if f.Since, err = parseTime(q.Get("since"), "since"); err != nil {
+		return f, err
+	}
+	if f.Until, err = parseTime(q.Get("until"), "until"); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+func validState(s string) bool {
+	return s == StatePending || s == StateSucceeded || s == StateDead
+}
+
+// parseTime reads an optional RFC 3339 time; "" is nil.
+func parseTime(v, name string) (*time.Time, error) {
+	if v == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return nil, api.BadRequest().WithReason("%s must be an RFC 3339 time; %q is not.", name, v)
+	}
+	return &t, nil
+}
+
+func pathID(r *http.Request) (uuid.UUID, error) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		// Not a UUID cannot name a delivery: answer as for an unknown one.
+		return id, ErrNotFound
+	}
+	return id, nil
+}
+
+// get serves GET /admin/webhooks/deliveries/{id}: the delivery with its body and attempts.
+func (a *Admin) get(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err == nil {
+		var d *Delivery
+		if d, err = a.store.Get(r.Context(), id); err == nil {
+			api.WriteJSON(w, http.StatusOK, deliveryDetail{Delivery: d, Body: d.Body, Attempts: d.Attempts})
+			return
+		}
+	}
+	a.fail(w, r, err)
+}
+
+// deliveryDetail is a delivery with body and attempts always present, even when empty.
+type deliveryDetail struct {
+	*Delivery
+	Body     json.RawMessage `json:"body"`
+	Attempts []AttemptRecord `json:"attempts"`
+}
+
+// replay serves POST /admin/webhooks/deliveries/{id}/replay: the same delivery (same
+// webhook-id) due again now; 409 while a worker is attempting it.
+func (a *Admin) replay(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err == nil {
+		var d *Delivery
+		if d, err = a.store.Replay(r.Context(), id); err == nil {
+			a.log.InfoContext(r.Context(), "webhook delivery replayed", "delivery", id, "hook", d.HookID)
+			api.WriteJSON(w, http.StatusOK, d)
+			return
+		}
+	}
+	a.fail(w, r, err)
+}
+
+// replayRequest is the body of POST /admin/webhooks/replay.
+type replayRequest struct {
+	State  string  `json:"state"`
+	HookID string  `json:"hook_id"`
+	Since  string  `json:"since"`
+	Until  *string `json:"until"`
+}
+
+// replayMatching serves POST /admin/webhooks/replay: every delivery in a state created in
+// [since, until), optionally of one hook, due again now; answers {"replayed": n}.
+func (a *Admin) replayMatching(w http.ResponseWriter, r *http.Request) {
+	var req replayRequest
+	if err := api.DecodeJSON(w, r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if !validState(req.State) {
+		a.fail(w, r, api.BadRequest().WithReason("state is required: pending, succeeded or dead."))
+		return
+	}
+	if req.Since == "" {
+		a.fail(w, r, api.BadRequest().WithReason("since is required (RFC 3339), so that a replay never sweeps the whole history by accident."))
+		return
+	}
+	since, err := parseTime(req.Since, "since")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	f := ReplayFilter{State: req.State, HookID: req.HookID, Since: *since}
+	if req.Until != nil {
+		if f.Until, err = parseTime(*req.Until, "until"); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	n, err := a.store.ReplayMatching(r.Context(), f)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.InfoContext(r.Context(), "webhook deliveries replayed", "count", n, "state", f.State, "hook", f.HookID, "since", f.Since)
+	api.WriteJSON(w, http.StatusOK, map[string]int{"replayed": n})
+}

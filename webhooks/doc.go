@@ -1,0 +1,22 @@
+// Package webhooks owns Latch's durable web_hook delivery: the resolved web_hook
+// configuration (Hook, Registry) and its Kratos-compatible Jsonnet body templates, request
+// building and Standard Webhooks signing, the HTTP sender with its SSRF guard, the retry
+// schedule, deliveries, attempts, dead letters and replay, the worker loop that fans events out
+// into deliveries and dispatches them, and the admin API over all of that.
+//
+// The flow is described in docs/EVENTS.md: core commits an outbox row with the flow's
+// transaction, the events relay publishes it to JetStream, and this package's worker turns each
+// event into one delivery row per matching hook, then attempts each delivery on its stored
+// schedule until it succeeds, the receiver answers 410 Gone, or the schedule runs out (dead,
+// replayable). Retry state lives in Postgres, never in a goroutine or a timer.
+//
+// Two layers of retry, deliberately: inside one attempt, Sender retries a connection refused or
+// reset before any response a few times within the attempt's timeout; across attempts,
+// NextAttempt reads the hook's schedule. Every attempt is signed afresh over the delivery's
+// stored bytes, so retries and replays verify with the same secrets.
+//
+// What it must not touch: it imports only events from Latch (the envelope and catalogue). It
+// does not know about flows, identities or sessions beyond the JSON in an event, never writes
+// core's tables, and never fetches configuration or templates over the network. cmd/latch
+// resolves Kratos' hook lists into Hooks and wires everything explicitly.
+package webhooks

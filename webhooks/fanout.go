@@ -1,0 +1,311 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/latchhq/latch/events"
+)
+
+// fanoutLoop owns the JetStream consumer: it fetches batches while ctx lives and turns each
+// into delivery rows. Fetch, not Consume: the reference measurements saw Consume stall.
+func (w *Worker) fanoutLoop(ctx context.Context, cons jetstream.Consumer) {
+	wait := retryMin
+	for ctx.Err() == nil {
+		err := w.fetchOnce(ctx, cons)
+		if err == nil {
+			wait = retryMin
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Error("webhook fan-out failed; backing off", "error", err, "in", wait)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			if c, derr := w.declareConsumer(ctx); derr == nil {
+				cons = c
+			}
+		}
+		sleep(ctx, wait)
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// fetchOnce runs one pull request and fans out what it brings, in groups of what arrived
+// together, so that a lone event is not held back waiting for a full batch.
+func (w *Worker) fetchOnce(ctx context.Context, cons jetstream.Consumer) error {
+	fctx, cancel := context.WithTimeout(ctx, fetchWait)
+	defer cancel()
+	batch, err := cons.Fetch(w.cfg.FetchBatch, jetstream.FetchContext(fctx))
+	if err != nil {
+		return err
+	}
+	msgs := batch.Messages()
+	for {
+		group, open := gather(msgs, w.cfg.FetchBatch)
+		if len(group) > 0 {
+			if err := w.fanout(ctx, group); err != nil {
+				cancel() // ends the pull, which closes msgs
+				for m := range msgs {
+					_ = m.NakWithDelay(nakDelay)
+				}
+				return err
+			}
+		}
+		if !open {
+			break
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// gather waits for one message, then takes what follows within fetchLinger, up to max. open is
+// false once the pull request is over.
+func gather(msgs <-chan jetstream.Msg, max int) (group []jetstream.Msg, open bool) {
+	m, ok := <-msgs
+	if !ok {
+		return nil, false
+	}
+	group = append(group, m)
+	linger := time.NewTimer(fetchLinger)
+	defer linger.Stop()
+	for len(group) < max {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return group, false
+			}
+			group = append(group, m)
+		case <-linger.C:
+			return group, true
+		}
+	}
+	return group, true
+}
+
+// fanout turns a group of messages into delivery rows with one INSERT, dispatches the rows it
+// could lease, and acks the messages once the rows are committed. On a database error it naks
+// them with a delay and returns the error.
+func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
+	var rows []newDelivery
+	seen := map[string]bool{}
+	acks := make([]jetstream.Msg, 0, len(msgs))
+	for _, m := range msgs {
+		var env events.Envelope
+		if err := json.Unmarshal(m.Data(), &env); err != nil || env.ID == uuid.Nil || env.Type == "" {
+			// It will never decode: redelivering it would loop forever.
+			w.log.Error("webhook fan-out dropped an undecodable event", "subject", m.Subject(), "error", err)
+			_ = m.TermWithReason("latch: undecodable event envelope")
+			continue
+		}
+		rows = append(rows, w.deliveriesFor(env, m.Data(), seen)...)
+		acks = append(acks, m)
+	}
+	if len(rows) > 0 {
+		if err := w.insert(ctx, rows); err != nil {
+			for _, m := range acks {
+				_ = m.NakWithDelay(nakDelay)
+			}
+			return err
+		}
+	}
+	for _, m := range acks {
+		_ = m.Ack() // a lost ack only means a redelivery, which the unique key absorbs
+	}
+	return nil
+}
+
+// insert leases as many of rows as the dispatcher has room for (none once ctx ended: nothing
+// new starts during shutdown), inserts them all, and dispatches the new leased ones at once.
+// The others are left to the claim loop.
+func (w *Worker) insert(ctx context.Context, rows []newDelivery) error {
+	booked := map[string]int{}
+	if ctx.Err() == nil {
+		want := map[string]int{}
+		for _, r := range rows {
+			if r.state == StatePending {
+				want[r.hookID]++
+			}
+		}
+		for hook, n := range want {
+			booked[hook] = w.disp.reserve(hook, n)
+		}
+	}
+	leasing := map[string]int{}
+	start := time.Now()
+	for i := range rows {
+		r := &rows[i]
+		if r.state == StatePending && leasing[r.hookID] < booked[r.hookID] {
+			leasing[r.hookID]++
+			r.leaseMS = w.leaseFor(r.hookID).Milliseconds()
+		}
+	}
+	// The insert must finish even if ctx ends meanwhile: its rows are what the ack promises.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+	inserted, err := insertDeliveries(qctx, w.db, w.cfg.ID, rows)
+	cancel()
+	if err != nil {
+		for hook, n := range booked {
+			w.disp.unreserve(hook, n)
+		}
+		return err
+	}
+	var jobs []*job
+	for _, r := range rows {
+		if !inserted[r.id] {
+			continue
+		}
+		w.metrics.created(r.hookID)
+		switch {
+		case r.leaseMS > 0:
+			booked[r.hookID]--
+			jobs = append(jobs, &job{id: r.id, hookID: r.hookID, body: r.body, contentType: r.contentType,
+				leaseUntil: start.Add(time.Duration(r.leaseMS) * time.Millisecond)})
+		case r.state == StatePending:
+			w.hints.add(r.hookID, start)
+		}
+	}
+	for hook, n := range booked {
+		w.disp.unreserve(hook, n) // duplicates that were not inserted
+	}
+	w.release(w.disp.submit(jobs))
+	return nil
+}
+
+// leaseFor is how long a fresh lease on a delivery of hook lasts: its timeout plus the margin.
+func (w *Worker) leaseFor(hookID string) time.Duration {
+	if h, ok := w.reg.Get(hookID); ok {
+		return hookTimeout(h) + w.cfg.LeaseMargin
+	}
+	return DefaultTimeout + w.cfg.LeaseMargin
+}
+
+// deliveriesFor returns one row per hook env triggers (none for an event without a flow). raw
+// is the envelope as published: the body of hooks without a template. seen drops a second
+// copy of one event within a batch.
+func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seen map[string]bool) []newDelivery {
+	ev, ok := decodeEvent(env)
+	if !ok {
+		return nil
+	}
+	hooks := w.reg.Match(Trigger{EventType: env.Type, Flow: ev.flow.Type, Method: ev.flow.Method})
+	var rows []newDelivery
+	var tctx map[string]any
+	for _, h := range hooks {
+		key := env.ID.String() + "\x00" + h.ID
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		r := newDelivery{id: uuid.Must(uuid.NewV7()), eventID: env.ID, hookID: h.ID, eventType: env.Type,
+			identityID: ev.identityID, url: h.URL, body: raw, contentType: DefaultContentType,
+			state: StatePending, eventTime: env.Timestamp}
+		if ct, ok := headerValue(h.Headers, "Content-Type"); ok {
+			r.contentType = ct
+		}
+		if t := w.reg.Template(h.ID); t != nil {
+			if tctx == nil {
+				tctx = templateContext(env, raw, ev)
+			}
+			body, cancel, err := t.Render(tctx)
+			switch {
+			case err != nil:
+				// Dead at once, with its error, so the failure is visible in the admin API.
+				w.log.Error("webhook body template failed", "hook", h.ID, "event", env.ID, "error", err)
+				r.state, r.err = StateDead, storableText([]byte(err.Error()))
+			case cancel:
+				continue
+			default:
+				r.body, r.contentType = body, t.ContentType()
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// event is what fan-out reads from an event's data: what triggers hooks and what templates see.
+type event struct {
+	flow       *events.FlowRef
+	identity   json.RawMessage
+	identityID *uuid.UUID
+	session    json.RawMessage
+	request    *events.RequestMeta
+}
+
+// decodeEvent reads the events that can trigger a web_hook: identity.created / updated and
+// session.created carrying the flow that caused them. Anything else (admin actions, other
+// types, undecodable data) triggers nothing, as in Kratos.
+func decodeEvent(env events.Envelope) (event, bool) {
+	var ev event
+	switch env.Type {
+	case events.TypeIdentityCreated, events.TypeIdentityUpdated:
+		var d events.IdentityData
+		if json.Unmarshal(env.Data, &d) != nil {
+			return ev, false
+		}
+		ev.flow, ev.identity, ev.request = d.Flow, d.Identity, d.Request
+		var id struct {
+			ID uuid.UUID `json:"id"`
+		}
+		if json.Unmarshal(d.Identity, &id) == nil && id.ID != uuid.Nil {
+			ev.identityID = &id.ID
+		}
+	case events.TypeSessionCreated:
+		var d events.SessionData
+		if json.Unmarshal(env.Data, &d) != nil {
+			return ev, false
+		}
+		ev.flow, ev.identity, ev.session, ev.request = d.Flow, d.Identity, d.Session, d.Request
+		if d.IdentityID != uuid.Nil {
+			ev.identityID = &d.IdentityID
+		}
+	default:
+		return ev, false
+	}
+	return ev, ev.flow != nil
+}
+
+// templateContext is Kratos' web_hook template ctx (identity, flow, session, request_headers,
+// request_method, request_url, transient_payload) plus the whole envelope as event.
+func templateContext(env events.Envelope, raw []byte, ev event) map[string]any {
+	ctx := map[string]any{
+		"identity":        ev.identity,
+		"flow":            ev.flow,
+		"request_headers": map[string][]string{},
+		"request_method":  "",
+		"request_url":     "",
+		"event":           json.RawMessage(raw),
+	}
+	if env.Type == events.TypeSessionCreated && len(ev.session) > 0 {
+		ctx["session"] = ev.session
+	}
+	if r := ev.request; r != nil {
+		if r.Headers != nil {
+			ctx["request_headers"] = r.Headers
+		}
+		ctx["request_method"], ctx["request_url"] = r.Method, r.URL
+	}
+	if len(ev.flow.TransientPayload) > 0 {
+		ctx["transient_payload"] = ev.flow.TransientPayload
+	}
+	return ctx
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,383 @@
+package webhooks
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Hook is one after-persist web_hook, resolved from configuration: cmd/latch reads Kratos' keys
+// (selfservice.flows.<flow>.after[.<method>].hooks) and builds one Hook per entry. Deliveries name
+// a hook by ID and read everything else from the Registry at each attempt, so a fixed URL or a
+// rotated secret applies to pending retries too.
+type Hook struct {
+	// ID is config.id, or "<flow>.after.<method|global>.<index>" when unset. It is what a
+	// delivery row points at, so it must be unique and stable across reloads.
+	ID string
+	// Trigger is the event this hook fires on.
+	Trigger Trigger
+	// Triggers are further events it fires on, with the same delivery settings and the same
+	// id: a global after.hooks entry serves every method without a list of its own, and
+	// deliveries must point at one hook whichever method produced the event. A hook needs
+	// Trigger or at least one of Triggers.
+	Triggers []Trigger
+	// URL is the endpoint; absolute http or https.
+	URL string
+	// Method is the HTTP method. Zero means POST. TRACE and CONNECT are refused: they carry no
+	// body to sign.
+	Method string
+	// Headers are static request headers (config.headers). They override Content-Type and
+	// User-Agent, as in Kratos, but never the webhook-* headers, which belong to the signature.
+	Headers map[string]string
+	// Body is the Jsonnet template URI (config.body): "base64://...", "file:///path", or ""
+	// to send the event envelope as is. http(s) URIs are refused: Latch fetches no
+	// configuration over the network.
+	Body string
+	// Auth is config.auth; nil means none.
+	Auth *Auth
+	// SigningSecrets are "whsec_<base64>" secrets. Every one signs every attempt, so a secret
+	// is rotated by adding the new one, letting receivers switch, then dropping the old one.
+	// None means the request carries no webhook-signature header (a plain Kratos config).
+	SigningSecrets []string
+	// Timeout bounds one attempt, connection to last response byte read. Zero means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// Schedule is the delay before attempt 1, 2, 3, ... (the first entry is normally 0). Its
+	// length is the number of attempts. Nil means DefaultSchedule.
+	Schedule []time.Duration
+}
+
+// Trigger is what an event must be for a hook to fire: the event type and the flow and method
+// that produced it, e.g. {"identity.created", "registration", "password"}. Kratos decides which
+// list a hook is in; cmd/latch turns that list into a Trigger.
+type Trigger struct {
+	EventType string
+	Flow      string
+	Method    string
+}
+
+// Auth is a web_hook's config.auth, with Kratos' two types flattened into one struct.
+type Auth struct {
+	// Type is AuthAPIKey or AuthBasic.
+	Type string
+	// Name and Value are the api_key header or cookie.
+	Name, Value string
+	// In is where an api_key goes: "header" (zero value) or "cookie".
+	In string
+	// User and Password are basic_auth's.
+	User, Password string
+}
+
+// Auth types and api_key locations, spelled as in Kratos' configuration.
+const (
+	AuthAPIKey   = "api_key"
+	AuthBasic    = "basic_auth"
+	APIKeyHeader = "header"
+	APIKeyCookie = "cookie"
+)
+
+// Defaults for a Hook's zero fields.
+const (
+	// DefaultTimeout is the per-attempt timeout the Standard Webhooks guidance and Svix Cloud
+	// use; Kratos' 30 s would hold a worker slot twice as long on a hanging endpoint.
+	DefaultTimeout = 15 * time.Second
+	// DefaultMethod is Kratos' usual web_hook method.
+	DefaultMethod = http.MethodPost
+)
+
+// reservedHeaders are set by the sender and may not be configured, so that a header in the
+// config can never break or forge the signature.
+var reservedHeaders = []string{"webhook-id", "webhook-timestamp", "webhook-signature"}
+
+// ErrInvalidHook is wrapped by every validation error of NewRegistry and Set, which also name
+// the hook, so start-up fails with a message pointing at the faulty config entry.
+var ErrInvalidHook = errors.New("invalid web_hook")
+
+// Registry holds the hooks in force and their compiled body templates. Set swaps the whole set
+// atomically, so a config reload never exposes half a configuration to a running worker, and a
+// reader holding a *Hook keeps a consistent (old) view until its next lookup. The zero Registry
+// holds no hooks.
+type Registry struct {
+	state atomic.Pointer[registryState]
+}
+
+// registryState is one immutable generation of the configuration.
+type registryState struct {
+	hooks     []*Hook // config order
+	byID      map[string]*Hook
+	templates map[string]*Template
+}
+
+// NewRegistry validates hooks, fills their defaults and compiles their templates. Errors wrap
+// ErrInvalidHook (or the template's error) and name the hook id.
+func NewRegistry(hooks []Hook) (*Registry, error) {
+	r := &Registry{}
+	if err := r.Set(hooks); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Set replaces the hooks in force, all or nothing: on error the previous set stays. The hooks
+// are copied, so the caller may reuse its slice.
+func (r *Registry) Set(hooks []Hook) error {
+	st := &registryState{
+		hooks:     make([]*Hook, 0, len(hooks)),
+		byID:      make(map[string]*Hook, len(hooks)),
+		templates: make(map[string]*Template),
+	}
+	for i := range hooks {
+		if strings.TrimSpace(hooks[i].ID) == "" {
+			return fmt.Errorf("%w: hook #%d has no id", ErrInvalidHook, i)
+		}
+		h, err := normalizeHook(hooks[i])
+		if err != nil {
+			return err
+		}
+		if _, dup := st.byID[h.ID]; dup {
+			return fmt.Errorf("%w %q: id used by more than one hook; set config.id to tell them apart", ErrInvalidHook, h.ID)
+		}
+		if h.Body != "" {
+			t, err := LoadTemplate(h.Body)
+			if err != nil {
+				return fmt.Errorf("web_hook %q: %w", h.ID, err)
+			}
+			t.form = isForm(h.Headers)
+			st.templates[h.ID] = t
+		}
+		st.hooks = append(st.hooks, h)
+		st.byID[h.ID] = h
+	}
+	r.state.Store(st)
+	return nil
+}
+
+// Match returns the hooks with a trigger (Trigger or one of Triggers) equal to t in all three
+// fields, in configuration order (the order Kratos would run them in), each hook once. The hooks
+// are shared: callers must not modify them.
+func (r *Registry) Match(t Trigger) []*Hook {
+	st := r.state.Load()
+	if st == nil {
+		return nil
+	}
+	var out []*Hook
+	for _, h := range st.hooks {
+		if h.firesOn(t) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// firesOn reports whether t is the hook's Trigger or one of its Triggers.
+func (h *Hook) firesOn(t Trigger) bool {
+	return (h.Trigger != Trigger{} && h.Trigger == t) || slices.Contains(h.Triggers, t)
+}
+
+// Get returns the hook a delivery points at. false means the hook has left the configuration
+// (the delivery dies with error class hook_removed). The hook is shared: do not modify it.
+func (r *Registry) Get(id string) (*Hook, bool) {
+	st := r.state.Load()
+	if st == nil {
+		return nil, false
+	}
+	h, ok := st.byID[id]
+	return h, ok
+}
+
+// Template returns the compiled body template of hook id, or nil when the hook has none (or is
+// unknown): the delivery body is then the event envelope itself.
+func (r *Registry) Template(id string) *Template {
+	st := r.state.Load()
+	if st == nil {
+		return nil
+	}
+	return st.templates[id]
+}
+
+// Hooks returns every hook in force, in configuration order, for the admin API and start-up
+// logs. The hooks are shared: do not modify them.
+func (r *Registry) Hooks() []*Hook {
+	st := r.state.Load()
+	if st == nil {
+		return nil
+	}
+	return slices.Clone(st.hooks)
+}
+
+// normalizeHook deep-copies h, fills its defaults and validates it.
+func normalizeHook(h Hook) (*Hook, error) {
+	h.ID = strings.TrimSpace(h.ID)
+	fail := func(format string, args ...any) (*Hook, error) {
+		return nil, fmt.Errorf("%w %q: %s", ErrInvalidHook, h.ID, fmt.Sprintf(format, args...))
+	}
+	if h.Trigger == (Trigger{}) && len(h.Triggers) == 0 {
+		return fail("no trigger")
+	}
+	if h.Trigger != (Trigger{}) && h.Trigger.EventType == "" {
+		return fail("trigger has no event type")
+	}
+	h.Triggers = slices.Clone(h.Triggers)
+	for i, t := range h.Triggers {
+		if t.EventType == "" {
+			return fail("trigger #%d has no event type", i)
+		}
+	}
+
+	u, err := url.Parse(h.URL)
+	if err != nil {
+		return fail("url: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fail("url %q: scheme must be http or https", h.URL)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fail("url %q: no host", h.URL)
+	}
+	if u.User != nil {
+		return fail("url %q: credentials in the url; use config.auth", u.Redacted())
+	}
+
+	if h.Method == "" {
+		h.Method = DefaultMethod
+	}
+	h.Method = strings.ToUpper(h.Method)
+	if !isToken(h.Method) {
+		return fail("method %q is not an HTTP method", h.Method)
+	}
+	if h.Method == http.MethodTrace || h.Method == http.MethodConnect {
+		return fail("method %s cannot carry a body", h.Method)
+	}
+
+	if h.Headers != nil {
+		hs := make(map[string]string, len(h.Headers))
+		for k, v := range h.Headers {
+			if !isToken(k) {
+				return fail("header name %q is not valid", k)
+			}
+			if slices.Contains(reservedHeaders, strings.ToLower(k)) {
+				return fail("header %q is set by the signer and cannot be configured", k)
+			}
+			if strings.ContainsAny(v, "\r\n\x00") {
+				return fail("header %q: value contains a control character", k)
+			}
+			hs[k] = v
+		}
+		h.Headers = hs
+	}
+	if ct, ok := headerValue(h.Headers, "Content-Type"); ok {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil {
+			return fail("Content-Type %q: %v", ct, err)
+		}
+		if !isJSONMediaType(mt) && mt != formMediaType {
+			return fail("Content-Type %q: bodies are JSON or %s", ct, formMediaType)
+		}
+		if mt == formMediaType && h.Body == "" {
+			return fail("Content-Type %s needs a body template producing a flat object", formMediaType)
+		}
+	}
+
+	if h.Auth != nil {
+		a := *h.Auth
+		switch a.Type {
+		case AuthAPIKey:
+			if a.In == "" {
+				a.In = APIKeyHeader
+			}
+			if a.Name == "" || a.Value == "" {
+				return fail("auth api_key needs a name and a value")
+			}
+			if !isToken(a.Name) {
+				return fail("auth api_key name %q is not a valid header or cookie name", a.Name)
+			}
+			if strings.ContainsAny(a.Value, "\r\n\x00") {
+				return fail("auth api_key value contains a control character")
+			}
+			if a.In != APIKeyHeader && a.In != APIKeyCookie {
+				return fail("auth api_key in %q: want %q or %q", a.In, APIKeyHeader, APIKeyCookie)
+			}
+			if a.In == APIKeyHeader && slices.Contains(reservedHeaders, strings.ToLower(a.Name)) {
+				return fail("auth api_key header %q is set by the signer", a.Name)
+			}
+		case AuthBasic:
+			if a.User == "" {
+				return fail("auth basic_auth needs a user")
+			}
+		default:
+			return fail("auth type %q: want %q or %q", a.Type, AuthAPIKey, AuthBasic)
+		}
+		h.Auth = &a
+	}
+
+	h.SigningSecrets = slices.Clone(h.SigningSecrets)
+	for i, s := range h.SigningSecrets {
+		if _, err := ParseSecret(s); err != nil {
+			return fail("signing secret #%d: %v", i, err)
+		}
+	}
+
+	switch {
+	case h.Timeout == 0:
+		h.Timeout = DefaultTimeout
+	case h.Timeout < 0:
+		return fail("timeout %s is negative", h.Timeout)
+	}
+
+	if h.Schedule == nil {
+		h.Schedule = DefaultSchedule
+	}
+	h.Schedule = slices.Clone(h.Schedule)
+	if err := validateSchedule(h.Schedule); err != nil {
+		return fail("retry schedule: %v", err)
+	}
+	return &h, nil
+}
+
+// headerValue looks a header up case-insensitively, as HTTP does.
+func headerValue(hs map[string]string, name string) (string, bool) {
+	for k, v := range hs {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// isForm reports whether the configured Content-Type asks for Kratos' form encoding.
+func isForm(hs map[string]string) bool {
+	ct, ok := headerValue(hs, "Content-Type")
+	if !ok {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == formMediaType
+}
+
+// isJSONMediaType accepts application/json and the +json family (application/cloudevents+json).
+func isJSONMediaType(mt string) bool {
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// isToken reports whether s is an RFC 9110 token (header names, methods, cookie names).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,550 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Delivery states, the values of webhook_deliveries.state. A delivery is pending until an
+// attempt succeeds (succeeded) or the schedule is exhausted, the endpoint answered 410 or its
+// hook left the configuration (dead); a replay makes it pending again.
+const (
+	StatePending   = "pending"
+	StateSucceeded = "succeeded"
+	StateDead      = "dead"
+)
+
+// Error classes the worker records on its own, next to the sender's ErrorClass constants.
+const (
+	// ErrorClassHookRemoved: the delivery's hook is no longer configured; no request was made.
+	ErrorClassHookRemoved = "hook_removed"
+	// ErrorClassTemplate: the hook's body template failed at fan-out, so there is no body to
+	// send; the delivery is dead from the start and cannot be replayed.
+	ErrorClassTemplate = "template"
+	// ErrorClassInternal: the attempt panicked inside Latch; it is retried on the schedule.
+	ErrorClassInternal = "internal"
+)
+
+// Errors the store reports; the admin API maps them to 404 and 409. pgx errors never leave the
+// package.
+var (
+	ErrNotFound = errors.New("webhook delivery not found")
+	// ErrLeased: a worker holds the delivery right now; replaying it would race the attempt.
+	ErrLeased = errors.New("webhook delivery is being attempted")
+	// ErrNotReplayable: the delivery has no body to send (its template failed at fan-out).
+	ErrNotReplayable = errors.New("webhook delivery cannot be replayed: its body template failed")
+)
+
+// Delivery is one webhook_deliveries row as the admin API shows it. Body and Attempts are only
+// filled by Store.Get, so that listing thousands of deliveries does not read their bodies.
+type Delivery struct {
+	ID            uuid.UUID  `json:"id"`
+	EventID       uuid.UUID  `json:"event_id"`
+	HookID        string     `json:"hook_id"`
+	EventType     string     `json:"event_type"`
+	IdentityID    *uuid.UUID `json:"identity_id"`
+	URL           string     `json:"url"`
+	ContentType   string     `json:"content_type"`
+	State         string     `json:"state"`
+	AttemptCount  int        `json:"attempt_count"`
+	NextAttemptAt *time.Time `json:"next_attempt_at"`
+	LeaseUntil    *time.Time `json:"lease_until"`
+	LeasedBy      *string    `json:"leased_by"`
+	LastStatus    *int       `json:"last_status"`
+	LastError     *string    `json:"last_error"`
+	EventTime     time.Time  `json:"event_time"`
+	CreatedAt     time.Time  `json:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+
+	// Body is the stored body, as JSON when it is JSON and as a JSON string otherwise.
+	Body json.RawMessage `json:"body,omitempty"`
+	// Attempts are the attempt rows, oldest first (Store.Get only; never nil there).
+	Attempts []AttemptRecord `json:"attempts,omitempty"`
+}
+
+// AttemptRecord is one webhook_attempts row: what one try sent back, so an operator can tell a
+// receiver's 500 from a timeout without reading logs.
+type AttemptRecord struct {
+	Attempt      int       `json:"attempt"`
+	StartedAt    time.Time `json:"started_at"`
+	DurationMS   int       `json:"duration_ms"`
+	StatusCode   *int      `json:"status_code"`
+	ErrorClass   *string   `json:"error_class"`
+	Error        *string   `json:"error"`
+	ResponseBody *string   `json:"response_body"`
+}
+
+// DeliveryFilter narrows Store.List; zero fields do not filter. Since and Until bound
+// created_at (since inclusive, until exclusive).
+type DeliveryFilter struct {
+	State      string
+	HookID     string
+	EventType  string
+	IdentityID *uuid.UUID
+	Since      *time.Time
+	Until      *time.Time
+}
+
+// DeliveryCursor is the keyset position of a listing page: the last row's (created_at, id).
+// It is what an admin page token encodes.
+type DeliveryCursor struct {
+	CreatedAt time.Time `json:"t"`
+	ID        uuid.UUID `json:"id"`
+}
+
+// ReplayFilter selects the deliveries of a bulk replay: one state, created in [Since, Until),
+// optionally of one hook. Since is required so that a replay never sweeps the whole history by
+// accident.
+type ReplayFilter struct {
+	State  string
+	HookID string
+	Since  time.Time
+	Until  *time.Time
+}
+
+// Store reads and replays deliveries for the admin API. It is separate from the worker so that
+// `latch serve` can answer the admin API without running one.
+type Store struct {
+	db *pgxpool.Pool
+}
+
+// NewStore returns a store on db.
+func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
+
+// deliveryColumns are the columns scanDelivery reads, in order.
+const deliveryColumns = `d.id, d.event_id, d.hook_id, d.event_type, d.identity_id, d.url, d.content_type,
+	d.state, d.attempts, d.next_attempt_at, d.lease_until, d.leased_by, d.last_status, d.last_error,
+	d.event_time, d.created_at, d.updated_at`
+
+func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
+	var d Delivery
+	err := row.Scan(append([]any{&d.ID, &d.EventID, &d.HookID, &d.EventType, &d.IdentityID, &d.URL,
+		&d.ContentType, &d.State, &d.AttemptCount, &d.NextAttemptAt, &d.LeaseUntil, &d.LeasedBy,
+		&d.LastStatus, &d.LastError, &d.EventTime, &d.CreatedAt, &d.UpdatedAt}, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	// pgx scans timestamptz in the local zone; the API speaks UTC whatever the host's TZ.
+	for _, t := range []*time.Time{&d.EventTime, &d.CreatedAt, &d.UpdatedAt, d.NextAttemptAt, d.LeaseUntil} {
+		if t != nil {
+			*t = t.UTC()
+		}
+	}
+	return &d, nil
+}
+
+// List returns up to size deliveries matching f, newest first, after the cursor (nil: the
+// first page), and the cursor of the next page (nil on the last page).
+func (s *Store) List(ctx context.Context, f DeliveryFilter, size int, after *DeliveryCursor) ([]*Delivery, *DeliveryCursor, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if f.State != "" {
+		add("d.state = ?", f.State)
+	}
+	if f.HookID != "" {
+		add("d.hook_id = ?", f.HookID)
+	}
+	if f.EventType != "" {
+		add("d.event_type = ?", f.EventType)
+	}
+	if f.IdentityID != nil {
+		add("d.identity_id = ?", *f.IdentityID)
+	}
+	if f.Since != nil {
+		add("d.created_at >= ?", *f.Since)
+	}
+	if f.Until != nil {
+		add("d.created_at < ?", *f.Until)
+	}
+	if after != nil {
+		args = append(args, after.CreatedAt, after.ID)
+		where = append(where, fmt.Sprintf("(d.created_at, d.id) < ($%d::timestamptz, $%d::uuid)", len(args)-1, len(args)))
+	}
+	q := `SELECT ` + deliveryColumns + ` FROM webhook_deliveries d`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, size+1)
+	q += ` ORDER BY d.created_at DESC, d.id DESC LIMIT $` + strconv.Itoa(len(args))
+
+	rows, err := s.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list webhook deliveries: %w", err)
+	}
+	defer rows.Close()
+	list := make([]*Delivery, 0, size)
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list webhook deliveries: %w", err)
+		}
+		list = append(list, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("list webhook deliveries: %w", err)
+	}
+	if len(list) <= size {
+		return list, nil, nil
+	}
+	list = list[:size]
+	last := list[size-1]
+	return list, &DeliveryCursor{CreatedAt: last.CreatedAt, ID: last.ID}, nil
+}
+
+// Get returns one delivery with its body and attempts.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (*Delivery, error) {
+	var body []byte
+	d, err := scanDelivery(s.db.QueryRow(ctx, `SELECT `+deliveryColumns+`, d.body FROM webhook_deliveries d WHERE d.id = $1`, id), &body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load webhook delivery: %w", err)
+	}
+	d.Body = bodyJSON(body)
+	rows, err := s.db.Query(ctx, `SELECT attempt, started_at, duration_ms, status_code, error_class, error, response_body
+		FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt`, id)
+	if err != nil {
+		return nil, fmt.Errorf("load webhook attempts: %w", err)
+	}
+	d.Attempts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (AttemptRecord, error) {
+		var a AttemptRecord
+		err := r.Scan(&a.Attempt, &a.StartedAt, &a.DurationMS, &a.StatusCode, &a.ErrorClass, &a.Error, &a.ResponseBody)
+		a.StartedAt = a.StartedAt.UTC()
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load webhook attempts: %w", err)
+	}
+	if d.Attempts == nil {
+		d.Attempts = []AttemptRecord{}
+	}
+	return d, nil
+}
+
+// bodyJSON shows a stored body in the admin API: as is when it is JSON, else as a JSON string
+// (invalid UTF-8 replaced), so the response stays one JSON document.
+func bodyJSON(b []byte) json.RawMessage {
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(strings.ToValidUTF8(string(b), "\uFFFD"))
+	return s
+}
+
+// replayable is the condition a delivery must meet to be replayed: not being attempted right
+// now, and with a body to send.
+const replayable = `NOT (d.state = 'pending' AND d.lease_until > now())
+	AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')`
+
+// replaySet is what a replay does to a delivery: due now, lease released. attempts keeps
+// counting and the id stays, so the receiver sees the same webhook-id.
+const replaySet = `state = 'pending', next_attempt_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now()`
+
+// Replay makes one delivery pending and due now. It fails with ErrNotFound, ErrLeased (a worker
+// is attempting it) or ErrNotReplayable.
+func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
+	var out *Delivery
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		var leased, template bool
+		err := tx.QueryRow(ctx, `SELECT d.state = 'pending' AND d.lease_until > now(),
+			EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')
+			FROM webhook_deliveries d WHERE d.id = $1 FOR UPDATE`, id).Scan(&leased, &template)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return ErrNotFound
+		case err != nil:
+			return fmt.Errorf("lock webhook delivery: %w", err)
+		case leased:
+			return ErrLeased
+		case template:
+			return ErrNotReplayable
+		}
+		out, err = scanDelivery(tx.QueryRow(ctx, `UPDATE webhook_deliveries d SET `+replaySet+`
+			WHERE d.id = $1 RETURNING `+deliveryColumns, id))
+		if err != nil {
+			return fmt.Errorf("replay webhook delivery: %w", err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// replayBatch is how many deliveries one statement of ReplayMatching updates, so a replay of a
+// week of dead letters never holds a million row locks at once.
+const replayBatch = 1000
+
+// ReplayMatching replays every replayable delivery f selects, in batches walking (created_at,
+// id) upwards, and returns how many it replayed.
+func (s *Store) ReplayMatching(ctx context.Context, f ReplayFilter) (int, error) {
+	var hook *string
+	if f.HookID != "" {
+		hook = &f.HookID
+	}
+	total := 0
+	after := DeliveryCursor{CreatedAt: f.Since} // uuid.Nil: every row at Since is after it
+	for {
+		var n, seen int
+		var lastAt *time.Time
+		var lastID *uuid.UUID
+		err := s.db.QueryRow(ctx, `WITH c AS (
+				SELECT d.id, d.created_at FROM webhook_deliveries d
+				WHERE d.state = $1 AND d.created_at >= $2 AND ($3::timestamptz IS NULL OR d.created_at < $3)
+				  AND ($4::text IS NULL OR d.hook_id = $4) AND (d.created_at, d.id) > ($5::timestamptz, $6::uuid)
+				  AND `+replayable+`
+				ORDER BY d.created_at, d.id LIMIT $7
+				FOR UPDATE
+			), u AS (
+				UPDATE webhook_deliveries d SET `+replaySet+` FROM c WHERE d.id = c.id RETURNING d.id
+			), last AS (SELECT created_at, id FROM c ORDER BY created_at DESC, id DESC LIMIT 1)
+			SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM c),
+				(SELECT created_at FROM last), (SELECT id FROM last)`,
+			f.State, f.Since, f.Until, hook, after.CreatedAt, after.ID, replayBatch).Scan(&n, &seen, &lastAt, &lastID)
+		if err != nil {
+			return total, fmt.Errorf("replay webhook deliveries: %w", err)
+		}
+		total += n
+		if seen == 0 || lastAt == nil || lastID == nil {
+			return total, nil
+		}
+		after = DeliveryCursor{CreatedAt: *lastAt, ID: *lastID}
+	}
+}
+
+// ---- Worker queries ----------------------------------------------------------------------
+
+// newDelivery is one row fan-out inserts. leaseMS > 0 inserts it leased to the worker so it
+// can be dispatched at once; 0 leaves it to the claim loop. A dead row (template failure)
+// carries its error and gets its attempt row in the same statement.
+type newDelivery struct {
+	id          uuid.UUID
+	eventID     uuid.UUID
+	hookID      string
+	eventType   string
+	identityID  *uuid.UUID
+	url         string
+	body        []byte
+	contentType string
+	state       string
+	leaseMS     int64
+	eventTime   time.Time
+	err         string
+}
+
+// insertDeliveriesSQL inserts a fan-out batch in one statement and returns the ids that were
+// new: (event_id, hook_id) conflicts are the duplicates JetStream or the relay produced.
+const insertDeliveriesSQL = `WITH r AS (
+	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],
+		$7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::text[])
+	AS r(id, event_id, hook_id, event_type, identity_id, url, body, content_type, state, lease_ms, event_time, error)
+), ins AS (
+	INSERT INTO webhook_deliveries (id, event_id, hook_id, event_type, identity_id, url, body, content_type,
+		state, attempts, next_attempt_at, lease_until, leased_by, last_error, event_time)
+	SELECT id, event_id, hook_id, event_type, identity_id, url, body, content_type, state,
+		CASE WHEN state = 'dead' THEN 1 ELSE 0 END,
+		CASE WHEN state = 'pending' THEN now() END,
+		CASE WHEN lease_ms > 0 THEN now() + lease_ms * interval '1 millisecond' END,
+		CASE WHEN lease_ms > 0 THEN $13 END,
+		error, event_time
+	FROM r
+	ON CONFLICT (event_id, hook_id) DO NOTHING
+	RETURNING id, state
+), att AS (
+	INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, error_class, error)
+	SELECT ins.id, 1, now(), 0, 'template', r.error FROM ins JOIN r ON r.id = ins.id WHERE ins.state = 'dead'
+)
+SELECT id FROM ins`
+
+// insertDeliveries runs insertDeliveriesSQL for rows on behalf of worker workerID.
+func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, rows []newDelivery) (map[uuid.UUID]bool, error) {
+	n := len(rows)
+	ids, events, identities := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]*uuid.UUID, n)
+	hooks, types, urls, ctypes, states, errs := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]*string, n)
+	bodies, leases, times := make([][]byte, n), make([]int64, n), make([]time.Time, n)
+	for i, r := range rows {
+		ids[i], events[i], identities[i] = r.id, r.eventID, r.identityID
+		hooks[i], types[i], urls[i], ctypes[i], states[i] = r.hookID, r.eventType, r.url, r.contentType, r.state
+		bodies[i], leases[i], times[i] = r.body, r.leaseMS, r.eventTime
+		if r.err != "" {
+			errs[i] = &rows[i].err
+		}
+	}
+	res, err := db.Query(ctx, insertDeliveriesSQL, ids, events, hooks, types, identities, urls, bodies,
+		ctypes, states, leases, times, errs, workerID)
+	if err != nil {
+		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
+	}
+	inserted, err := pgx.CollectRows(res, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
+	}
+	out := make(map[uuid.UUID]bool, len(inserted))
+	for _, id := range inserted {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// claimSQL leases up to $2 due deliveries of hook $1 whose lease is absent or expired, oldest
+// due first. SKIP LOCKED lets any number of workers claim side by side; an expired lease is how
+// the deliveries of a killed worker come back.
+const claimSQL = `WITH c AS (
+	SELECT id FROM webhook_deliveries
+	WHERE state = 'pending' AND hook_id = $1 AND next_attempt_at <= now()
+	  AND (lease_until IS NULL OR lease_until < now())
+	ORDER BY next_attempt_at LIMIT $2
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_deliveries d SET lease_until = now() + $3 * interval '1 millisecond', leased_by = $4, updated_at = now()
+FROM c WHERE d.id = c.id
+RETURNING d.id, d.hook_id, d.body, d.content_type, d.attempts`
+
+// claimDeliveries runs claimSQL and returns the leased deliveries as jobs whose local lease
+// deadline is leased (the caller's clock reading taken before the query, so it errs early).
+func claimDeliveries(ctx context.Context, db *pgxpool.Pool, workerID, hookID string, limit int, lease time.Duration) ([]*job, error) {
+	start := time.Now()
+	rows, err := db.Query(ctx, claimSQL, hookID, limit, lease.Milliseconds(), workerID)
+	if err != nil {
+		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*job, error) {
+		j := &job{leaseUntil: start.Add(lease)}
+		return j, r.Scan(&j.id, &j.hookID, &j.body, &j.contentType, &j.attempts)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	return jobs, nil
+}
+
+// pendingHooksSQL lists the hooks that have pending deliveries, with one index probe per hook
+// (a skip scan of webhook_deliveries_due_idx) however large the backlog is.
+const pendingHooksSQL = `WITH RECURSIVE h AS (
+	(SELECT hook_id FROM webhook_deliveries WHERE state = 'pending' ORDER BY hook_id LIMIT 1)
+	UNION ALL
+	SELECT (SELECT d.hook_id FROM webhook_deliveries d WHERE d.state = 'pending' AND d.hook_id > h.hook_id
+		ORDER BY d.hook_id LIMIT 1) FROM h WHERE h.hook_id IS NOT NULL
+)
+SELECT hook_id FROM h WHERE hook_id IS NOT NULL`
+
+func pendingHooks(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
+	rows, err := db.Query(ctx, pendingHooksSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list hooks with pending deliveries: %w", err)
+	}
+	hooks, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list hooks with pending deliveries: %w", err)
+	}
+	return hooks, nil
+}
+
+// outcome is what the results writer records for one job: an attempt (attempt > 0: an attempt
+// row plus the delivery's new state) or a bare lease release (attempt == 0: the job was never
+// started and goes back to the pool as it was).
+type outcome struct {
+	id         uuid.UUID
+	hookID     string
+	attempt    int
+	state      string
+	next       *time.Time // pending only; nil keeps next_attempt_at (a release)
+	started    time.Time
+	duration   time.Duration
+	status     int
+	errorClass string
+	err        string
+	response   string
+}
+
+// released is the outcome of a job handed back unattempted: still pending, due when it was.
+func released(j *job) outcome {
+	return outcome{id: j.id, hookID: j.hookID, state: StatePending}
+}
+
+// flushSQL applies a batch of outcomes in one statement: the delivery update only where this
+// worker still holds the lease (a slow worker never overwrites a takeover), and the attempt
+// rows only for the deliveries it updated.
+const flushSQL = `WITH r AS (
+	SELECT * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+		$7::int[], $8::int[], $9::text[], $10::text[], $11::text[])
+	AS r(id, attempt, state, next_attempt_at, started_at, duration_ms, status_code, error_class, error, response_body)
+), upd AS (
+	UPDATE webhook_deliveries d SET
+		state = r.state,
+		attempts = GREATEST(d.attempts, r.attempt),
+		next_attempt_at = CASE WHEN r.state = 'pending' THEN COALESCE(r.next_attempt_at, d.next_attempt_at) END,
+		lease_until = NULL, leased_by = NULL,
+		last_status = CASE WHEN r.attempt > 0 THEN r.status_code ELSE d.last_status END,
+		last_error = CASE WHEN r.attempt > 0 THEN r.error ELSE d.last_error END,
+		updated_at = now()
+	FROM r WHERE d.id = r.id AND d.leased_by = $1 AND d.state = 'pending'
+	RETURNING d.id
+)
+INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error, response_body)
+SELECT r.id, r.attempt, r.started_at, r.duration_ms, r.status_code, r.error_class, r.error, r.response_body
+FROM r JOIN upd ON upd.id = r.id WHERE r.attempt > 0
+ON CONFLICT (delivery_id, attempt) DO NOTHING`
+
+// flushOutcomes runs flushSQL for os on behalf of worker workerID.
+func flushOutcomes(ctx context.Context, db *pgxpool.Pool, workerID string, os []outcome) error {
+	n := len(os)
+	ids, attempts, states := make([]uuid.UUID, n), make([]int32, n), make([]string, n)
+	next, started, durations := make([]*time.Time, n), make([]time.Time, n), make([]int32, n)
+	status, classes, errs, bodies := make([]*int32, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	for i := range os {
+		o := &os[i]
+		ids[i], attempts[i], states[i], next[i] = o.id, int32(o.attempt), o.state, o.next
+		started[i], durations[i] = o.started, int32(min(o.duration.Milliseconds(), 1<<31-1))
+		if o.status != 0 {
+			s := int32(o.status)
+			status[i] = &s
+		}
+		classes[i], errs[i], bodies[i] = nonEmpty(&o.errorClass), nonEmpty(&o.err), nonEmpty(&o.response)
+	}
+	_, err := db.Exec(ctx, flushSQL, workerID, ids, attempts, states, next, started, durations, status,
+		classes, errs, bodies)
+	if err != nil {
+		return fmt.Errorf("record webhook attempts: %w", err)
+	}
+	return nil
+}
+
+func nonEmpty(s *string) *string {
+	if *s == "" {
+		return nil
+	}
+	return s
+}
+
+// maxStoredText bounds the response body and error text an attempt row keeps.
+const maxStoredText = 4096
+
+// storableText cuts b to at most maxStoredText bytes of valid UTF-8 without NUL bytes (which
+// Postgres text refuses), never splitting a rune.
+func storableText(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	s = strings.ReplaceAll(s, "\x00", "")
+	if len(s) <= maxStoredText {
+		return s
+	}
+	cut := maxStoredText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}

@@ -1,0 +1,269 @@
+package webhooks
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-jsonnet"
+	"github.com/google/go-jsonnet/ast"
+)
+
+// Kratos-compatible body templates: a Jsonnet program whose top level is `function(ctx) {...}`,
+// called with Kratos' template context, whose output is the request body. `error "cancel"`
+// skips the webhook.
+
+// Template limits.
+const (
+	// RenderTimeout is Kratos' evaluation limit for a body template.
+	RenderTimeout = time.Second
+	// MaxTemplateBytes caps a template's source: templates are a page of Jsonnet, and a
+	// mistyped path to a large file should fail at load, not eat memory.
+	MaxTemplateBytes = 256 << 10
+	// templateMaxStack caps Jsonnet's call depth (go-jsonnet's default is 500); a body template
+	// needs a handful of frames, and a deep recursion is a bug to stop early.
+	templateMaxStack = 256
+	// templateTraceFrames keeps evaluation errors short enough for a log line or a delivery
+	// row while still pointing at the template line.
+	templateTraceFrames = 4
+	// ctxNative is the native function through which Render hands ctx to the template.
+	ctxNative = "latch_ctx"
+	// formMediaType is the one non-JSON body Kratos supports: the template then produces a flat
+	// object of strings, sent form-encoded.
+	formMediaType = "application/x-www-form-urlencoded"
+)
+
+// Template errors, wrapped with the template's name and Jsonnet's message.
+var (
+	// ErrTemplate is a template that does not load, evaluate, or produce a usable body.
+	ErrTemplate = errors.New("body template")
+	// ErrTemplateTimeout is a render that ran past RenderTimeout.
+	ErrTemplateTimeout = errors.New("body template timed out")
+)
+
+// ctxCall is `std.native("latch_ctx")()`, the ctx argument of every render, parsed once.
+var ctxCall = func() ast.Node {
+	n, err := jsonnet.SnippetToAST("<ctx>", `std.native("`+ctxNative+`")()`)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}()
+
+// Template is a parsed body template, safe for concurrent Render calls. It is parsed once, at
+// load (config start-up or reload), so a syntax error stops the configuration rather than a
+// delivery.
+type Template struct {
+	name    string   // for errors: the file path or "<base64>"
+	node    ast.Node // parsed and desugared once; evaluation only reads it
+	form    bool     // render form-encoded (Content-Type application/x-www-form-urlencoded)
+	timeout time.Duration
+
+	// inflight counts evaluations still running, including ones Render gave up on; tests
+	// wait on it so no goroutine outlives them.
+	inflight sync.WaitGroup
+}
+
+// LoadTemplate reads and parses a template from a base64:// or file:// URI (config.body).
+// http(s) URIs are refused: Latch makes no outbound fetch for configuration, so what runs is
+// what the operator deployed. As in Kratos, "file://" is followed by a path, absolute
+// ("file:///etc/latch/t.jsonnet") or relative to the working directory.
+func LoadTemplate(uri string) (*Template, error) {
+	var name, src string
+	switch {
+	case strings.HasPrefix(uri, "base64://"):
+		name = "<base64>"
+		b, err := decodeBase64(strings.TrimPrefix(uri, "base64://"))
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: %v", ErrTemplate, name, err)
+		}
+		src = string(b)
+	case strings.HasPrefix(uri, "file://"):
+		name = strings.TrimPrefix(uri, "file://")
+		if p, err := url.PathUnescape(name); err == nil {
+			name = p
+		}
+		b, err := readCapped(name)
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: %v", ErrTemplate, name, err)
+		}
+		src = string(b)
+	case strings.HasPrefix(uri, "http://"), strings.HasPrefix(uri, "https://"):
+		return nil, fmt.Errorf("%w %s: http(s) templates are not supported: Latch fetches no configuration over the network; use file:// or base64://", ErrTemplate, uri)
+	default:
+		return nil, fmt.Errorf("%w %q: want a file:// or base64:// URI", ErrTemplate, uri)
+	}
+	if len(src) > MaxTemplateBytes {
+		return nil, fmt.Errorf("%w %s: %d bytes; at most %d", ErrTemplate, name, len(src), MaxTemplateBytes)
+	}
+	node, err := jsonnet.SnippetToAST(name, src)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrTemplate, name, err)
+	}
+	return &Template{name: name, node: node, timeout: RenderTimeout}, nil
+}
+
+// Render evaluates the template with ctx (marshalled to JSON and passed as the `ctx`
+// top-level argument) and returns the body: compact JSON (an object or an array), or a form
+// encoding when the hook's Content-Type asks for one. cancel is true, with no error, when the
+// template raised `error "cancel"` (or any message starting with "cancel", as Kratos reads
+// it): the webhook is skipped, as in Kratos.
+//
+// Evaluation runs in its own goroutine and Render returns ErrTemplateTimeout after
+// RenderTimeout. go-jsonnet cannot be interrupted, so a runaway template keeps that goroutine
+// (and its memory) busy until it ends on its own; the stack cap and the lack of imports limit
+// how bad that gets. Templates come from the operator's configuration, not from users.
+func (t *Template) Render(ctx any) (body []byte, cancel bool, err error) {
+	// ctx reaches Jsonnet as plain JSON values, whatever Go type the caller built it from.
+	// Handing them over through a native function skips parsing the JSON as Jsonnet code
+	// (what vm.TLACode would do), which was the largest part of a render's cost.
+	in, err := json.Marshal(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w %s: encoding ctx: %v", ErrTemplate, t.name, err)
+	}
+	var value any
+	if err := json.Unmarshal(in, &value); err != nil {
+		return nil, false, fmt.Errorf("%w %s: encoding ctx: %v", ErrTemplate, t.name, err)
+	}
+
+	vm := jsonnet.MakeVM()
+	vm.MaxStack = templateMaxStack
+	vm.Importer(noImports{})
+	vm.SetTraceOut(io.Discard)
+	vm.ErrorFormatter.SetMaxStackTraceSize(templateTraceFrames)
+	vm.NativeFunction(&jsonnet.NativeFunction{
+		Name: ctxNative,
+		Func: func([]any) (any, error) { return value, nil },
+	})
+	vm.TLANode("ctx", ctxCall)
+
+	type evaluation struct {
+		out string
+		err error
+	}
+	done := make(chan evaluation, 1)
+	t.inflight.Add(1)
+	go func() {
+		defer t.inflight.Done()
+		out, err := vm.Evaluate(t.node)
+		done <- evaluation{out, err}
+	}()
+	timer := time.NewTimer(t.timeout)
+	defer timer.Stop()
+
+	var r evaluation
+	select {
+	case r = <-done:
+	case <-timer.C:
+		return nil, false, fmt.Errorf("%w: %s ran for more than %s", ErrTemplateTimeout, t.name, t.timeout)
+	}
+	if r.err != nil {
+		var rt jsonnet.RuntimeError
+		// Kratos looks for "RUNTIME ERROR: cancel" in the error text, so any message that
+		// starts with "cancel" skips the webhook there; so it does here.
+		if errors.As(r.err, &rt) && strings.HasPrefix(rt.Msg, "cancel") {
+			return nil, true, nil
+		}
+		return nil, false, fmt.Errorf("%w %s: %s", ErrTemplate, t.name, strings.TrimSpace(vm.ErrorFormatter.Format(r.err)))
+	}
+	if t.form {
+		body, err = formBody(r.out)
+	} else {
+		body, err = compactJSON(r.out)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w %s: %v", ErrTemplate, t.name, err)
+	}
+	return body, false, nil
+}
+
+// ContentType is the media type of what Render produces, for Attempt.ContentType.
+func (t *Template) ContentType() string {
+	if t.form {
+		return formMediaType
+	}
+	return DefaultContentType
+}
+
+// compactJSON checks that out is a JSON object or array and compacts it: receivers get a body
+// they can parse as a document, and the stored delivery stays small.
+func compactJSON(out string) ([]byte, error) {
+	s := strings.TrimSpace(out)
+	if s == "" || (s[0] != '{' && s[0] != '[') {
+		return nil, errors.New("output must be a JSON object or array")
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(s))
+	if err := json.Compact(&buf, []byte(s)); err != nil {
+		return nil, fmt.Errorf("output is not JSON: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// formBody encodes a flat object of strings as application/x-www-form-urlencoded, keys sorted,
+// as Kratos does for that Content-Type.
+func formBody(out string) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil || m == nil {
+		return nil, errors.New("a form body must be an object")
+	}
+	v := make(url.Values, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		s, ok := m[k].(string)
+		if !ok {
+			return nil, fmt.Errorf("form field %q is not a string", k)
+		}
+		v.Set(k, s)
+	}
+	return []byte(v.Encode()), nil
+}
+
+// decodeBase64 accepts standard and URL-safe base64, padded or not: people paste either.
+func decodeBase64(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, errors.New("not valid base64")
+}
+
+// readCapped reads a template file, refusing one past MaxTemplateBytes.
+func readCapped(path string) ([]byte, error) {
+	if path == "" {
+		return nil, errors.New("empty path")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxTemplateBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxTemplateBytes {
+		return nil, fmt.Errorf("larger than %d bytes", MaxTemplateBytes)
+	}
+	return b, nil
+}
+
+// noImports refuses import, importstr and importbin: a template sees only ctx, and cannot read
+// files the worker can.
+type noImports struct{}
+
+// Import always fails.
+func (noImports) Import(_, importedPath string) (jsonnet.Contents, string, error) {
+	return jsonnet.Contents{}, "", fmt.Errorf("import %q: templates cannot import", importedPath)
+}
