@@ -17,6 +17,12 @@ import (
 // not a valid subject suffix, or nil or unmarshallable data), before anything is written.
 var ErrInvalidEvent = errors.New("invalid event")
 
+// MaxEnvelopeSize is the largest envelope, in bytes of JSON, that Insert accepts: half of NATS'
+// default max_payload (1 MiB), so that a committed event can always be published. An event the
+// server refused would stay in the outbox for ever; refusing it at Insert fails the flow instead,
+// where somebody sees it.
+const MaxEnvelopeSize = 512 << 10
+
 // notifyCooldown is the minimum time between two NOTIFYs from one Outbox. A transaction with a
 // pending NOTIFY takes a global lock at commit, which serialises committing writers; one NOTIFY
 // per cooldown is enough to wake the other processes' relays, and the poll catches the rest.
@@ -44,8 +50,8 @@ func NewOutbox() *Outbox {
 // to wake relays in other processes once tx commits. Nothing is visible to the relay before
 // commit; a rolled-back tx leaves nothing behind. Call Wake after the commit.
 //
-// Insert with no events writes nothing. An invalid event fails the whole call with
-// ErrInvalidEvent before anything is sent.
+// Insert with no events writes nothing. An invalid event (bad type, nil data, an envelope over
+// MaxEnvelopeSize) fails the whole call with ErrInvalidEvent before anything is sent.
 func (o *Outbox) Insert(ctx context.Context, tx pgx.Tx, evs ...Event) ([]Envelope, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -75,6 +81,10 @@ func (o *Outbox) Insert(ctx context.Context, tx pgx.Tx, evs ...Event) ([]Envelop
 		payload, err := json.Marshal(envs[i])
 		if err != nil {
 			return nil, fmt.Errorf("%w: marshal %s envelope: %v", ErrInvalidEvent, ev.Type, err)
+		}
+		if len(payload) > MaxEnvelopeSize {
+			return nil, fmt.Errorf("%w: %s envelope is %d bytes, more than %d",
+				ErrInvalidEvent, ev.Type, len(payload), MaxEnvelopeSize)
 		}
 		ids[i], types[i], payloads[i] = id, ev.Type, payload
 	}

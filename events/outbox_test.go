@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,6 +106,7 @@ func TestOutbox_InsertRefusesInvalidEvents(t *testing.T) {
 		"nil data":         {Type: events.TypeIdentityCreated},
 		"unmarshallable":   {Type: events.TypeIdentityCreated, Data: make(chan int)},
 		"invalid raw JSON": {Type: events.TypeIdentityCreated, Data: json.RawMessage(`{`)},
+		"too large":        {Type: events.TypeIdentityCreated, Data: strings.Repeat("x", events.MaxEnvelopeSize)},
 	} {
 		// Validation happens before the transaction is touched, so none is needed.
 		if _, err := o.Insert(context.Background(), nil, ev); !errors.Is(err, events.ErrInvalidEvent) {

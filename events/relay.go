@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -95,7 +96,9 @@ type Relay struct {
 
 // NewRelay returns a relay over the outbox table in db that publishes to js and is woken by o's
 // Wake (o may be nil when this process writes no events). js should be the process's JetStream
-// context; LATCH_EVENTS must exist (DeclareStream). A nil log discards logs.
+// context, ideally made with jetstream.WithPublishAsyncTimeout so that acks a silent server never
+// sends stop counting against its pending limit; LATCH_EVENTS must exist (DeclareStream). A nil
+// log discards logs.
 func NewRelay(db *pgxpool.Pool, js jetstream.JetStream, o *Outbox, cfg RelayConfig, log *slog.Logger) *Relay {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -130,26 +133,33 @@ func (r *Relay) publishLoop(ctx context.Context, kick <-chan struct{}) {
 	bo := newBackoff()
 	failures := 0
 	for {
-		n, err := r.relayBatch(ctx)
+		claimed, acked, err := r.relayBatch(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
+		switch {
+		case err != nil && acked == 0:
+			// No progress: NATS is away (or the only rows left cannot be published). Back off.
 			failures++
 			d := bo.NextBackOff()
-			r.log.Warn("outbox relay: publishing failed; events wait in the outbox",
+			r.log.Warn("publishing failed; events wait in the outbox",
 				"err", err, "failures", failures, "retry_in", d)
 			if !sleep(ctx, d) {
 				return
 			}
 			continue
+		case err != nil:
+			// Progress, but some rows failed (a message the server refuses, acks late): they stay
+			// unpublished and are retried with the next batch; they never hold back the others.
+			r.log.Warn("some events not published; retrying them", "err", err,
+				"published", acked, "claimed", claimed)
 		}
 		if failures > 0 {
-			r.log.Info("outbox relay: publishing again", "after_failures", failures)
+			r.log.Info("publishing again", "after_failures", failures)
 			failures = 0
 			bo.Reset()
 		}
-		if n == r.cfg.BatchSize {
+		if claimed == r.cfg.BatchSize {
 			continue
 		}
 		if r.onLoop != nil {
@@ -185,47 +195,43 @@ type outboxRow struct {
 }
 
 // relayBatch claims up to BatchSize rows, publishes them, marks the acknowledged ones and
-// commits. It returns the number of rows claimed. When no row was acknowledged it rolls back,
-// leaving every row for the next attempt.
-func (r *Relay) relayBatch(ctx context.Context) (int, error) {
+// commits. It returns how many rows it claimed and how many it marked published. When none was
+// acknowledged it rolls back, leaving every row for the next attempt.
+func (r *Relay) relayBatch(ctx context.Context) (claimed, acked int, err error) {
 	tx, err := r.db.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("begin claim: %w", err)
+		return 0, 0, fmt.Errorf("begin claim: %w", err)
 	}
 	defer rollback(tx)
 
 	rows, _ := tx.Query(ctx, claimSQL, r.cfg.BatchSize)
-	claimed, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outboxRow])
+	batch, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outboxRow])
 	if err != nil {
-		return 0, fmt.Errorf("claim outbox rows: %w", err)
+		return 0, 0, fmt.Errorf("claim outbox rows: %w", err)
 	}
-	if len(claimed) == 0 {
-		return 0, nil
+	if len(batch) == 0 {
+		return 0, 0, nil
 	}
 
-	acked, pubErr := r.publish(ctx, claimed)
+	seqs, pubErr := r.publish(ctx, batch)
 	if pubErr == nil && r.afterPublish != nil {
 		if err := r.afterPublish(); err != nil {
-			return 0, err
+			return len(batch), 0, err
 		}
 	}
-	if len(acked) == 0 {
-		return 0, pubErr
+	if len(seqs) == 0 {
+		return len(batch), 0, pubErr
 	}
-	if _, err := tx.Exec(ctx, markSQL, acked); err != nil {
-		return 0, fmt.Errorf("mark outbox rows published: %w", err)
+	if _, err := tx.Exec(ctx, markSQL, seqs); err != nil {
+		return len(batch), 0, fmt.Errorf("mark outbox rows published: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit outbox marks: %w", err)
+		return len(batch), 0, fmt.Errorf("commit outbox marks: %w", err)
 	}
 	if r.onBatch != nil {
-		r.onBatch(len(acked))
+		r.onBatch(len(seqs))
 	}
-	if pubErr != nil {
-		// Some rows were acknowledged and are now marked; the rest wait for the retry.
-		return len(claimed), pubErr
-	}
-	return len(claimed), nil
+	return len(batch), len(seqs), pubErr
 }
 
 // publish sends every row with PublishAsync and waits, at most PublishTimeout, for the acks. It
@@ -237,32 +243,42 @@ func (r *Relay) publish(ctx context.Context, rows []outboxRow) ([]int64, error) 
 	if nc := r.js.Conn(); nc != nil && !nc.IsConnected() {
 		return nil, errNATSDisconnected
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(rows))
+	futures := make([]jetstream.PubAckFuture, len(rows))
 	var firstErr error
-	for _, row := range rows {
+	for i, row := range rows {
 		f, err := r.js.PublishAsync(Subject(row.Type), row.envelope(),
 			jetstream.WithMsgID(row.ID.String()), jetstream.WithExpectStream(StreamName))
 		if err != nil {
-			firstErr = fmt.Errorf("publish %s: %w", Subject(row.Type), err)
+			if firstErr == nil {
+				firstErr = fmt.Errorf("publish event %s: %w", row.ID, err)
+			}
+			// A row larger than the server's max_payload must not hold back the rows after it.
+			// Any other error (connection closed, too many unacknowledged publishes) ends the
+			// batch: the rows already sent are still waited for and marked.
+			if errors.Is(err, nats.ErrMaxPayload) {
+				continue
+			}
 			break
 		}
-		futures = append(futures, f)
+		futures[i] = f
 	}
 
 	timer := time.NewTimer(r.cfg.PublishTimeout)
 	defer timer.Stop()
 	acked := make([]int64, 0, len(futures))
 	for i, f := range futures {
+		if f == nil {
+			continue
+		}
 		select {
 		case <-f.Ok():
 			acked = append(acked, rows[i].Seq)
 		case err := <-f.Err():
 			if firstErr == nil {
-				firstErr = fmt.Errorf("publish %s: %w", Subject(rows[i].Type), err)
+				firstErr = fmt.Errorf("publish event %s: %w", rows[i].ID, err)
 			}
 		case <-timer.C:
-			return acked, fmt.Errorf("publish: %d of %d acks missing after %s",
-				len(futures)-i, len(rows), r.cfg.PublishTimeout)
+			return acked, fmt.Errorf("publish: acks missing after %s", r.cfg.PublishTimeout)
 		case <-ctx.Done():
 			return acked, ctx.Err()
 		}
@@ -304,7 +320,7 @@ func (r *Relay) listen(ctx context.Context, kick chan<- struct{}) {
 			return
 		}
 		d := bo.NextBackOff()
-		r.log.Warn("outbox relay: LISTEN connection lost; polling meanwhile", "err", err, "retry_in", d)
+		r.log.Warn("LISTEN connection lost; polling meanwhile", "err", err, "retry_in", d)
 		if !sleep(ctx, d) {
 			return
 		}
@@ -353,9 +369,9 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			r.log.Warn("outbox relay: prune failed", "err", err)
+			r.log.Warn("prune failed", "err", err)
 		case n > 0:
-			r.log.Debug("outbox relay: pruned published rows", "rows", n)
+			r.log.Debug("pruned published rows", "rows", n)
 		}
 	}
 }

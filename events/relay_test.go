@@ -368,3 +368,26 @@ func ids(envs []events.Envelope) []uuid.UUID {
 	}
 	return out
 }
+
+// A row the server refuses (written past Insert's size check, or a server with a smaller
+// max_payload) stays unpublished and is retried, but never holds back the rows after it.
+func TestRelay_UnpublishableRowDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.db.Exec(t.Context(), `
+INSERT INTO event_outbox (id, type, payload)
+SELECT id, $1, jsonb_build_object('id', id, 'type', $1::text, 'timestamp', '2026-01-01T00:00:00Z',
+    'data', jsonb_build_object('blob', repeat('x', 2 << 20)))
+FROM gen_random_uuid() AS id`, b.typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := events.NewOutbox()
+	run(t, events.NewRelay(b.db, b.js, o, events.RelayConfig{}, nil))
+	envs := b.insert(t, o, 5)
+	b.waitPublished(t, envs)
+	if n := countRows(t, b.db, "published_at IS NULL"); n != 1 {
+		t.Errorf("%d unpublished rows, want the oversized one", n)
+	}
+	b.assertStoredOnce(t, envs)
+}

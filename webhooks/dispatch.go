@@ -272,7 +272,7 @@ func (w *Worker) attempt(ctx context.Context, j *job) (o outcome) {
 	if !ok {
 		return w.removed(j)
 	}
-	if time.Until(j.leaseUntil) < hookTimeout(hook)+w.cfg.LeaseMargin/2 {
+	if time.Until(j.leaseUntil) < hookTimeout(hook)+min(w.cfg.LeaseMargin/2, leaseSafety) {
 		// It waited in the queue for so long that the lease could run out mid-attempt and a
 		// second worker send it too: hand it back instead.
 		return released(j)
@@ -336,6 +336,10 @@ func (w *Worker) judge(hook *Hook, j *job, res Result) outcome {
 	}
 	return o
 }
+
+// leaseSafety is how much lease must be left after an attempt's timeout for the attempt to
+// start: room for the results flush and for clock skew between workers and the database.
+const leaseSafety = 5 * time.Second
 
 // hookTimeout is the hook's per-attempt timeout as the sender applies it.
 func hookTimeout(h *Hook) time.Duration {

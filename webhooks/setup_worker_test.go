@@ -33,6 +33,7 @@ type workerBundle struct {
 	sender   *Sender
 	method   string // the flow method of this test's hooks and events
 	consumer string
+	metrics  *Metrics // given to the workers start runs; nil: unregistered
 }
 
 func setupWorker(t testing.TB) *workerBundle {
@@ -107,7 +108,7 @@ func (b *workerBundle) start(t testing.TB, cfg WorkerConfig) *runningWorker {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 100 * time.Millisecond
 	}
-	w, err := NewWorker(b.db, b.js, b.reg, b.sender, cfg, nil, nil)
+	w, err := NewWorker(b.db, b.js, b.reg, b.sender, cfg, b.metrics, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -487,20 +488,20 @@ func (h *hints) due(now time.Time) (due []hint, next time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for hook, hh := range h.hooks {
-		first := hh.times[0]
-		if !first.After(now) {
+		i := hh.firstAfter(now)
+		if i > 0 {
 			due = append(due, hint{hook, hh.version})
-			if i, _ := slices.BinarySearchFunc(hh.times, now, time.Time.Compare); i < len(hh.times) {
-				first = hh.times[i]
-			} else {
-				continue
-			}
 		}
-		if first.After(now) && (next.IsZero() || first.Before(next)) {
-			next = first
+		if i < len(hh.times) && (next.IsZero() || hh.times[i].Before(next)) {
+			next = hh.times[i]
 		}
 	}
 	return due, next
+}
+
+// firstAfter is the index of the first hint later than now.
+func (hh *hookHints) firstAfter(now time.Time) int {
+	return sort.Search(len(hh.times), func(i int) bool { return hh.times[i].After(now) })
 }
 
 // done drops a hook's hints up to now after a claim found nothing more due, unless a hint was
@@ -512,11 +513,7 @@ func (h *hints) done(hook string, version uint64, now time.Time) {
 	if hh == nil || hh.version != version {
 		return
 	}
-	i, _ := slices.BinarySearchFunc(hh.times, now, time.Time.Compare)
-	for i < len(hh.times) && !hh.times[i].After(now) {
-		i++
-	}
-	hh.times = hh.times[i:]
+	hh.times = hh.times[hh.firstAfter(now):]
 	if len(hh.times) == 0 {
 		delete(h.hooks, hook)
 	}

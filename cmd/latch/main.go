@@ -131,6 +131,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, env []string
 		if len(cfg.Secrets.Cookie) == 1 && cfg.Secrets.Cookie[0] == devCookieSecret {
 			msg = "DEVELOPMENT MODE with DEVELOPMENT SECRETS: the cookie secret is public and fixed, anyone can forge session cookies; never use --dev in production"
 		}
+		if len(cfg.Webhooks.SigningSecrets) == 1 && cfg.Webhooks.SigningSecrets[0] == devWebhookSecret {
+			msg += "; webhooks are signed with the public development secret " + devWebhookSecret
+		}
 		log.Warn(msg)
 	}
 	return serve(ctx, cfg, *dev, log)

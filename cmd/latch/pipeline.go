@@ -186,7 +186,11 @@ func webhookHooks(cfg *Config, c core.Config) ([]webhooks.Hook, error) {
 					continue
 				}
 				index[id] = len(out)
-				out = append(out, toHook(id, trigger, wh, defaultSecrets))
+				h := toHook(id, trigger, wh, defaultSecrets)
+				if len(h.SigningSecrets) == 0 {
+					return nil, fmt.Errorf("config: webhooks.signing_secrets: is required for web_hook %q (or set its config.signing_secrets): every delivery is signed (Standard Webhooks)", id)
+				}
+				out = append(out, h)
 			}
 		}
 	}

@@ -79,3 +79,16 @@ selfservice: {flows: {registration: {after: {password: {hooks: [{hook: web_hook,
 		t.Fatalf("err = %v; want a refusal naming the hook", err)
 	}
 }
+
+func TestWebhooksNeedASigningSecret(t *testing.T) {
+	t.Parallel()
+	cfg, _ := mustLoad(t, false, nil, minimal+`
+selfservice: {flows: {login: {after: {hooks: [{hook: web_hook, config: {url: "https://x.example"}}]}}}}`)
+	c, err := coreConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := webhookHooks(cfg, c); err == nil || !strings.Contains(err.Error(), "config: webhooks.signing_secrets: is required") {
+		t.Fatalf("err = %v; want one naming webhooks.signing_secrets", err)
+	}
+}

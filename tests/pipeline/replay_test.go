@@ -56,36 +56,8 @@ func TestReplayKeepsWebhookID(t *testing.T) {
 		t.Errorf("delivery %s was not replayed but the receiver got %d requests for it", other.ID, n)
 	}
 
-	wh, err := standardwebhooks.NewWebhook(signingSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrong, err := standardwebhooks.NewWebhook("whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, r := range []request{first, replayed} {
-		what := fmt.Sprintf("request %d (webhook-id %s)", r.Seq, r.ID)
-		if r.ID != target.ID {
-			t.Errorf("%s: want webhook-id %s (the delivery id)", what, target.ID)
-		}
-		if err := wh.Verify(r.Body, r.Header); err != nil {
-			t.Errorf("%s: signature does not verify with the configured secret: %v; headers: webhook-timestamp %q webhook-signature %q",
-				what, err, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"))
-		}
-		if err := wrong.Verify(r.Body, r.Header); err == nil {
-			t.Errorf("%s: signature verifies with an unrelated secret too", what)
-		}
-		if got := r.identityID(); got != ids[0] {
-			t.Errorf("%s: want data.identity.id %s, got %q", what, ids[0], got)
-		}
-		var env struct {
-			ID   string `json:"id"`
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(r.Body, &env); err != nil || env.Type != "identity.created" || env.ID == "" {
-			t.Errorf("%s: want an identity.created event envelope, got %s (%v)", what, clip(r.Body), err)
-		}
+		verifyRequest(t, r, target.ID, ids[0])
 	}
 	if !bytes.Equal(first.Body, replayed.Body) {
 		t.Errorf("the replay sent other bytes than the first attempt:\nfirst:  %s\nreplay: %s", clip(first.Body), clip(replayed.Body))
@@ -97,5 +69,41 @@ func TestReplayKeepsWebhookID(t *testing.T) {
 	}
 	if n := len(e.recv.requests()) - len(before); n != 1 {
 		t.Errorf("want exactly one request from the replay, got %d", n)
+	}
+}
+
+// verifyRequest checks one webhook request the way a receiver would: webhook-id, Standard
+// Webhooks signature (with the reference library; an unrelated secret must not verify) and the
+// identity.created envelope of the identity registered.
+func verifyRequest(t *testing.T, r request, deliveryID, identityID string) {
+	t.Helper()
+	what := fmt.Sprintf("request %d (webhook-id %s)", r.Seq, r.ID)
+	if r.ID != deliveryID {
+		t.Errorf("%s: want webhook-id %s (the delivery id)", what, deliveryID)
+	}
+	wh, err := standardwebhooks.NewWebhook(signingSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.Verify(r.Body, r.Header); err != nil {
+		t.Errorf("%s: signature does not verify with the configured secret: %v; headers: webhook-timestamp %q webhook-signature %q",
+			what, err, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"))
+	}
+	wrong, err := standardwebhooks.NewWebhook("whsec_QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wrong.Verify(r.Body, r.Header); err == nil {
+		t.Errorf("%s: signature verifies with an unrelated secret too", what)
+	}
+	var env struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(r.Body, &env); err != nil || env.Type != "identity.created" || env.ID == "" {
+		t.Errorf("%s: want an identity.created event envelope, got %s (%v)", what, clip(r.Body), err)
+	}
+	if got := r.identityID(); got != identityID {
+		t.Errorf("%s: want data.identity.id %s, got %q", what, identityID, got)
 	}
 }
