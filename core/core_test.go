@@ -43,6 +43,7 @@ type bundle struct {
 	public *httptest.Server
 	admin  *httptest.Server
 	svc    *core.Service
+	caller core.HookCaller // nil unless a test runs before-persist web_hooks
 }
 
 type option func(*core.Config)
@@ -84,7 +85,7 @@ func setup(t *testing.T, opts ...option) *bundle {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	b.svc, err = core.New(db, reg, ids, sm, hasher, outbox, cfg, log)
+	b.svc, err = core.New(db, reg, ids, sm, hasher, outbox, b.caller, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -217,3 +217,14 @@ func errSessionAlreadyAvailable() error {
 	return api.BadRequest().WithID("session_already_available").
 		WithReason("A valid session was detected and thus login is not possible. Did you forget to set `?refresh=true`?")
 }
+
+// failCreate answers a failed flow creation: a before hook's refusal is a 400 with the (not
+// stored) flow and the endpoint's messages, as Kratos answers it; anything else is an error.
+func (s *Service) failCreate(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *flowError
+	if errors.As(err, &fe) {
+		api.WriteJSON(w, http.StatusBadRequest, fe.flow)
+		return
+	}
+	s.fail(w, r, err)
+}

@@ -28,7 +28,7 @@ func (s *Service) createLoginFlow(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := s.newLoginFlow(r, refresh)
 	if err != nil {
-		s.fail(w, r, err)
+		s.failCreate(w, r, err)
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, f)
@@ -43,6 +43,9 @@ func (s *Service) newLoginFlow(r *http.Request, refresh bool) (*Flow, error) {
 	f.UI = loginUI(s.action(kindLogin, f.ID), s.identifierLabel())
 	if refresh {
 		f.UI.Messages = append(f.UI.Messages, *info(textReauth, "Please confirm this action by verifying that it is you."))
+	}
+	if err := s.runHooks(r, f, cfg.Login.Before, nil, nil); err != nil {
+		return nil, err
 	}
 	if err := insertFlow(r.Context(), s.db, f); err != nil {
 		return nil, err
@@ -121,6 +124,13 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 		return nil, &flowError{f}
 	}
 	if err != nil {
+		return nil, err
+	}
+	// Web_hooks that can interrupt run before the session exists: a denial here means no
+	// session is ever written (this is how a denylist keeps users from getting a token).
+	// Identity changes they answer are not persisted at login, as in Kratos.
+	scratch := *id
+	if err := s.runHooks(r, f, prePersistHooks(s.config().Login.After.For("password")), &scratch, nil); err != nil {
 		return nil, err
 	}
 	rehash := s.rehash(ctx, cred, sub.Password)

@@ -30,7 +30,7 @@ func (s *Service) createRegistrationFlow(w http.ResponseWriter, r *http.Request)
 	}
 	f, err := s.newRegistrationFlow(r)
 	if err != nil {
-		s.fail(w, r, err)
+		s.failCreate(w, r, err)
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, f)
@@ -42,6 +42,9 @@ func (s *Service) newRegistrationFlow(r *http.Request) (*Flow, error) {
 	f := s.newFlow(kindRegistration, r, cfg.Registration.Lifespan)
 	f.State = stateChooseMethod
 	f.UI = registrationUI(s.action(kindRegistration, f.ID), schema.Fields())
+	if err := s.runHooks(r, f, cfg.Registration.Before, nil, nil); err != nil {
+		return nil, err
+	}
 	if err := insertFlow(r.Context(), s.db, f); err != nil {
 		return nil, err
 	}
@@ -123,12 +126,7 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 	f.Active = "password"
 	schema, _ := s.schemas.Get(cfg.DefaultSchemaID)
 	traits, _ := json.Marshal(sub.Traits)
-	if err := schema.Validate(traits); err != nil {
-		var verr *schemas.ValidationError
-		if errors.As(err, &verr) {
-			applyValidation(&f.UI, verr)
-			return nil, &flowError{f}
-		}
+	if err := s.validateTraits(f, schema, traits); err != nil {
 		return nil, err
 	}
 	identifiers, err := schema.PasswordIdentifiers(traits)
@@ -152,7 +150,19 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 	}
 
 	id := &identity.Identity{SchemaID: schema.ID, Traits: traits, State: identity.StateActive}
-	setAddresses(id, schema, traits)
+	// Before-persist web_hooks: Kratos consults the method's own list only.
+	if err := s.runHooks(r, f, prePersistHooks(cfg.Registration.After.Methods["password"]), id, nil); err != nil {
+		return nil, err
+	}
+	if string(id.Traits) != string(traits) { // a hook changed the traits: validate them again
+		if err := s.validateTraits(f, schema, id.Traits); err != nil {
+			return nil, err
+		}
+		if identifiers, err = schema.PasswordIdentifiers(id.Traits); err != nil {
+			return nil, err
+		}
+	}
+	setAddresses(id, schema, id.Traits)
 	cred, _ := json.Marshal(identity.PasswordConfig{HashedPassword: string(hash)})
 	hooks := cfg.Registration.After.For("password")
 	res := &registrationResult{Identity: nil}
@@ -245,4 +255,15 @@ func (s *Service) policyFlowError(f *Flow, err error) error {
 	}
 	f.UI.addMessage("password", schemas.Message{ID: perr.ID, Text: perr.Text, Type: "error", Context: perr.Context})
 	return &flowError{f}
+}
+
+// validateTraits checks traits against the schema; violations become the flow's messages.
+func (s *Service) validateTraits(f *Flow, schema *schemas.IdentitySchema, traits json.RawMessage) error {
+	err := schema.Validate(traits)
+	var verr *schemas.ValidationError
+	if errors.As(err, &verr) {
+		applyValidation(&f.UI, verr)
+		return &flowError{f}
+	}
+	return err
 }

@@ -31,11 +31,16 @@ type Config struct {
 	Settings     SettingsConfig
 
 	PasswordPolicy password.Policy // selfservice.methods.password.config
+
+	// HookDeadline bounds a before-persist web_hook call, worker and retries included
+	// (webhooks.call_deadline, default 10s).
+	HookDeadline time.Duration
 }
 
 // FlowConfig is what every flow has.
 type FlowConfig struct {
 	Lifespan time.Duration // selfservice.flows.<flow>.lifespan, default 1h
+	Before   []Hook        // selfservice.flows.<flow>.before.hooks: web_hooks run when the flow is created
 	After    AfterHooks    // selfservice.flows.<flow>.after
 }
 
@@ -53,8 +58,10 @@ type SettingsConfig struct {
 	PrivilegedSessionMaxAge time.Duration
 }
 
-// Hook is one configured hook: `{hook: name, config: {...}}`.
+// Hook is one configured hook: `{hook: name, config: {...}}`. ID names a web_hook for the
+// workers that call it (its config.id, or where it stands in the configuration).
 type Hook struct {
+	ID     string
 	Name   string
 	Config json.RawMessage
 }
@@ -115,6 +122,9 @@ func (c *Config) normalize() error {
 	if c.PasswordPolicy.MinLength == 0 {
 		c.PasswordPolicy.MinLength = 8
 	}
+	if c.HookDeadline <= 0 {
+		c.HookDeadline = 10 * time.Second
+	}
 	return nil
 }
 
@@ -126,18 +136,20 @@ type Service struct {
 	sessions *sessions.Manager
 	hasher   *password.Hasher
 	outbox   *events.Outbox
+	caller   HookCaller
 	log      *slog.Logger
 	cfg      atomic.Pointer[Config]
 }
 
 // New wires the service. cfg is copied and normalised. outbox records the events of every
-// flow and admin action in the action's own transaction.
+// flow and admin action in the action's own transaction. caller runs before-persist web_hooks
+// through the workers (nil: configuring such a hook makes those flows answer 503).
 func New(db *pgxpool.Pool, reg *schemas.Registry, ids *identity.Store, sm *sessions.Manager,
-	hasher *password.Hasher, outbox *events.Outbox, cfg Config, log *slog.Logger) (*Service, error) {
+	hasher *password.Hasher, outbox *events.Outbox, caller HookCaller, cfg Config, log *slog.Logger) (*Service, error) {
 	if outbox == nil {
 		return nil, errors.New("core: an outbox is required: events are part of every flow's transaction")
 	}
-	s := &Service{db: db, schemas: reg, ids: ids, sessions: sm, hasher: hasher, outbox: outbox, log: log}
+	s := &Service{db: db, schemas: reg, ids: ids, sessions: sm, hasher: hasher, outbox: outbox, caller: caller, log: log}
 	if err := s.SetConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -146,13 +158,22 @@ func New(db *pgxpool.Pool, reg *schemas.Registry, ids *identity.Store, sm *sessi
 
 // SetConfig replaces the configuration for every request that starts afterwards.
 func (s *Service) SetConfig(cfg Config) error {
+	if err := s.CheckConfig(cfg); err != nil {
+		return err
+	}
+	_ = cfg.normalize()
+	s.cfg.Store(&cfg)
+	return nil
+}
+
+// CheckConfig reports whether SetConfig would accept cfg, without applying it.
+func (s *Service) CheckConfig(cfg Config) error {
 	if err := cfg.normalize(); err != nil {
 		return err
 	}
 	if _, ok := s.schemas.Get(cfg.DefaultSchemaID); !ok {
 		return fmt.Errorf("identity.default_schema_id: no identity schema with id %q", cfg.DefaultSchemaID)
 	}
-	s.cfg.Store(&cfg)
 	return nil
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/events"
-	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
 )
 
@@ -48,7 +47,7 @@ func (s *Service) createSettingsFlow(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := s.newSettingsFlow(r, sess)
 	if err != nil {
-		s.fail(w, r, err)
+		s.failCreate(w, r, err)
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, f)
@@ -64,6 +63,9 @@ func (s *Service) newSettingsFlow(r *http.Request, sess *sessions.Session) (*Flo
 		return nil, err
 	}
 	if err := s.renderSettings(f, id); err != nil {
+		return nil, err
+	}
+	if err := s.runHooks(r, f, cfg.Settings.Before, id, sess); err != nil {
 		return nil, err
 	}
 	if err := insertFlow(r.Context(), s.db, f); err != nil {
@@ -151,20 +153,26 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 	}
 	oldCred, hasPassword := creds[identity.CredentialsTypePassword]
 
+	// next is the identity as it will be saved; before-persist web_hooks see it and may change it.
+	next := *current
 	var apply func(tx pgx.Tx, id *identity.Identity) error
 	switch sub.Method {
 	case "profile":
 		f.UI.setValues(traitValues(sub.Traits))
 		traits, _ := json.Marshal(sub.Traits)
-		if err := schema.Validate(traits); err != nil {
-			var verr *schemas.ValidationError
-			if errors.As(err, &verr) {
-				applyValidation(&f.UI, verr)
-				return &flowError{f}
-			}
+		if err := s.validateTraits(f, schema, traits); err != nil {
 			return err
 		}
-		identifiers, err := schema.PasswordIdentifiers(traits)
+		next.Traits = traits
+		if err := s.runHooks(r, f, prePersistHooks(cfg.Settings.After.Methods["profile"]), &next, sess); err != nil {
+			return err
+		}
+		if string(next.Traits) != string(traits) {
+			if err := s.validateTraits(f, schema, next.Traits); err != nil {
+				return err
+			}
+		}
+		identifiers, err := schema.PasswordIdentifiers(next.Traits)
 		if err != nil {
 			return err
 		}
@@ -172,8 +180,9 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 			return s.errRefreshRequired()
 		}
 		apply = func(tx pgx.Tx, id *identity.Identity) error {
-			id.Traits = traits
-			setAddresses(id, schema, traits)
+			id.Traits, id.MetadataPublic, id.MetadataAdmin, id.State, id.ExternalID =
+				next.Traits, next.MetadataPublic, next.MetadataAdmin, next.State, next.ExternalID
+			setAddresses(id, schema, id.Traits)
 			if err := s.ids.Update(ctx, tx, id); err != nil {
 				return err
 			}
@@ -202,12 +211,30 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 			f.UI.addMessage("password", msgNewPasswordSameAsOld())
 			return &flowError{f}
 		}
+		if err := s.runHooks(r, f, prePersistHooks(cfg.Settings.After.Methods["password"]), &next, sess); err != nil {
+			return err
+		}
 		hash, err := s.hasher.Hash(ctx, []byte(sub.Password))
 		if err != nil {
 			return err
 		}
 		config, _ := json.Marshal(identity.PasswordConfig{HashedPassword: string(hash)})
 		apply = func(tx pgx.Tx, id *identity.Identity) error {
+			if string(next.Traits) != string(current.Traits) || string(next.MetadataPublic) != string(current.MetadataPublic) ||
+				string(next.MetadataAdmin) != string(current.MetadataAdmin) || next.State != current.State {
+				// A parse web_hook changed the identity: save that too.
+				if err := s.validateTraits(f, schema, next.Traits); err != nil {
+					return err
+				}
+				id.Traits, id.MetadataPublic, id.MetadataAdmin, id.State = next.Traits, next.MetadataPublic, next.MetadataAdmin, next.State
+				setAddresses(id, schema, id.Traits)
+				if err := s.ids.Update(ctx, tx, id); err != nil {
+					return err
+				}
+				if identifiers, err = schema.PasswordIdentifiers(id.Traits); err != nil {
+					return err
+				}
+			}
 			return s.ids.PutCredential(ctx, tx, id.ID, identity.Credential{
 				Type: identity.CredentialsTypePassword, Identifiers: identifiers, Config: config, Version: oldCred.Version,
 			})

@@ -41,8 +41,19 @@ type bundle struct {
 
 func setup(t testing.TB) *bundle {
 	t.Helper()
+	return setupWith(t, natstest.Start)
+}
+
+// setupOwnNATS is setup with a NATS server of the test's own, which it may stop and restart.
+func setupOwnNATS(t testing.TB) *bundle {
+	t.Helper()
+	return setupWith(t, natstest.StartEmbedded)
+}
+
+func setupWith(t testing.TB, startNATS func(testing.TB) (*server.Server, string)) *bundle {
+	t.Helper()
 	db := dbtest.New(t)
-	ns, url := natstest.Start(t)
+	ns, url := startNATS(t)
 	nc, err := nats.Connect(url,
 		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
 	if err != nil {

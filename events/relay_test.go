@@ -135,10 +135,7 @@ func TestRelay_CrashBetweenPublishAndMarkRepublishesOnce(t *testing.T) {
 
 func TestRelay_DrainsOutboxWhenNATSReturns(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	if b.ns == nil {
-		t.Skip("stopping NATS needs the embedded server; TEST_NATS_URL is set")
-	}
+	b := setupOwnNATS(t)
 	o := events.NewOutbox()
 	run(t, events.NewRelay(b.db, b.js, o, events.RelayConfig{PublishTimeout: 300 * time.Millisecond}, nil))
 
@@ -286,10 +283,7 @@ func TestRelay_PrunesOldPublishedRows(t *testing.T) {
 
 func TestRelay_RunReturnsWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	if b.ns == nil {
-		t.Skip("stopping NATS needs the embedded server; TEST_NATS_URL is set")
-	}
+	b := setupOwnNATS(t)
 	b.ns.Shutdown()
 	b.ns.WaitForShutdown()
 	o := events.NewOutbox()

@@ -88,10 +88,7 @@ func TestStartEmbedded_NeedsStoreDir(t *testing.T) {
 
 func TestNatstest_RestartKeepsPortAndStore(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	if b.ns == nil {
-		t.Skip("restarting needs the embedded server; TEST_NATS_URL is set")
-	}
+	b := setupOwnNATS(t)
 	url := b.ns.ClientURL()
 	if _, err := b.js.Publish(t.Context(), events.Subject(b.typ), []byte(`{}`)); err != nil {
 		t.Fatal(err)

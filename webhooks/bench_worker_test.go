@@ -1,8 +1,10 @@
 package webhooks
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +37,8 @@ func benchmarkDrain(b *testing.B, hooks int) {
 	want := nEvents * hooks
 	publishAsync(b, wb, nEvents)
 
+	xacts0 := pgXacts(b, wb)
+	cpu0 := processCPU()
 	b.ResetTimer()
 	start := time.Now()
 	wb.start(b, WorkerConfig{})
@@ -54,8 +58,31 @@ func benchmarkDrain(b *testing.B, hooks int) {
 	}
 	recorded := time.Since(start)
 	b.StopTimer()
+	cpu := processCPU() - cpu0
 	b.ReportMetric(float64(want)/received.Seconds(), "deliveries/s")
 	b.ReportMetric(float64(want)/recorded.Seconds(), "recorded/s")
+	// Load-independent costs: CPU of this process (worker, embedded NATS, receiver) and
+	// Postgres transactions per delivery.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(want), "go-cpu-µs/delivery")
+	time.Sleep(1500 * time.Millisecond) // Postgres publishes backend statistics about once a second
+	b.ReportMetric(float64(pgXacts(b, wb)-xacts0)/float64(want), "pg-xacts/delivery")
+}
+
+// pgXacts is the number of transactions the test database has committed.
+func pgXacts(b testing.TB, wb *workerBundle) int64 {
+	var n int64
+	err := wb.db.QueryRow(context.Background(), `SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(&n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// processCPU is the user and system CPU time this process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // publishAsync puts n registration events on the stream as fast as JetStream takes them.

@@ -44,7 +44,8 @@ func TestDispatcherCaps(t *testing.T) {
 			t.Fatalf("refused %d", len(refused))
 		}
 	}
-	submit("a", 4) // hold is 2 rounds of perHook: 4
+	hold := holdRounds * 2
+	submit("a", hold) // hook a's whole hold
 	if got := d.reserve("a", 1); got != 0 {
 		t.Errorf("reserved %d beyond hook a's hold", got)
 	}
@@ -59,12 +60,12 @@ func TestDispatcherCaps(t *testing.T) {
 	if maxA.Load() > 2 || maxRunning.Load() > 4 {
 		t.Errorf("max running: hook a %d (cap 2), all %d (cap 4)", maxA.Load(), maxRunning.Load())
 	}
-	if free, queued := d.room("a"); free != 0 || queued != 2 {
-		t.Errorf("hook a room: free %d queued %d, want 0 and 2", free, queued)
+	if free, queued := d.room("a"); free != 0 || queued != hold-2 {
+		t.Errorf("hook a room: free %d queued %d, want 0 and %d", free, queued, hold-2)
 	}
 	queued := d.stop()
-	if len(queued) != 2 {
-		t.Errorf("stop returned %d queued jobs, want hook a's 2", len(queued))
+	if len(queued) != hold-2 {
+		t.Errorf("stop returned %d queued jobs, want hook a's %d", len(queued), hold-2)
 	}
 	if d.wait(10 * time.Millisecond) {
 		t.Error("wait reported done while hook a's attempts are blocked")

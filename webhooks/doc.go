@@ -10,12 +10,18 @@
 // schedule until it succeeds, the receiver answers 410 Gone, or the schedule runs out (dead,
 // replayable). Retry state lives in Postgres, never in a goroutine or a timer.
 //
+// Before-persist web_hooks (response.parse, can_interrupt, and `before` hooks) take another
+// path: the flow core asks over NATS request/reply (Caller), any worker's Responder makes the
+// call within the flow's deadline and answers continue, interrupt, modify or failed; the call is
+// recorded as a delivery of type hook.call (visible, not replayable).
+//
 // Two layers of retry, deliberately: inside one attempt, Sender retries a connection refused or
 // reset before any response a few times within the attempt's timeout; across attempts,
 // NextAttempt reads the hook's schedule. Every attempt is signed afresh over the delivery's
 // stored bytes, so retries and replays verify with the same secrets.
 //
-// What it must not touch: it imports only events from Latch (the envelope and catalogue). It
+// What it must not touch: it imports only events (the envelope and catalogue) and core/api (the
+// Kratos error JSON and pagination conventions of its admin API, a leaf) from Latch. It
 // does not know about flows, identities or sessions beyond the JSON in an event, never writes
 // core's tables, and never fetches configuration or templates over the network. cmd/latch
 // resolves Kratos' hook lists into Hooks and wires everything explicitly.

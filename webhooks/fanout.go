@@ -13,11 +13,18 @@ import (
 )
 
 // fanoutLoop owns the JetStream consumer: it fetches batches while ctx lives and turns each
-// into delivery rows. Fetch, not Consume: the reference measurements saw Consume stall.
+// into delivery rows. Fetch, not Consume: the reference measurements saw Consume stall. cons
+// nil means it is not declared yet.
 func (w *Worker) fanoutLoop(ctx context.Context, cons jetstream.Consumer) {
 	wait := retryMin
 	for ctx.Err() == nil {
-		err := w.fetchOnce(ctx, cons)
+		var err error
+		if cons == nil { // NATS was unreachable at start
+			cons, err = w.declareConsumer(ctx)
+		}
+		if err == nil {
+			err = w.fetchOnce(ctx, cons)
+		}
 		if err == nil {
 			wait = retryMin
 			continue
@@ -38,10 +45,13 @@ func (w *Worker) fanoutLoop(ctx context.Context, cons jetstream.Consumer) {
 
 // fetchOnce runs one pull request and fans out what it brings, in groups of what arrived
 // together, so that a lone event is not held back waiting for a full batch.
+//
+// The pull is not cancelled when ctx ends: cancelling a Fetch drops the messages the server
+// already sent to it, which then wait out AckWait before anyone else gets them. A short
+// expiry bounds how long a stopping worker waits instead, and what arrives meanwhile is
+// inserted (unleased, for the other workers) and acked.
 func (w *Worker) fetchOnce(ctx context.Context, cons jetstream.Consumer) error {
-	fctx, cancel := context.WithTimeout(ctx, fetchWait)
-	defer cancel()
-	batch, err := cons.Fetch(w.cfg.FetchBatch, jetstream.FetchContext(fctx))
+	batch, err := cons.Fetch(w.cfg.FetchBatch, jetstream.FetchMaxWait(fetchWait))
 	if err != nil {
 		return err
 	}
@@ -50,8 +60,7 @@ func (w *Worker) fetchOnce(ctx context.Context, cons jetstream.Consumer) error {
 		group, open := gather(msgs, w.cfg.FetchBatch)
 		if len(group) > 0 {
 			if err := w.fanout(ctx, group); err != nil {
-				cancel() // ends the pull, which closes msgs
-				for m := range msgs {
+				for m := range msgs { // the rest of the pull comes back after nakDelay too
 					_ = m.NakWithDelay(nakDelay)
 				}
 				return err
@@ -61,10 +70,7 @@ func (w *Worker) fetchOnce(ctx context.Context, cons jetstream.Consumer) error {
 			break
 		}
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return batch.Error()
 }
 
 // gather waits for one message, then takes what follows within fetchLinger, up to max. open is
@@ -171,6 +177,8 @@ func (w *Worker) insert(ctx context.Context, rows []newDelivery) error {
 				leaseUntil: start.Add(time.Duration(r.leaseMS) * time.Millisecond)})
 		case r.state == StatePending:
 			w.hints.add(r.hookID, start)
+		default: // dead at birth: its template failed, recorded as its one attempt
+			w.metrics.observe(r.hookID, ErrorClassTemplate, 0)
 		}
 	}
 	for hook, n := range booked {

@@ -216,3 +216,37 @@ func mustConsumer(t testing.TB, b *workerBundle, w *runningWorker) jetstream.Con
 	}
 	return c
 }
+
+// Which events trigger hooks, and what their templates see.
+func TestDecodeEventAndTemplateContext(t *testing.T) {
+	t.Parallel()
+	identityID := uuid.New()
+	flow := &events.FlowRef{ID: uuid.New(), Type: "login", Method: "password"}
+	session, _ := json.Marshal(events.SessionData{Session: json.RawMessage(`{"id":"s1"}`), IdentityID: identityID,
+		Identity: json.RawMessage(`{"id":"` + identityID.String() + `"}`), Flow: flow})
+	env := events.Envelope{ID: uuid.New(), Type: events.TypeSessionCreated, Data: session}
+	ev, ok := decodeEvent(env)
+	if !ok || ev.flow.Type != "login" || *ev.identityID != identityID || string(ev.session) != `{"id":"s1"}` {
+		t.Fatalf("session.created decoded as %+v %v", ev, ok)
+	}
+	ctx := templateContext(env, []byte(`{"raw":true}`), ev)
+	if string(ctx["session"].(json.RawMessage)) != `{"id":"s1"}` || ctx["flow"] != ev.flow || ctx["request_method"] != "" {
+		t.Errorf("template ctx %+v", ctx)
+	}
+	if _, ok := ctx["transient_payload"]; ok {
+		t.Errorf("transient_payload set without one in the flow")
+	}
+	if string(ctx["event"].(json.RawMessage)) != `{"raw":true}` {
+		t.Errorf("event is not the envelope as published")
+	}
+
+	for _, env := range []events.Envelope{
+		{Type: events.TypeIdentityUpdated, Data: json.RawMessage(`{"identity":{"id":"x"}}`)},                        // admin update: no flow
+		{Type: events.TypeIdentityDeleted, Data: json.RawMessage(`{"identity":{},"flow":{"type":"registration"}}`)}, // not a hook event
+		{Type: events.TypeIdentityCreated, Data: json.RawMessage(`[]`)},                                             // undecodable
+	} {
+		if _, ok := decodeEvent(env); ok {
+			t.Errorf("%s %s triggers hooks", env.Type, env.Data)
+		}
+	}
+}

@@ -12,10 +12,12 @@ import (
 	"time"
 )
 
-// Hook is one after-persist web_hook, resolved from configuration: cmd/latch reads Kratos' keys
-// (selfservice.flows.<flow>.after[.<method>].hooks) and builds one Hook per entry. Deliveries name
-// a hook by ID and read everything else from the Registry at each attempt, so a fixed URL or a
-// rotated secret applies to pending retries too.
+// Hook is one web_hook, resolved from configuration: cmd/latch reads Kratos' keys
+// (selfservice.flows.<flow>.after[.<method>].hooks) and builds one Hook per entry. An
+// after-persist hook fires on events (Trigger, Triggers); a before-persist hook (Call: Kratos'
+// response.parse or can_interrupt) is called synchronously by the flow core through a Caller.
+// Deliveries name a hook by ID and read everything else from the Registry at each attempt, so a
+// fixed URL or a rotated secret applies to pending retries too.
 type Hook struct {
 	// ID is config.id, or "<flow>.after.<method|global>.<index>" when unset. It is what a
 	// delivery row points at, so it must be unique and stable across reloads.
@@ -25,8 +27,18 @@ type Hook struct {
 	// Triggers are further events it fires on, with the same delivery settings and the same
 	// id: a global after.hooks entry serves every method without a list of its own, and
 	// deliveries must point at one hook whichever method produced the event. A hook needs
-	// Trigger or at least one of Triggers.
+	// Trigger or at least one of Triggers, unless it is a Call hook.
 	Triggers []Trigger
+	// Call marks a before-persist hook (Kratos' response.parse or can_interrupt): the flow core
+	// calls it synchronously, through a Caller and a worker's Responder, before it commits, and
+	// its answer may interrupt the flow. It needs no trigger, and Match never returns it even
+	// if it has one, because an event comes after the commit such a hook must precede.
+	Call bool
+	// Parse is Kratos' response.parse: a 200 answer carrying "identity" modifies the identity
+	// before it is persisted. Without it a Call hook can only let the flow continue or
+	// interrupt it (can_interrupt). Only Call hooks may set it: an after-persist answer comes
+	// too late to change anything.
+	Parse bool
 	// URL is the endpoint; absolute http or https.
 	URL string
 	// Method is the HTTP method. Zero means POST. TRACE and CONNECT are refused: they carry no
@@ -159,8 +171,9 @@ func (r *Registry) Set(hooks []Hook) error {
 }
 
 // Match returns the hooks with a trigger (Trigger or one of Triggers) equal to t in all three
-// fields, in configuration order (the order Kratos would run them in), each hook once. The hooks
-// are shared: callers must not modify them.
+// fields, in configuration order (the order Kratos would run them in), each hook once. Call hooks
+// are never among them: they run before the commit, not on its events. The hooks are shared:
+// callers must not modify them.
 func (r *Registry) Match(t Trigger) []*Hook {
 	st := r.state.Load()
 	if st == nil {
@@ -175,8 +188,12 @@ func (r *Registry) Match(t Trigger) []*Hook {
 	return out
 }
 
-// firesOn reports whether t is the hook's Trigger or one of its Triggers.
+// firesOn reports whether t is the hook's Trigger or one of its Triggers. A Call hook fires on no
+// event.
 func (h *Hook) firesOn(t Trigger) bool {
+	if h.Call {
+		return false
+	}
 	return (h.Trigger != Trigger{} && h.Trigger == t) || slices.Contains(h.Triggers, t)
 }
 
@@ -217,8 +234,11 @@ func normalizeHook(h Hook) (*Hook, error) {
 	fail := func(format string, args ...any) (*Hook, error) {
 		return nil, fmt.Errorf("%w %q: %s", ErrInvalidHook, h.ID, fmt.Sprintf(format, args...))
 	}
-	if h.Trigger == (Trigger{}) && len(h.Triggers) == 0 {
+	if h.Trigger == (Trigger{}) && len(h.Triggers) == 0 && !h.Call {
 		return fail("no trigger")
+	}
+	if h.Parse && !h.Call {
+		return fail("response.parse needs a before-persist (Call) hook: an after-persist answer cannot change the identity")
 	}
 	if h.Trigger != (Trigger{}) && h.Trigger.EventType == "" {
 		return fail("trigger has no event type")

@@ -1,6 +1,8 @@
 package webhooks
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"runtime"
 	"strings"
@@ -9,6 +11,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/latchhq/latch/events"
+	"github.com/latchhq/latch/events/natstest"
 )
 
 // Deliveries leased by a worker that died (kill -9: its leases are never released) are taken
@@ -162,4 +168,67 @@ func assertNoWorkerGoroutines(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Retries need only Postgres: with NATS down the worker starts anyway and delivers what is
+// pending; fan-out starts once NATS is back.
+func TestWorkerDeliversWhileNATSDown(t *testing.T) {
+	t.Parallel()
+	b := setupWorker(t)
+	if b.ns == nil {
+		t.Skip("needs the embedded NATS server to stop it; TEST_NATS_URL is set")
+	}
+	s := newSink(t, nil)
+	b.setHooks(t, b.hook("crm", s.URL))
+	for range 3 {
+		seed(t, b.db, "crm", s.URL)
+	}
+	b.ns.Shutdown()
+	b.start(t, WorkerConfig{})
+	eventually(t, 20*time.Second, "pending deliveries delivered without NATS", func() bool {
+		return countDeliveries(t, b.db, "state = 'succeeded'") == 3
+	})
+
+	natstest.Restart(t, b.ns)
+	env := b.registrationEvent()
+	eventually(t, 30*time.Second, "publish once NATS is back", func() bool {
+		raw, _ := json.Marshal(env)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := b.js.Publish(ctx, events.Subject(env.Type), raw, jetstream.WithMsgID(env.ID.String()))
+		return err == nil
+	})
+	eventually(t, 30*time.Second, "the new event delivered", func() bool {
+		return countDeliveries(t, b.db, "state = 'succeeded'") == 4
+	})
+}
+
+// A worker stopped while events stream in strands none of them: cancelling a pull drops the
+// messages it had received but not handed over, which then wait out the consumer's 30 s
+// AckWait. The next worker must make every delivery within seconds.
+func TestStopStrandsNoEvent(t *testing.T) {
+	t.Parallel()
+	b := setupWorker(t)
+	s := newSink(t, nil)
+	b.setHooks(t, b.hook("crm", s.URL))
+	const n = 300
+	a := b.start(t, WorkerConfig{})
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for range n {
+			env := b.registrationEvent()
+			raw, _ := json.Marshal(env)
+			_, _ = b.js.PublishAsync(events.Subject(env.Type), raw, jetstream.WithMsgID(env.ID.String()))
+			time.Sleep(2 * time.Millisecond) // a trickle: the pull is open and receiving when stopped
+		}
+		<-b.js.PublishAsyncComplete()
+	}()
+	eventually(t, 10*time.Second, "the stream flowing", func() bool { return s.count() >= n/6 })
+	a.stop(t)
+	<-published
+	b.start(t, WorkerConfig{})
+	eventually(t, 15*time.Second, "every event's delivery made and delivered", func() bool {
+		return countDeliveries(t, b.db, "state = 'succeeded'") == n
+	})
 }

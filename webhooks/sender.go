@@ -97,6 +97,10 @@ type Attempt struct {
 	// ContentType is the body's media type. Zero means DefaultContentType. A Content-Type in
 	// the hook's headers wins, as in Kratos.
 	ContentType string
+	// MaxResponseBytes is how much of the response body Result keeps for this attempt. Zero
+	// means the Sender's (SenderConfig.MaxResponseBytes). A before-persist call needs the whole
+	// answer, an interrupt's messages or an identity, where a delivery only keeps a log excerpt.
+	MaxResponseBytes int
 }
 
 // Result is what one attempt did, shaped like an attempt row.
@@ -112,6 +116,9 @@ type Result struct {
 	Duration time.Duration
 	// ResponseBody is the first MaxResponseBytes of the response body.
 	ResponseBody []byte
+	// Truncated reports a response body longer than MaxResponseBytes: ResponseBody is only its
+	// beginning, which a caller that parses the answer must not mistake for all of it.
+	Truncated bool
 	// RetryAfter is the response's Retry-After (any status), 0 if none; feed it to NextAttempt.
 	RetryAfter time.Duration
 	// Success is a 2xx response, the only success Standard Webhooks knows.
@@ -170,9 +177,11 @@ func (s *Sender) Close() {
 }
 
 // Send makes one attempt: it signs the body, POSTs it (or the hook's method) within the hook's
-// timeout and classifies the outcome. A connection refused or reset before any response is
-// tried up to 3 times within the attempt (50-500 ms apart); nothing is retried once a response
-// arrived or the time ran out, since the schedule owns real retries. Send never panics on a bad
+// timeout, or ctx's deadline when that comes first (a before-persist call never outlives its
+// flow's deadline), and classifies the outcome. A connection refused or reset before any
+// response is tried up to 3 times within the attempt (50-500 ms apart, never waiting past the
+// deadline); nothing is retried once a response arrived or the time ran out, since the schedule
+// owns real retries. Send never panics on a bad
 // attempt: it returns ErrorClass invalid_request.
 func (s *Sender) Send(ctx context.Context, a Attempt) Result {
 	started := s.now()
@@ -215,7 +224,15 @@ func (s *Sender) Send(ctx context.Context, a Attempt) Result {
 	res.StatusCode = resp.StatusCode
 	res.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), s.now())
 	// A body cut short (timeout, reset) does not change the receiver's answer, the status.
-	res.ResponseBody, _ = io.ReadAll(io.LimitReader(resp.Body, int64(s.maxBody)))
+	// One byte past the limit tells a body that fits from one that does not.
+	limit := s.maxBody
+	if a.MaxResponseBytes > 0 {
+		limit = a.MaxResponseBytes
+	}
+	res.ResponseBody, _ = io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	if len(res.ResponseBody) > limit {
+		res.ResponseBody, res.Truncated = res.ResponseBody[:limit], true
+	}
 
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
@@ -320,7 +337,25 @@ func (s *Sender) do(ctx context.Context, build func(context.Context) (*http.Requ
 		backoff.WithMaxInterval(dialRetryMax),
 		backoff.WithMaxElapsedTime(0), // the attempt's context bounds it
 	)
-	return backoff.RetryWithData(op, backoff.WithContext(backoff.WithMaxRetries(b, dialTries-1), ctx))
+	bounded := untilDeadline{BackOff: backoff.WithMaxRetries(b, dialTries-1), ctx: ctx}
+	return backoff.RetryWithData(op, backoff.WithContext(bounded, ctx))
+}
+
+// untilDeadline stops a backoff whose next wait would end at or past ctx's deadline. Sleeping
+// into the deadline would only turn a refused connection into a timeout, hiding the cause, and
+// spend time a before-persist call needs to answer its flow.
+type untilDeadline struct {
+	backoff.BackOff
+	ctx context.Context
+}
+
+// NextBackOff implements backoff.BackOff.
+func (b untilDeadline) NextBackOff() time.Duration {
+	next := b.BackOff.NextBackOff()
+	if d, ok := b.ctx.Deadline(); ok && next != backoff.Stop && time.Until(d) <= next {
+		return backoff.Stop
+	}
+	return next
 }
 
 // isConnectionBlip reports a refused or reset connection: the receiver was not listening for

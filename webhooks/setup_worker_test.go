@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,13 +34,14 @@ type workerBundle struct {
 	sender   *Sender
 	method   string // the flow method of this test's hooks and events
 	consumer string
-	metrics  *Metrics // given to the workers start runs; nil: unregistered
+	metrics  *Metrics       // given to the workers start runs; nil: unregistered
+	ns       *server.Server // the embedded NATS server; nil with TEST_NATS_URL
 }
 
 func setupWorker(t testing.TB) *workerBundle {
 	t.Helper()
 	db := dbtest.New(t)
-	_, url := natstest.Start(t)
+	ns, url := natstest.Start(t)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatalf("connect to NATS: %v", err)
@@ -61,7 +63,7 @@ func setupWorker(t testing.TB) *workerBundle {
 	sender := NewSender(SenderConfig{AllowLoopback: true})
 	t.Cleanup(sender.Close)
 	suffix := randomHex(4)
-	return &workerBundle{db: db, js: js, reg: reg, sender: sender,
+	return &workerBundle{db: db, js: js, reg: reg, sender: sender, ns: ns,
 		method: "password-" + suffix, consumer: "latch-webhooks-" + suffix}
 }
 

@@ -12,16 +12,20 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Delivery states, the values of webhook_deliveries.state. A delivery is pending until an
-// attempt succeeds (succeeded) or the schedule is exhausted, the endpoint answered 410 or its
-// hook left the configuration (dead); a replay makes it pending again.
+// Delivery states, the values of webhook_deliveries.state.
 const (
-	StatePending   = "pending"
+	// StatePending: not delivered yet; due at next_attempt_at. A replay makes any delivery
+	// pending again.
+	StatePending = "pending"
+	// StateSucceeded: an attempt got a 2xx.
 	StateSucceeded = "succeeded"
-	StateDead      = "dead"
+	// StateDead: the schedule ran out, the endpoint answered 410, the hook left the
+	// configuration or its template failed. Dead letters wait for a replay.
+	StateDead = "dead"
 )
 
 // Error classes the worker records on its own, next to the sender's ErrorClass constants.
@@ -38,6 +42,7 @@ const (
 // Errors the store reports; the admin API maps them to 404 and 409. pgx errors never leave the
 // package.
 var (
+	// ErrNotFound: no delivery has the id.
 	ErrNotFound = errors.New("webhook delivery not found")
 	// ErrLeased: a worker holds the delivery right now; replaying it would race the attempt.
 	ErrLeased = errors.New("webhook delivery is being attempted")
@@ -48,23 +53,34 @@ var (
 // Delivery is one webhook_deliveries row as the admin API shows it. Body and Attempts are only
 // filled by Store.Get, so that listing thousands of deliveries does not read their bodies.
 type Delivery struct {
-	ID            uuid.UUID  `json:"id"`
-	EventID       uuid.UUID  `json:"event_id"`
-	HookID        string     `json:"hook_id"`
-	EventType     string     `json:"event_type"`
-	IdentityID    *uuid.UUID `json:"identity_id"`
-	URL           string     `json:"url"`
-	ContentType   string     `json:"content_type"`
-	State         string     `json:"state"`
-	AttemptCount  int        `json:"attempt_count"`
+	// ID is the Standard Webhooks webhook-id: the same on every attempt and replay.
+	ID uuid.UUID `json:"id"`
+	// EventID is the event (outbox row, Nats-Msg-Id) the delivery came from.
+	EventID uuid.UUID `json:"event_id"`
+	// HookID names the hook in the configuration; URL, secrets and schedule are read from it
+	// at each attempt.
+	HookID    string `json:"hook_id"`
+	EventType string `json:"event_type"`
+	// IdentityID is the identity the event is about, to find a user's deliveries.
+	IdentityID *uuid.UUID `json:"identity_id"`
+	// URL is the hook's URL at fan-out, for display only.
+	URL         string `json:"url"`
+	ContentType string `json:"content_type"`
+	// State is StatePending, StateSucceeded or StateDead.
+	State string `json:"state"`
+	// AttemptCount counts attempts across replays (the attempts array is Attempts).
+	AttemptCount int `json:"attempt_count"`
+	// NextAttemptAt is when a pending delivery is due; nil once it is final.
 	NextAttemptAt *time.Time `json:"next_attempt_at"`
-	LeaseUntil    *time.Time `json:"lease_until"`
-	LeasedBy      *string    `json:"leased_by"`
-	LastStatus    *int       `json:"last_status"`
-	LastError     *string    `json:"last_error"`
-	EventTime     time.Time  `json:"event_time"`
-	CreatedAt     time.Time  `json:"created_at"`
-	UpdatedAt     time.Time  `json:"updated_at"`
+	// LeaseUntil and LeasedBy say which worker holds the delivery right now, if any.
+	LeaseUntil *time.Time `json:"lease_until"`
+	LeasedBy   *string    `json:"leased_by"`
+	// LastStatus and LastError are the latest attempt's HTTP status and error.
+	LastStatus *int      `json:"last_status"`
+	LastError  *string   `json:"last_error"`
+	EventTime  time.Time `json:"event_time"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 
 	// Body is the stored body, as JSON when it is JSON and as a JSON string otherwise.
 	Body json.RawMessage `json:"body,omitempty"`
@@ -75,13 +91,17 @@ type Delivery struct {
 // AttemptRecord is one webhook_attempts row: what one try sent back, so an operator can tell a
 // receiver's 500 from a timeout without reading logs.
 type AttemptRecord struct {
-	Attempt      int       `json:"attempt"`
-	StartedAt    time.Time `json:"started_at"`
-	DurationMS   int       `json:"duration_ms"`
-	StatusCode   *int      `json:"status_code"`
-	ErrorClass   *string   `json:"error_class"`
-	Error        *string   `json:"error"`
-	ResponseBody *string   `json:"response_body"`
+	// Attempt is the 1-based attempt number, counting on across replays.
+	Attempt    int       `json:"attempt"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMS int       `json:"duration_ms"`
+	// StatusCode is nil when no response arrived.
+	StatusCode *int `json:"status_code"`
+	// ErrorClass is nil on success, else one of the ErrorClass constants.
+	ErrorClass *string `json:"error_class"`
+	Error      *string `json:"error"`
+	// ResponseBody is the first 4 KiB of the response, valid UTF-8.
+	ResponseBody *string `json:"response_body"`
 }
 
 // DeliveryFilter narrows Store.List; zero fields do not filter. Since and Until bound
@@ -249,6 +269,7 @@ func bodyJSON(b []byte) json.RawMessage {
 // replayable is the condition a delivery must meet to be replayed: not being attempted right
 // now, and with a body to send.
 const replayable = `NOT (d.state = 'pending' AND d.lease_until > now())
+	AND d.event_type <> '` + CallEventType + `'
 	AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')`
 
 // replaySet is what a replay does to a delivery: due now, lease released. attempts keeps
@@ -261,8 +282,10 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 	var out *Delivery
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		var leased, template bool
+		// A before-persist call belongs to a flow that has already answered: sending it again
+		// later would decide nothing, so it is not replayable (its attempts stay visible).
 		err := tx.QueryRow(ctx, `SELECT d.state = 'pending' AND d.lease_until > now(),
-			EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')
+			d.event_type = '`+CallEventType+`' OR EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')
 			FROM webhook_deliveries d WHERE d.id = $1 FOR UPDATE`, id).Scan(&leased, &template)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
@@ -372,12 +395,16 @@ SELECT id FROM ins`
 // insertDeliveries runs insertDeliveriesSQL for rows on behalf of worker workerID.
 func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, rows []newDelivery) (map[uuid.UUID]bool, error) {
 	n := len(rows)
-	ids, events, identities := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]*uuid.UUID, n)
+	// [16]byte and pgtype.UUID encode natively; uuid.UUID would go through its string Valuer.
+	ids, events, identities := make([][16]byte, n), make([][16]byte, n), make([]pgtype.UUID, n)
 	hooks, types, urls, ctypes, states, errs := make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]*string, n)
 	bodies, leases, times := make([][]byte, n), make([]int64, n), make([]time.Time, n)
 	for i, r := range rows {
-		ids[i], events[i], identities[i] = r.id, r.eventID, r.identityID
+		ids[i], events[i] = r.id, r.eventID
+		if r.identityID != nil {
+			identities[i] = pgtype.UUID{Bytes: *r.identityID, Valid: true}
+		}
 		hooks[i], types[i], urls[i], ctypes[i], states[i] = r.hookID, r.eventType, r.url, r.contentType, r.state
 		bodies[i], leases[i], times[i] = r.body, r.leaseMS, r.eventTime
 		if r.err != "" {
@@ -432,22 +459,39 @@ func claimDeliveries(ctx context.Context, db *pgxpool.Pool, workerID, hookID str
 	return jobs, nil
 }
 
-// pendingHooksSQL lists the hooks that have pending deliveries, with one index probe per hook
-// (a skip scan of webhook_deliveries_due_idx) however large the backlog is.
+// pendingHooksSQL lists the hooks that have pending deliveries and the earliest next_attempt_at
+// of each, with a few index probes per hook (a skip scan of webhook_deliveries_due_idx)
+// however large the backlog is.
 const pendingHooksSQL = `WITH RECURSIVE h AS (
 	(SELECT hook_id FROM webhook_deliveries WHERE state = 'pending' ORDER BY hook_id LIMIT 1)
 	UNION ALL
 	SELECT (SELECT d.hook_id FROM webhook_deliveries d WHERE d.state = 'pending' AND d.hook_id > h.hook_id
 		ORDER BY d.hook_id LIMIT 1) FROM h WHERE h.hook_id IS NOT NULL
 )
-SELECT hook_id FROM h WHERE hook_id IS NOT NULL`
+SELECT h.hook_id, (SELECT min(d.next_attempt_at) FROM webhook_deliveries d
+	WHERE d.state = 'pending' AND d.hook_id = h.hook_id)
+FROM h WHERE h.hook_id IS NOT NULL`
 
-func pendingHooks(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
+// pendingHook is a hook with pending deliveries, the first of them due at due.
+type pendingHook struct {
+	hook string
+	due  time.Time
+}
+
+func pendingHooks(ctx context.Context, db *pgxpool.Pool) ([]pendingHook, error) {
 	rows, err := db.Query(ctx, pendingHooksSQL)
 	if err != nil {
 		return nil, fmt.Errorf("list hooks with pending deliveries: %w", err)
 	}
-	hooks, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	hooks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pendingHook, error) {
+		var p pendingHook
+		var due *time.Time
+		err := r.Scan(&p.hook, &due)
+		if due != nil {
+			p.due = *due
+		}
+		return p, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list hooks with pending deliveries: %w", err)
 	}
@@ -503,7 +547,7 @@ ON CONFLICT (delivery_id, attempt) DO NOTHING`
 // flushOutcomes runs flushSQL for os on behalf of worker workerID.
 func flushOutcomes(ctx context.Context, db *pgxpool.Pool, workerID string, os []outcome) error {
 	n := len(os)
-	ids, attempts, states := make([]uuid.UUID, n), make([]int32, n), make([]string, n)
+	ids, attempts, states := make([][16]byte, n), make([]int32, n), make([]string, n)
 	next, started, durations := make([]*time.Time, n), make([]time.Time, n), make([]int32, n)
 	status, classes, errs, bodies := make([]*int32, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	for i := range os {

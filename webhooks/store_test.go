@@ -180,10 +180,22 @@ func TestPendingHooks(t *testing.T) {
 	for _, h := range []string{"b", "a", "b", "c"} {
 		seed(t, db, h, "https://r.example/")
 	}
+	seed(t, db, "c", "https://r.example/", "next_attempt_at = '2030-01-01Z'")
+	seed(t, db, "d", "https://r.example/", "next_attempt_at = '2030-01-01Z'")
 	seed(t, db, "dead-only", "https://r.example/", "state = 'dead'")
 	got, err := pendingHooks(context.Background(), db)
-	if err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
-		t.Errorf("pending hooks %v (%v), want [a b c]", got, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hooks []string
+	for _, h := range got {
+		hooks = append(hooks, h.hook)
+		if future := h.due.Year() == 2030; future != (h.hook == "d") {
+			t.Errorf("hook %s first due %s", h.hook, h.due)
+		}
+	}
+	if !slices.Equal(hooks, []string{"a", "b", "c", "d"}) {
+		t.Errorf("pending hooks %v, want [a b c d]", hooks)
 	}
 }
 

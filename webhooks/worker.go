@@ -57,10 +57,11 @@ const DefaultConsumer = "latch-webhooks"
 const (
 	consumerAckWait       = 30 * time.Second
 	consumerMaxAckPending = 1000
-	fetchWait             = 5 * time.Second      // one pull request's expiry
+	fetchWait             = time.Second          // one pull request's expiry: how long a stopping worker may wait for it
 	fetchLinger           = time.Millisecond     // how long fan-out waits to fill a batch
 	nakDelay              = time.Second          // redelivery of a batch the database refused
 	dbTimeout             = 10 * time.Second     // one worker query
+	declareTimeout        = 5 * time.Second      // one consumer declaration
 	flushDelay            = 5 * time.Millisecond // results are batched this long at most
 	flushMax              = 500                  // or this many
 	flushTries            = 5                    // a failed flush is retried this often
@@ -157,7 +158,8 @@ func (w *Worker) Wake() { w.hints.wakeScan() }
 // Run declares the consumer and works until ctx ends; then it stops fetching and claiming,
 // waits up to ShutdownTimeout for attempts in flight, cancels the rest, records every result
 // and returns with every goroutine it started ended. It returns an error only when it cannot
-// start; a worker runs once at a time.
+// start: JetStream refused the consumer, or the worker is running already. An unreachable
+// NATS is not such an error: pending deliveries go on, and fan-out starts once NATS answers.
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("webhooks: worker is already running")
@@ -165,7 +167,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.running.Store(false)
 	cons, err := w.declareConsumer(ctx)
 	if err != nil {
-		return err
+		if refused(err) {
+			return err
+		}
+		// Retries and replays need only Postgres: deliver them while fan-out waits for NATS.
+		w.log.Warn("JetStream unreachable; delivering pending webhooks while fan-out waits for it", "error", err)
+		cons = nil
 	}
 
 	// Attempts outlive ctx by up to ShutdownTimeout: they get their own context.
@@ -206,7 +213,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // declareConsumer creates or updates the durable pull consumer explicitly, never as a side
 // effect of consuming.
 func (w *Worker) declareConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	ctx, cancel := context.WithTimeout(ctx, declareTimeout)
 	defer cancel()
 	cons, err := w.js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
 		Durable:       w.cfg.Consumer,
@@ -220,6 +227,14 @@ func (w *Worker) declareConsumer(ctx context.Context) (jetstream.Consumer, error
 		return nil, fmt.Errorf("webhooks: declare consumer %s on %s: %w", w.cfg.Consumer, events.StreamName, err)
 	}
 	return cons, nil
+}
+
+// refused reports a consumer declaration the server answered with a refusal (a consumer of
+// that name with an incompatible configuration, say): a deployment error to report at start,
+// unlike an unreachable server or a stream `latch serve` has not declared yet.
+func refused(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode != jetstream.JSErrCodeStreamNotFound
 }
 
 // ---- Claim loop --------------------------------------------------------------------------
@@ -256,8 +271,8 @@ func (w *Worker) claimLoop(ctx context.Context) {
 	}
 }
 
-// scan hints every hook that has pending deliveries: retries scheduled by other workers,
-// replays, leases of dead workers, rows fan-out could not lease.
+// scan hints every hook that has pending deliveries, from the time the first is due: retries
+// scheduled by other workers, replays, leases of dead workers, rows fan-out could not lease.
 func (w *Worker) scan(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
@@ -270,7 +285,10 @@ func (w *Worker) scan(ctx context.Context) {
 	}
 	now := time.Now()
 	for _, h := range hooks {
-		w.hints.add(h, now)
+		if h.due.IsZero() || h.due.Before(now) {
+			h.due = now
+		}
+		w.hints.add(h.hook, h.due)
 	}
 }
 
@@ -293,11 +311,12 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 			continue
 		}
 		free, queued := w.disp.room(d.hook)
-		if free == 0 || (queued > 0 && free < max(1, w.cfg.PerHookConcurrency/2)) {
-			continue // the hint stays; a freed slot wakes the loop again
+		if free == 0 || (queued > 0 && free < w.cfg.PerHookConcurrency) {
+			continue // claim a round at a time; the hint stays and a freed slot wakes the loop
 		}
 		n := w.disp.reserve(d.hook, free)
-		qctx, cancel := context.WithTimeout(ctx, dbTimeout)
+		// Not cancelled with ctx: a claim cut off after its commit would strand its leases.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 		jobs, err := claimDeliveries(qctx, w.db, w.cfg.ID, d.hook, n, hookTimeout(hook)+w.cfg.LeaseMargin)
 		cancel()
 		if err != nil {
@@ -308,6 +327,11 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 			continue
 		}
 		w.disp.unreserve(d.hook, n-len(jobs))
+		if ctx.Err() != nil { // stopping: nothing new starts
+			w.disp.unreserve(d.hook, len(jobs))
+			w.release(jobs)
+			return false, next
+		}
 		w.release(w.disp.submit(jobs))
 		if len(jobs) == n {
 			more = true
@@ -321,7 +345,7 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 // reapRemoved kills a batch of due deliveries of a hook that left the configuration, without
 // a request, and reports whether there may be more.
 func (w *Worker) reapRemoved(ctx context.Context, hook string) bool {
-	qctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout) // see claimDue
 	jobs, err := claimDeliveries(qctx, w.db, w.cfg.ID, hook, reapBatch, w.cfg.LeaseMargin+dbTimeout)
 	cancel()
 	if err != nil {
@@ -458,8 +482,8 @@ func (h *hints) add(hook string, at time.Time) {
 		h.hooks[hook] = hh
 	}
 	hh.version++
-	i, _ := slices.BinarySearchFunc(hh.times, at, time.Time.Compare)
-	if i < maxHookHints {
+	i, found := slices.BinarySearchFunc(hh.times, at, time.Time.Compare)
+	if !found && i < maxHookHints {
 		hh.times = slices.Insert(hh.times, i, at)
 		hh.times = hh.times[:min(len(hh.times), maxHookHints)]
 	}

@@ -76,11 +76,11 @@ func drive(ctx context.Context, name string, o *options, newWorker func(context.
 		if !sleepUntil(runCtx, from) {
 			return
 		}
-		before, probeErr = readUsage(o.serverPID, o.clientPID)
+		before, probeErr = readUsage(o.serverPID, o.clientPID, o.pgDatabase)
 		if probeErr != nil || !sleepUntil(runCtx, end) {
 			return
 		}
-		after, probeErr = readUsage(o.serverPID, o.clientPID)
+		after, probeErr = readUsage(o.serverPID, o.clientPID, o.pgDatabase)
 	}()
 
 	perWorker := maxSamples / o.clients
@@ -150,6 +150,7 @@ type result struct {
 	Latency     latency           `json:"latency_ms"` // successful operations only
 	Dropped     int64             `json:"latencies_not_kept,omitempty"`
 	CPU         cpuReport         `json:"cpu"`
+	Attempts    int               `json:"attempts"` // runs made to get one without outside load (-max-other)
 }
 
 type latency struct {

@@ -246,12 +246,11 @@ func (c *client) whoamiWorker(ctx context.Context, tokens []string, worker, clie
 	}, nil
 }
 
-// registerWorker returns an iteration that registers a fresh user per call.
+// registerWorker returns an iteration that registers a fresh user per call. The sequence is the
+// client's, not the worker's, so that a repeated run (-max-other) never reuses an address.
 func (c *client) registerWorker(worker int) iteration {
-	seq := 0
 	return func(ctx context.Context) outcome {
-		seq++
-		_, o := c.register(ctx, c.email("register", worker, seq))
+		_, o := c.register(ctx, c.email("register", worker, int(c.seq.Add(1))))
 		return o
 	}
 }

@@ -48,7 +48,7 @@ type cpuReport struct {
 
 // readUsage snapshots the counters. The load generator is this process, or clientPID when set
 // (wrk, measured from outside).
-func readUsage(serverPID, clientPID int) (usage, error) {
+func readUsage(serverPID, clientPID int, pgDatabase string) (usage, error) {
 	u := usage{at: time.Now(), serverPID: serverPID}
 	var err error
 	if clientPID != 0 {
@@ -74,7 +74,7 @@ func readUsage(serverPID, clientPID int) (usage, error) {
 			return u, fmt.Errorf("-server-pid %d: %w", serverPID, err)
 		}
 	}
-	u.postgres = postgresTicks()
+	u.postgres = postgresTicks(pgDatabase)
 	return u, nil
 }
 
@@ -192,10 +192,11 @@ func memory(pid int) (rss, peak uint64, err error) {
 	return rss, peak, nil
 }
 
-// postgresTicks sums CPU per process whose command name is postgres (the postmaster and every
-// backend; the name stays "postgres" when the backend retitles itself). Processes that vanish
-// while being read are skipped: this is accounting, not control.
-func postgresTicks() map[int]uint64 {
+// postgresTicks sums CPU per Postgres process that works for Latch: the shared processes
+// (postmaster, WAL writer, checkpointer, ...) and the client backends connected to database db.
+// Backends of other databases count as "other": on a shared machine they are someone else's.
+// Processes that vanish while being read are skipped: this is accounting, not control.
+func postgresTicks(db string) map[int]uint64 {
 	out := map[int]uint64{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
 	for _, d := range dirs {
@@ -203,8 +204,12 @@ func postgresTicks() map[int]uint64 {
 		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
 			continue
 		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+		dir := filepath.Dir(d)
+		pid, err := strconv.Atoi(filepath.Base(dir))
 		if err != nil {
+			continue
+		}
+		if title, err := os.ReadFile(dir + "/cmdline"); err == nil && !forDatabase(string(title), db) {
 			continue
 		}
 		if t, err := processTicks(pid); err == nil {
@@ -212,4 +217,21 @@ func postgresTicks() map[int]uint64 {
 		}
 	}
 	return out
+}
+
+// forDatabase reports whether a Postgres process title belongs to database db. A client
+// backend's title is "postgres: [CLUSTER: ]USER DB HOST(PORT) STATE" (HOST may be [local]);
+// every other title (the postmaster's command line, "postgres: 15/main: walwriter", ...) is a
+// shared process and counts.
+func forDatabase(title, db string) bool {
+	f := strings.Fields(strings.ReplaceAll(title, "\x00", " "))
+	if len(f) == 0 || f[0] != "postgres:" {
+		return true
+	}
+	for k := 3; k < len(f); k++ {
+		if strings.HasSuffix(f[k], ")") && strings.Contains(f[k], "(") || f[k] == "[local]" {
+			return db == "" || f[k-1] == db
+		}
+	}
+	return true
 }

@@ -193,11 +193,13 @@ type EventsConfig struct {
 // WebhooksConfig is Latch's `webhooks`.
 type WebhooksConfig struct {
 	SigningSecrets  []string `json:"signing_secrets"`  // default for hooks without their own; --dev supplies one
+	CallDeadline    Duration `json:"call_deadline"`    // before-persist web_hook calls, worker and retries included; default 10s
 	AllowedNetworks []string `json:"allowed_networks"` // CIDRs webhooks may reach although not public
 	Worker          struct {
 		Concurrency        int      `json:"concurrency"`          // default 256
 		PerHookConcurrency int      `json:"per_hook_concurrency"` // default 16
 		ShutdownTimeout    Duration `json:"shutdown_timeout"`     // default 30s
+		LeaseMargin        Duration `json:"lease_margin"`         // default 30s: takeover after a crash = hook timeout + this
 	} `json:"worker"`
 }
 
@@ -577,6 +579,9 @@ func (c *Config) eventDefaults(dev bool) {
 	w := &c.Webhooks
 	if dev && len(w.SigningSecrets) == 0 {
 		w.SigningSecrets = []string{devWebhookSecret}
+	}
+	if w.CallDeadline == 0 {
+		w.CallDeadline = Duration(10 * time.Second)
 	}
 	if w.Worker.Concurrency == 0 {
 		w.Worker.Concurrency = 256

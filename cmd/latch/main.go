@@ -136,7 +136,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, env []string
 		}
 		log.Warn(msg)
 	}
-	return serve(ctx, cfg, *dev, log)
+	return serve(ctx, cfg, configs, env, *dev, log)
 }
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, env []string) error {

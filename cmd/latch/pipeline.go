@@ -22,8 +22,6 @@ import (
 // This file wires the event pipeline: the NATS connection (or the embedded server in --dev),
 // the stream, and the webhook hooks the configuration declares.
 
-const hookWebHook = "web_hook"
-
 // devWebhookSecret signs webhooks in --dev when no secret is configured, so that every delivery
 // is signed even on a laptop. It is public: the --dev warning says so.
 var devWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("latch-development-webhook-key!!!"))
@@ -138,68 +136,105 @@ func parseWebHook(raw json.RawMessage) (*webHookConfig, error) {
 	return &c, nil
 }
 
-// prePersist reports whether Kratos runs this web_hook before persisting.
-func (c *webHookConfig) prePersist() bool { return c.Response.Parse || c.CanInterrupt }
-
 // flowTriggers says which event a flow's after-persist webhooks follow (docs/EVENTS.md), and
 // for which methods Latch runs that flow.
 var flowTriggers = []struct {
 	flow      string
 	eventType string
 	methods   []string
+	before    func(core.Config) []core.Hook
 	after     func(core.Config) core.AfterHooks
 }{
-	{"registration", events.TypeIdentityCreated, []string{"password"}, func(c core.Config) core.AfterHooks { return c.Registration.After }},
-	{"login", events.TypeSessionCreated, []string{"password"}, func(c core.Config) core.AfterHooks { return c.Login.After }},
-	{"settings", events.TypeIdentityUpdated, []string{"password", "profile"}, func(c core.Config) core.AfterHooks { return c.Settings.After }},
+	{"registration", events.TypeIdentityCreated, []string{"password"},
+		func(c core.Config) []core.Hook { return c.Registration.Before },
+		func(c core.Config) core.AfterHooks { return c.Registration.After }},
+	{"login", events.TypeSessionCreated, []string{"password"},
+		func(c core.Config) []core.Hook { return c.Login.Before },
+		func(c core.Config) core.AfterHooks { return c.Login.After }},
+	{"settings", events.TypeIdentityUpdated, []string{"password", "profile"},
+		func(c core.Config) []core.Hook { return c.Settings.Before },
+		func(c core.Config) core.AfterHooks { return c.Settings.After }},
 }
 
-// webhookHooks turns the after-persist web_hooks of the flows into delivery hooks, resolving
-// lists as Kratos does (core.AfterHooks.For): a method's own list, when it has any hook, replaces
-// the global one. A global hook used by several methods is one hook with several triggers.
+// webhookHooks turns the flows' web_hooks into the workers' hooks. Lists resolve as Kratos
+// does (core.AfterHooks.For): a method's own list, when it has any hook, replaces the global
+// one. After-persist web_hooks follow the flow's event; a global hook serving several methods is
+// one hook with several triggers. Before hooks and before-persist web_hooks (response.parse,
+// can_interrupt) are called by the flow core through a worker: Call hooks, no trigger.
 func webhookHooks(cfg *Config, c core.Config) ([]webhooks.Hook, error) {
-	defaultSecrets := cfg.Webhooks.SigningSecrets
 	var out []webhooks.Hook
 	index := map[string]int{} // hook id -> position in out
+	add := func(h core.Hook, trigger *webhooks.Trigger) error {
+		if at, ok := index[h.ID]; ok {
+			if trigger != nil {
+				out[at].Triggers = append(out[at].Triggers, *trigger)
+			}
+			return nil
+		}
+		wh, err := parseWebHook(h.Config)
+		if err != nil {
+			return fmt.Errorf("config: web_hook %q: %w", h.ID, err)
+		}
+		hook := toHook(h.ID, wh, cfg.Webhooks.SigningSecrets)
+		if trigger != nil {
+			hook.Triggers = []webhooks.Trigger{*trigger}
+		} else {
+			hook.Call, hook.Parse = true, wh.Response.Parse
+		}
+		if len(hook.SigningSecrets) == 0 {
+			return fmt.Errorf("config: webhooks.signing_secrets: is required for web_hook %q (or set its config.signing_secrets): every request is signed (Standard Webhooks)", h.ID)
+		}
+		index[h.ID] = len(out)
+		out = append(out, hook)
+		return nil
+	}
 	for _, ft := range flowTriggers {
 		after := ft.after(c)
-		for _, method := range ft.methods {
-			list, scope := after.Methods[method], method
-			if len(list) == 0 {
-				list, scope = after.Global, "global"
+		for _, h := range ft.before(c) {
+			if err := add(h, nil); err != nil {
+				return nil, err
 			}
-			for n, h := range list {
-				if h.Name != hookWebHook {
+		}
+		for _, method := range ft.methods {
+			resolved := after.For(method)
+			if ft.flow != "login" {
+				// Registration and settings: Kratos runs before-persist hooks from the method's
+				// own list only, never from the global one.
+				for _, h := range after.Methods[method] {
+					if isWebHook(h) && h.PrePersist() {
+						if err := add(h, nil); err != nil {
+							return nil, err
+						}
+					}
+				}
+			}
+			for _, h := range resolved {
+				if !isWebHook(h) {
 					continue
 				}
-				wh, err := parseWebHook(h.Config)
-				if err != nil {
-					return nil, fmt.Errorf("config: selfservice.flows.%s.after: %w", ft.flow, err)
-				}
-				id := wh.ID
-				if id == "" {
-					id = fmt.Sprintf("%s.after.%s.%d", ft.flow, scope, n)
+				if h.PrePersist() {
+					if ft.flow == "login" {
+						if err := add(h, nil); err != nil {
+							return nil, err
+						}
+					}
+					continue // registration/settings: a no-op after persisting, as in Kratos
 				}
 				trigger := webhooks.Trigger{EventType: ft.eventType, Flow: ft.flow, Method: method}
-				if at, ok := index[id]; ok {
-					out[at].Triggers = append(out[at].Triggers, trigger)
-					continue
+				if err := add(h, &trigger); err != nil {
+					return nil, err
 				}
-				index[id] = len(out)
-				h := toHook(id, trigger, wh, defaultSecrets)
-				if len(h.SigningSecrets) == 0 {
-					return nil, fmt.Errorf("config: webhooks.signing_secrets: is required for web_hook %q (or set its config.signing_secrets): every delivery is signed (Standard Webhooks)", id)
-				}
-				out = append(out, h)
 			}
 		}
 	}
 	return out, nil
 }
 
-func toHook(id string, t webhooks.Trigger, wh *webHookConfig, defaultSecrets []string) webhooks.Hook {
+func isWebHook(h core.Hook) bool { return h.Name == core.HookWebHook }
+
+func toHook(id string, wh *webHookConfig, defaultSecrets []string) webhooks.Hook {
 	h := webhooks.Hook{
-		ID: id, Triggers: []webhooks.Trigger{t}, URL: wh.URL, Method: wh.Method, Headers: wh.Headers, Body: wh.Body,
+		ID: id, URL: wh.URL, Method: wh.Method, Headers: wh.Headers, Body: wh.Body,
 		SigningSecrets: wh.SigningSecrets, Timeout: time.Duration(wh.Timeout),
 	}
 	if len(h.SigningSecrets) == 0 {
@@ -233,7 +268,7 @@ func workerConfig(cfg *Config) webhooks.WorkerConfig {
 	w := cfg.Webhooks.Worker
 	return webhooks.WorkerConfig{
 		Concurrency: w.Concurrency, PerHookConcurrency: w.PerHookConcurrency,
-		ShutdownTimeout: time.Duration(w.ShutdownTimeout),
+		ShutdownTimeout: time.Duration(w.ShutdownTimeout), LeaseMargin: time.Duration(w.LeaseMargin),
 	}
 }
 

@@ -70,13 +70,46 @@ selfservice:
 	}
 }
 
-func TestBeforePersistWebhooksAreRefusedForNow(t *testing.T) {
+// Before hooks and web_hooks with response.parse or can_interrupt are called by the flow core
+// through a worker (Call hooks, no trigger). Registration and settings take them from the
+// method's own list only; in the global list Kratos never runs them, and neither does Latch.
+func TestBeforePersistWebhooksBecomeCalls(t *testing.T) {
 	t.Parallel()
 	cfg, _ := mustLoad(t, false, nil, minimal+`
-selfservice: {flows: {registration: {after: {password: {hooks: [{hook: web_hook, config: {url: "https://x.example", response: {parse: true}}}]}}}}}`)
-	_, err := coreConfig(cfg)
-	if err == nil || !strings.Contains(err.Error(), "selfservice.flows.registration.after.password.hooks[0].config") {
-		t.Fatalf("err = %v; want a refusal naming the hook", err)
+webhooks: {signing_secrets: [`+webhookSecret+`]}
+selfservice:
+  flows:
+    registration:
+      before: {hooks: [{hook: web_hook, config: {url: "https://x.example/before"}}]}
+      after:
+        hooks: [{hook: web_hook, config: {id: ignored, url: "https://x.example/g", response: {parse: true}}}]
+        password: {hooks: [{hook: web_hook, config: {id: check, url: "https://x.example/check", response: {parse: true}}}, {hook: session}]}
+    login:
+      after: {hooks: [{hook: web_hook, config: {id: denylist, url: "https://x.example/deny", can_interrupt: true}}]}
+`)
+	c, err := coreConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := webhookHooks(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]webhooks.Hook{}
+	for _, h := range hooks {
+		got[h.ID] = h
+	}
+	for id, parse := range map[string]bool{"registration.before.0": false, "check": true, "denylist": false} {
+		h, ok := got[id]
+		if !ok || !h.Call || h.Parse != parse || len(h.Triggers) != 0 {
+			t.Errorf("hook %s = %+v (present %v); want a Call hook with Parse %v", id, h, ok, parse)
+		}
+	}
+	if _, ok := got["ignored"]; ok {
+		t.Error("a parse web_hook in registration's global list became a hook; Kratos never runs it")
+	}
+	if c.Registration.Before[0].ID != "registration.before.0" || !c.Registration.After.Methods["password"][0].PrePersist() {
+		t.Errorf("core hooks = %+v / %+v", c.Registration.Before, c.Registration.After.Methods["password"])
 	}
 }
 

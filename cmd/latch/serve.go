@@ -17,6 +17,8 @@ import (
 )
 
 const (
+	// reloadInterval is how often the configuration files are checked for changes.
+	reloadInterval = 2 * time.Second
 	// shutdownTimeout bounds the graceful stop: in-flight requests get this long after
 	// SIGTERM, inside Kubernetes' default 30 s grace period.
 	shutdownTimeout = 20 * time.Second
@@ -27,7 +29,7 @@ const (
 // serve runs `latch serve` until ctx is cancelled (SIGINT/SIGTERM) or a server fails: in dev it
 // creates and migrates the database; it opens the pool, wires the services, serves the public
 // and admin APIs, and on the way out stops the servers, then the services, then the pool.
-func serve(ctx context.Context, cfg *Config, dev bool, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *Config, paths, env []string, dev bool, log *slog.Logger) error {
 	if dev {
 		if err := ensureDatabase(ctx, cfg.DSN); err != nil {
 			return err
@@ -80,6 +82,7 @@ func serve(ctx context.Context, cfg *Config, dev bool, log *slog.Logger) error {
 	for _, run := range a.background {
 		g.Go(func() error { run(gctx); return nil })
 	}
+	g.Go(func() error { watchConfig(gctx, paths, dev, env, reloadInterval, cfg, a.apply, log); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", shutdownTimeout)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/identity"
@@ -28,6 +31,7 @@ import (
 type app struct {
 	public, admin http.Handler
 	background    []func(ctx context.Context)
+	apply         applyFunc // takes a reloaded configuration
 	close         func()
 }
 
@@ -61,16 +65,15 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	if err != nil {
 		return nil, err
 	}
-	svc, err := core.New(pool, reg, ids, sm, hasher, outbox, coreCfg, log)
+	hooks, err := webhookHooks(cfg, coreCfg)
 	if err != nil {
 		return nil, err
 	}
-
 	b, err := openBus(cfg, dev, log)
 	if err != nil {
 		return nil, err
 	}
-	hooks, err := webhookHooks(cfg, coreCfg)
+	svc, err := core.New(pool, reg, ids, sm, hasher, outbox, hookCaller{webhooks.NewCaller(b.nc)}, coreCfg, log)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -103,27 +106,74 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 		},
 		close: b.close,
 	}
+	var d *delivery
 	if b.embedded != nil {
 		// --dev with its embedded NATS runs a webhook worker in this process, so a laptop needs
 		// nothing else. Pointed at a NATS server (nats.url), --dev leaves delivery to
 		// `latch worker` processes, as production does.
-		w, err := newWorker(pool, b.js, hooks, cfg, dev, metrics, log)
-		if err != nil {
+		if d, err = newDelivery(pool, b, hooks, cfg, dev, metrics, log); err != nil {
 			b.close()
 			return nil, err
 		}
-		a.background = append(a.background, func(ctx context.Context) {
-			if declareStream(ctx, b.js, stream, log) == nil {
-				runLogged(ctx, "webhook worker", w.Run, log)
+		a.background = append(a.background, func(ctx context.Context) { runLogged(ctx, "webhook worker", d.run, log) })
+	}
+	// A reloaded configuration changes the flows' settings and hooks of this process.
+	a.apply = func(next *Config) error {
+		nextCore, err := coreConfig(next)
+		if err != nil {
+			return err
+		}
+		nextHooks, err := webhookHooks(next, nextCore)
+		if err != nil {
+			return err
+		}
+		// Check both before swapping either, so a refused reload changes nothing.
+		if _, err := webhooks.NewRegistry(nextHooks); err != nil {
+			return err
+		}
+		if err := svc.CheckConfig(nextCore); err != nil {
+			return err
+		}
+		if d != nil {
+			if err := d.hooks.Set(nextHooks); err != nil {
+				return err
 			}
-		})
+		}
+		return svc.SetConfig(nextCore)
 	}
 	return a, nil
 }
 
-// newWorker builds the webhook worker: hooks, sender and its metrics.
-func newWorker(pool *pgxpool.Pool, js jetstream.JetStream, hooks []webhooks.Hook, cfg *Config, dev bool,
-	reg prometheus.Registerer, log *slog.Logger) (*webhooks.Worker, error) {
+// hookCaller adapts the webhooks package's NATS caller to the flow core's HookCaller.
+type hookCaller struct{ c *webhooks.Caller }
+
+func (h hookCaller) Call(ctx context.Context, call core.HookCall) (*core.HookReply, error) {
+	r, err := h.c.Call(ctx, webhooks.CallRequest{HookID: call.HookID, Ctx: call.Ctx, Deadline: call.Deadline, IdentityID: call.IdentityID})
+	switch {
+	case errors.Is(err, webhooks.ErrNoWorker):
+		return nil, core.ErrHookNoWorker
+	case errors.Is(err, webhooks.ErrNoAnswer):
+		return nil, core.ErrHookNoAnswer
+	case err != nil:
+		return nil, err
+	}
+	return &core.HookReply{Outcome: r.Outcome, StatusCode: r.StatusCode, Messages: r.Messages, Identity: r.Identity,
+		ErrorClass: r.ErrorClass, Error: r.Error}, nil
+}
+
+// delivery is a worker's share of the pipeline: the after-persist webhook worker and the
+// responder that makes before-persist calls, on one hook registry that a reload swaps.
+type delivery struct {
+	hooks     *webhooks.Registry
+	worker    *webhooks.Worker
+	responder *webhooks.Responder
+	stream    events.StreamConfig
+	js        jetstream.JetStream
+	log       *slog.Logger
+}
+
+func newDelivery(pool *pgxpool.Pool, b *bus, hooks []webhooks.Hook, cfg *Config, dev bool,
+	reg prometheus.Registerer, log *slog.Logger) (*delivery, error) {
 	registry, err := webhooks.NewRegistry(hooks)
 	if err != nil {
 		return nil, fmt.Errorf("config: selfservice.flows: %w", err)
@@ -132,7 +182,28 @@ func newWorker(pool *pgxpool.Pool, js jetstream.JetStream, hooks []webhooks.Hook
 	if err != nil {
 		return nil, err
 	}
-	return webhooks.NewWorker(pool, js, registry, webhooks.NewSender(sc), workerConfig(cfg), webhooks.NewMetrics(reg), log)
+	sender := webhooks.NewSender(sc)
+	m := webhooks.NewMetrics(reg)
+	w, err := webhooks.NewWorker(pool, b.js, registry, sender, workerConfig(cfg), m, log)
+	if err != nil {
+		return nil, err
+	}
+	resp := webhooks.NewResponder(b.nc, pool, registry, sender, webhooks.ResponderConfig{}, m, log)
+	return &delivery{hooks: registry, worker: w, responder: resp, stream: streamConfig(cfg), js: b.js, log: log}, nil
+}
+
+// run answers before-persist calls at once (they need NATS core only) and runs the worker once
+// the stream exists; it returns when ctx ends or either fails.
+func (d *delivery) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.responder.Run(gctx) })
+	g.Go(func() error {
+		if err := declareStream(gctx, d.js, d.stream, d.log); err != nil {
+			return nil // shutting down before NATS ever answered
+		}
+		return d.worker.Run(gctx)
+	})
+	return g.Wait()
 }
 
 // runLogged runs a loop that returns only on failure or shutdown, and logs a failure.
@@ -212,28 +283,31 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	out.Settings.Lifespan = time.Duration(f.Settings.Lifespan)
 	out.Settings.PrivilegedSessionMaxAge = time.Duration(f.Settings.PrivilegedSessionMaxAge)
 
+	out.HookDeadline = time.Duration(cfg.Webhooks.CallDeadline)
+
 	var err error
 	blocks := []struct {
-		key  string
-		flow FlowConfig
-		into *core.AfterHooks
+		flow   string
+		cfg    FlowConfig
+		before *[]core.Hook
+		after  *core.AfterHooks
 	}{
-		{"selfservice.flows.registration", f.Registration.FlowConfig, &out.Registration.After},
-		{"selfservice.flows.login", f.Login, &out.Login.After},
-		{"selfservice.flows.settings", f.Settings.FlowConfig, &out.Settings.After},
+		{"registration", f.Registration.FlowConfig, &out.Registration.Before, &out.Registration.After},
+		{"login", f.Login, &out.Login.Before, &out.Login.After},
+		{"settings", f.Settings.FlowConfig, &out.Settings.Before, &out.Settings.After},
 	}
 	for _, b := range blocks {
-		if len(b.flow.Before.Hooks) > 0 {
-			// Before hooks can only be web_hooks, which run before the flow: not available yet.
-			return out, fmt.Errorf("config: %s.before.hooks[0].hook: %q is not available in this version of Latch", b.key, b.flow.Before.Hooks[0].Hook)
-		}
-		a := b.flow.After
-		if b.into.Global, err = inlineHooks(b.key+".after.hooks", a.Hooks); err != nil {
+		key := "selfservice.flows." + b.flow
+		if *b.before, err = convertHooks(key+".before.hooks", b.flow+".before", b.cfg.Before.Hooks); err != nil {
 			return out, err
 		}
-		b.into.Methods = map[string][]core.Hook{}
+		a := b.cfg.After
+		if b.after.Global, err = convertHooks(key+".after.hooks", b.flow+".after.global", a.Hooks); err != nil {
+			return out, err
+		}
+		b.after.Methods = map[string][]core.Hook{}
 		for method, list := range map[string][]Hook{"password": a.Password.Hooks, "profile": a.Profile.Hooks} {
-			if b.into.Methods[method], err = inlineHooks(b.key+".after."+method+".hooks", list); err != nil {
+			if b.after.Methods[method], err = convertHooks(key+".after."+method+".hooks", b.flow+".after."+method, list); err != nil {
 				return out, err
 			}
 		}
@@ -241,28 +315,27 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	return out, nil
 }
 
-// inlineHooks converts a hook list for core. web_hook entries are kept: core ignores them (they
-// run from the event pipeline), but they keep Kratos' resolution honest, since a method list
-// that holds only a web_hook still replaces the global list. Before-persist webhooks
-// (response.parse, can_interrupt) are refused until they are implemented: a hook that is
-// configured but silently never runs would be worse than a start-up error.
-func inlineHooks(key string, hooks []Hook) ([]core.Hook, error) {
+// convertHooks converts a hook list for core, giving each web_hook its id: config.id, or
+// idPrefix and its index ("registration.after.password.1"), which is how workers and the
+// delivery records name it. Every hook Latch knows is kept, web_hooks included: core runs the
+// inline ones and the before-persist web_hooks, the event pipeline runs the rest, and a method
+// list that holds only a web_hook still replaces the global list (Kratos' rule).
+func convertHooks(key, idPrefix string, hooks []Hook) ([]core.Hook, error) {
 	out := make([]core.Hook, 0, len(hooks))
 	for n, h := range hooks {
+		id := ""
 		switch h.Hook {
 		case core.HookSession, core.HookRevokeActiveSessions:
-		case hookWebHook:
+		case core.HookWebHook:
 			wh, err := parseWebHook(h.Config)
 			if err != nil {
 				return nil, fmt.Errorf("config: %s[%d].config: %w", key, n, err)
 			}
-			if wh.prePersist() {
-				return nil, fmt.Errorf("config: %s[%d].config: a web_hook with response.parse or can_interrupt (before persisting) is not available in this version of Latch; use an after-persist web_hook (response.ignore, or neither)", key, n)
-			}
+			id = cmp.Or(wh.ID, fmt.Sprintf("%s.%d", idPrefix, n))
 		default:
 			return nil, fmt.Errorf("config: %s[%d].hook: %q is not available in this version of Latch (available: session, revoke_active_sessions, web_hook)", key, n, h.Hook)
 		}
-		out = append(out, core.Hook{Name: h.Hook, Config: h.Config})
+		out = append(out, core.Hook{ID: id, Name: h.Hook, Config: h.Config})
 	}
 	return out, nil
 }

@@ -41,10 +41,10 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer, env []strin
 	if cfg.NATS.URL == "" {
 		return fmt.Errorf("config: nats.url: is required: a worker reads events from NATS (latch serve --dev already runs a worker in-process)")
 	}
-	return work(ctx, cfg, *dev, *metricsAddr, log)
+	return work(ctx, cfg, configs, env, *dev, *metricsAddr, log)
 }
 
-func work(ctx context.Context, cfg *Config, dev bool, metricsAddr string, log *slog.Logger) error {
+func work(ctx context.Context, cfg *Config, paths, env []string, dev bool, metricsAddr string, log *slog.Logger) error {
 	pool, err := newPool(ctx, cfg.DSN)
 	if err != nil {
 		return err
@@ -65,7 +65,7 @@ func work(ctx context.Context, cfg *Config, dev bool, metricsAddr string, log *s
 	defer b.close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	w, err := newWorker(pool, b.js, hooks, cfg, dev, reg, log)
+	d, err := newDelivery(pool, b, hooks, cfg, dev, reg, log)
 	if err != nil {
 		return err
 	}
@@ -97,15 +97,27 @@ func work(ctx context.Context, cfg *Config, dev bool, metricsAddr string, log *s
 		})
 	}
 	g.Go(func() error {
-		if err := declareStream(gctx, b.js, streamConfig(cfg), log); err != nil {
-			return nil // shutting down before NATS ever answered
-		}
 		log.Info("webhook worker running", "hooks", len(hooks))
-		err := w.Run(gctx)
+		err := d.run(gctx)
 		if ctx.Err() == nil && err == nil {
 			err = errors.New("webhook worker stopped unexpectedly")
 		}
 		return err
+	})
+	// A reloaded configuration swaps the hooks every delivery and call reads.
+	g.Go(func() error {
+		watchConfigFor(gctx, paths, dev, env, false, reloadInterval, cfg, func(next *Config) error {
+			nextCore, err := coreConfig(next)
+			if err != nil {
+				return err
+			}
+			nextHooks, err := webhookHooks(next, nextCore)
+			if err != nil {
+				return err
+			}
+			return d.hooks.Set(nextHooks)
+		}, log)
+		return nil
 	})
 	err = g.Wait()
 	if ctx.Err() != nil && err == nil {

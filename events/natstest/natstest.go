@@ -33,6 +33,13 @@ func Start(t testing.TB) (*server.Server, string) {
 	return start(t, events.EmbeddedConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: server.RANDOM_PORT})
 }
 
+// StartEmbedded always starts an embedded server, whatever TEST_NATS_URL says: for tests that
+// stop or restart NATS themselves (an outage cannot be simulated on a shared external server).
+func StartEmbedded(t testing.TB) (*server.Server, string) {
+	t.Helper()
+	return start(t, events.EmbeddedConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: server.RANDOM_PORT})
+}
+
 // Restart shuts ns down and starts a new server on the same port and store directory, so that
 // clients reconnect to it and find their streams: the "NATS down, then back" case. ns must come
 // from Start (not nil: an external server cannot be restarted from a test).

@@ -1,12 +1,16 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // waitSucceeded waits until the crm hook has exactly one delivery per identity in ids and
@@ -21,7 +25,8 @@ func (e *env) waitSucceeded(ids []string, others []string, timeout time.Duration
 		last = e.deliveries()
 		states := countStates(last)
 		return len(last) >= want && states["succeeded"] == len(last),
-			fmt.Sprintf("%d deliveries, by state %v; attempts of unfinished ones: %s", len(last), states, e.unfinished(last))
+			fmt.Sprintf("%d deliveries, by state %v; attempts of unfinished ones: %s; upstream: %s",
+				len(last), states, e.unfinished(last), e.upstream())
 	})
 
 	// One registration, one delivery: fan-out must neither lose nor double an event.
@@ -102,4 +107,37 @@ func duplicates(reqs []request) (int, string) {
 	}
 	sort.Strings(lines)
 	return len(lines), strings.Join(lines, "\n")
+}
+
+// upstream describes where events are before they become deliveries, for failure messages:
+// the outbox (unpublished rows) and the webhook consumer (messages not yet delivered to a
+// worker, delivered but not acknowledged, redelivered).
+func (e *env) upstream() string {
+	ctx, cancel := context.WithTimeout(e.t.Context(), 2*time.Second)
+	defer cancel()
+	var total, unpublished int
+	if err := e.db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE published_at IS NULL)
+FROM event_outbox WHERE type = 'identity.created'`).Scan(&total, &unpublished); err != nil {
+		return fmt.Sprintf("event_outbox: %v", err)
+	}
+	s := fmt.Sprintf("identity.created in event_outbox: %d, unpublished %d", total, unpublished)
+	nc, err := nats.Connect(e.nats.url(), nats.Timeout(time.Second))
+	if err != nil {
+		return s + fmt.Sprintf("; nats: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return s + fmt.Sprintf("; jetstream: %v", err)
+	}
+	cons, err := js.Consumer(ctx, "LATCH_EVENTS", "latch-webhooks")
+	if err != nil {
+		return s + fmt.Sprintf("; consumer latch-webhooks: %v", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return s + fmt.Sprintf("; consumer latch-webhooks: %v", err)
+	}
+	return s + fmt.Sprintf("; consumer latch-webhooks: not yet delivered %d, awaiting ack %d, redelivered %d, waiting pulls %d",
+		info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting)
 }

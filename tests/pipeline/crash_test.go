@@ -16,20 +16,21 @@ import (
 // Why it proves it: the receiver holds every answer for a second, so deliveries pile up in
 // flight across three workers. The victim is the worker that sends the most of the requests in
 // flight at that moment (the receiver knows each request's source port, /proc knows which
-// process owns it), and the test checks those requests really were cut off by the kill. A
-// delivery the victim was attempting stays leased to a dead process, and events it had pulled
-// but not yet fanned out stay unacknowledged: only lease expiry and JetStream redelivery bring
-// them back. The test then requires all 60
-// deliveries, one per registration, to end `succeeded` in the table and the admin API, and the
-// receiver to have answered every delivery id at least once. A lost lease, a lost event or a
-// delivery wrongly marked succeeded without an answered request all fail it.
+// process owns it), and the test checks that those requests really were cut off by the kill.
+// A delivery the victim was attempting or holding stays leased to a dead process, and events it
+// had pulled but not yet fanned out stay unacknowledged: only lease expiry and JetStream
+// redelivery bring them back. The test then requires all 60 deliveries, one per registration,
+// to end `succeeded` in the table and in the admin API, and the receiver to have answered every
+// delivery id at least once. A lease never taken over, a lost event or a delivery marked
+// succeeded without an answered request fails it.
 func TestWorkerKilledMidDeliveryLosesNothing(t *testing.T) {
 	t.Parallel()
 	const (
 		users    = 60
 		inFlight = 10
 		// takeover bounds how long the survivors may take to finish everything after the kill:
-		// leases expire after the hook's timeout (2 s) plus the worker's lease margin.
+		// leases expire after the hook's timeout (2 s) plus the worker's lease margin
+		// (webhooks.WorkerConfig.LeaseMargin, 30 s, not exposed in the configuration).
 		takeover = 60 * time.Second
 	)
 	e := setup(t, options{})

@@ -18,8 +18,8 @@ import (
 // with Latch's code, so a signing scheme that only agrees with itself fails; a wrong secret must
 // fail the same check, so the check is not vacuous. The receiver must get exactly one more
 // request, for the replayed delivery only, under its id (receivers de-duplicate on it), with the
-// first request's body byte for byte and a fresh timestamp, and the delivery must be
-// `succeeded` again with both attempts counted.
+// first request's body byte for byte and a timestamp no older than the first one's, and the
+// delivery must be `succeeded` again with both attempts counted.
 func TestReplayKeepsWebhookID(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{})

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestForDatabase(t *testing.T) {
+	for _, tc := range []struct {
+		title string
+		want  bool
+	}{
+		{"/usr/lib/postgresql/15/bin/postgres\x00-D\x00/var/lib/postgresql/15/main", true},
+		{"postgres: 15/main: walwriter \x00\x00", true},
+		{"postgres: 15/main: autovacuum worker latch_bench", true},
+		{"postgres: 15/main: postgres latch_bench 127.0.0.1(51234) idle\x00", true},
+		{"postgres: 15/main: postgres latch_test_1 127.0.0.1(51234) SELECT", false},
+		{"postgres: postgres latch_bench [local] idle", true},
+		{"postgres: postgres other [local] idle in transaction", false},
+	} {
+		if got := forDatabase(tc.title, "latch_bench"); got != tc.want {
+			t.Errorf("forDatabase(%q) = %v, want %v", tc.title, got, tc.want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	sorted := make([]time.Duration, 100) // 1..100
+	for i := range sorted {
+		sorted[i] = time.Duration(i + 1)
+	}
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{0.5, 50}, {0.9, 90}, {0.99, 99}, {1, 100}, {0.001, 1}} {
+		if got := percentile(sorted, tc.p); got != tc.want {
+			t.Errorf("percentile(%v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+}
