@@ -54,6 +54,12 @@ func withLoginRevoke(c *core.Config) {
 
 func setup(t *testing.T, opts ...option) *bundle {
 	t.Helper()
+	return setupWith(t, nil, opts...)
+}
+
+// setupWith is setup with a HookCaller for before-persist web_hooks.
+func setupWith(t *testing.T, caller core.HookCaller, opts ...option) *bundle {
+	t.Helper()
 	db := dbtest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg, err := schemas.NewRegistry(nil)
@@ -64,7 +70,7 @@ func setup(t *testing.T, opts ...option) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bundle{db: db}
+	b := &bundle{db: db, caller: caller}
 	pub, adm := http.NewServeMux(), http.NewServeMux()
 	b.public = httptest.NewServer(pub)
 	b.admin = httptest.NewServer(adm)

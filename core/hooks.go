@@ -43,7 +43,7 @@ type HookReply struct {
 	Outcome    string // HookContinue, HookInterrupt, HookModify, HookCancelled, HookFailed
 	StatusCode int
 	Messages   json.RawMessage // interrupt: [{"instance_ptr", "messages": [...]}]
-	Identity   json.RawMessage // modify: {"traits", "metadata_public", "metadata_admin", ...}
+	Identity   json.RawMessage // modify: the answer's "identity" object: {"traits", "metadata_public", ...}
 	ErrorClass string
 	Error      string
 }
@@ -211,16 +211,14 @@ func interruptFlow(f *Flow, raw json.RawMessage) error {
 	return nil
 }
 
-// identityPatch is what a parse web_hook may change: each field present replaces the whole
-// field, as in Kratos.
+// identityPatch is what a parse web_hook may change (the "identity" object of its answer):
+// each field present replaces the whole field, as in Kratos.
 type identityPatch struct {
-	Identity *struct {
-		Traits         json.RawMessage `json:"traits"`
-		MetadataPublic json.RawMessage `json:"metadata_public"`
-		MetadataAdmin  json.RawMessage `json:"metadata_admin"`
-		State          identity.State  `json:"state"`
-		ExternalID     *string         `json:"external_id"`
-	} `json:"identity"`
+	Traits         json.RawMessage `json:"traits"`
+	MetadataPublic json.RawMessage `json:"metadata_public"`
+	MetadataAdmin  json.RawMessage `json:"metadata_admin"`
+	State          identity.State  `json:"state"`
+	ExternalID     *string         `json:"external_id"`
 }
 
 func applyIdentityPatch(id *identity.Identity, raw json.RawMessage) error {
@@ -228,25 +226,22 @@ func applyIdentityPatch(id *identity.Identity, raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return fmt.Errorf("the identity in the answer is not valid JSON: %w", err)
 	}
-	if p.Identity == nil {
-		return nil
-	}
 	set := func(dst *json.RawMessage, v json.RawMessage) {
 		if len(v) > 0 && string(v) != "null" {
 			*dst = v
 		}
 	}
-	set(&id.Traits, p.Identity.Traits)
-	set(&id.MetadataPublic, p.Identity.MetadataPublic)
-	set(&id.MetadataAdmin, p.Identity.MetadataAdmin)
-	if p.Identity.State != "" {
-		if !p.Identity.State.Valid() {
-			return fmt.Errorf("the state %q in the answer is invalid", p.Identity.State)
+	set(&id.Traits, p.Traits)
+	set(&id.MetadataPublic, p.MetadataPublic)
+	set(&id.MetadataAdmin, p.MetadataAdmin)
+	if p.State != "" {
+		if !p.State.Valid() {
+			return fmt.Errorf("the state %q in the answer is invalid", p.State)
 		}
-		id.State = p.Identity.State
+		id.State = p.State
 	}
-	if p.Identity.ExternalID != nil {
-		id.ExternalID = p.Identity.ExternalID
+	if p.ExternalID != nil {
+		id.ExternalID = p.ExternalID
 	}
 	return nil
 }

@@ -177,7 +177,9 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 		flow := flowRef(f, "password")
 		var evs []events.Event
 		var sessionID *uuid.UUID
-		if has(hooks, HookSession) {
+		// A parse web_hook may have registered the identity as inactive: it exists, but gets
+		// no session.
+		if has(hooks, HookSession) && id.Active() {
 			sess, token, err := s.sessions.Issue(ctx, tx, id, "password", r)
 			if err != nil {
 				return err
