@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,10 +36,28 @@ type Config struct {
 	// HookDeadline bounds a before-persist web_hook call, worker and retries included
 	// (webhooks.call_deadline, default 10s).
 	HookDeadline time.Duration
+
+	// DefaultBrowserReturnURL is where browser flows go when they end without a return_to
+	// (selfservice.default_browser_return_url).
+	DefaultBrowserReturnURL string
+
+	// Throttle slows and then locks repeated login failures (selfservice.flows.login.throttle).
+	Throttle ThrottleConfig
+}
+
+// ThrottleConfig limits password guessing, per identifier and per client address. State lives
+// in Postgres so that every `latch serve` process sees the same counts.
+type ThrottleConfig struct {
+	Enabled            bool          // default true
+	MaxFailures        int           // failures per identifier within Window before it locks; default 5
+	MaxAddressFailures int           // failures per client address within Window before it locks; default 50
+	Window             time.Duration // default 15m
+	Lockout            time.Duration // how long a lock lasts; default 15m
 }
 
 // FlowConfig is what every flow has.
 type FlowConfig struct {
+	UIURL    string        // selfservice.flows.<flow>.ui_url: where browser flows are shown
 	Lifespan time.Duration // selfservice.flows.<flow>.lifespan, default 1h
 	Before   []Hook        // selfservice.flows.<flow>.before.hooks: web_hooks run when the flow is created
 	After    AfterHooks    // selfservice.flows.<flow>.after
@@ -125,6 +144,11 @@ func (c *Config) normalize() error {
 	if c.HookDeadline <= 0 {
 		c.HookDeadline = 10 * time.Second
 	}
+	t := &c.Throttle
+	t.MaxFailures = cmp.Or(t.MaxFailures, 5)
+	t.MaxAddressFailures = cmp.Or(t.MaxAddressFailures, 50)
+	t.Window = cmp.Or(t.Window, 15*time.Minute)
+	t.Lockout = cmp.Or(t.Lockout, 15*time.Minute)
 	return nil
 }
 

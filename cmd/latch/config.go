@@ -115,7 +115,7 @@ type SelfserviceConfig struct {
 // FlowsConfig is `selfservice.flows`.
 type FlowsConfig struct {
 	Registration RegistrationFlowConfig `json:"registration"`
-	Login        FlowConfig             `json:"login"`
+	Login        LoginFlowConfig        `json:"login"`
 	Settings     SettingsFlowConfig     `json:"settings"`
 }
 
@@ -131,6 +131,18 @@ type FlowConfig struct {
 type RegistrationFlowConfig struct {
 	FlowConfig
 	Enabled *bool `json:"enabled"` // default true
+}
+
+// LoginFlowConfig is `selfservice.flows.login`.
+type LoginFlowConfig struct {
+	FlowConfig
+	Throttle struct {
+		Enabled            *bool    `json:"enabled"`              // default true
+		MaxFailures        int      `json:"max_failures"`         // default 5 per identifier
+		MaxAddressFailures int      `json:"max_address_failures"` // default 50 per client address
+		Window             Duration `json:"window"`               // default 15m
+		Lockout            Duration `json:"lockout"`              // default 15m
+	} `json:"throttle"`
 }
 
 // SettingsFlowConfig is `selfservice.flows.settings`.
@@ -388,7 +400,7 @@ func (c *Config) withDefaults(dev bool) {
 	}
 
 	f := &c.Selfservice.Flows
-	for _, fc := range []*FlowConfig{&f.Registration.FlowConfig, &f.Login, &f.Settings.FlowConfig} {
+	for _, fc := range []*FlowConfig{&f.Registration.FlowConfig, &f.Login.FlowConfig, &f.Settings.FlowConfig} {
 		if fc.Lifespan == 0 {
 			fc.Lifespan = Duration(time.Hour)
 		}

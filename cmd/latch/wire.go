@@ -284,6 +284,11 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	out.Settings.PrivilegedSessionMaxAge = time.Duration(f.Settings.PrivilegedSessionMaxAge)
 
 	out.HookDeadline = time.Duration(cfg.Webhooks.CallDeadline)
+	out.DefaultBrowserReturnURL = cfg.Selfservice.DefaultBrowserReturnURL
+	out.Registration.UIURL, out.Login.UIURL, out.Settings.UIURL = f.Registration.UIURL, f.Login.UIURL, f.Settings.UIURL
+	th := f.Login.Throttle
+	out.Throttle = core.ThrottleConfig{Enabled: th.Enabled == nil || *th.Enabled, MaxFailures: th.MaxFailures,
+		MaxAddressFailures: th.MaxAddressFailures, Window: time.Duration(th.Window), Lockout: time.Duration(th.Lockout)}
 
 	var err error
 	blocks := []struct {
@@ -293,7 +298,7 @@ func coreConfig(cfg *Config) (core.Config, error) {
 		after  *core.AfterHooks
 	}{
 		{"registration", f.Registration.FlowConfig, &out.Registration.Before, &out.Registration.After},
-		{"login", f.Login, &out.Login.Before, &out.Login.After},
+		{"login", f.Login.FlowConfig, &out.Login.Before, &out.Login.After},
 		{"settings", f.Settings.FlowConfig, &out.Settings.Before, &out.Settings.After},
 	}
 	for _, b := range blocks {
