@@ -354,6 +354,13 @@ func (s *Service) replace(w http.ResponseWriter, r *http.Request, uid uuid.UUID,
 			return err
 		}
 		id = cur
+		// Blocking blocks: deactivating ends every session (unless configured otherwise), and
+		// reactivating does not bring them back.
+		if previous == identity.StateActive && cur.State == identity.StateInactive && s.config().Session.RevokeOnDeactivate {
+			if _, err := s.sessions.RevokeOthers(ctx, tx, cur.ID, uuid.Nil, events.ReasonIdentityDeactivated); err != nil {
+				return err
+			}
+		}
 		return s.recordUpdate(ctx, tx, cur, previous)
 	})
 	if err != nil {

@@ -114,7 +114,7 @@ type hookCtx struct {
 	TransientPayload json.RawMessage     `json:"transient_payload,omitempty"`
 }
 
-// runHooks calls each hook in order. It stops at the first interrupt (answered as a 400 flow
+// runHooks calls each hook in order (f is nil outside flows: session extension). It stops at the first interrupt (answered as a 400 flow
 // with the endpoint's messages on their nodes) or failure (a 502/503/504 error). A modify
 // answer is applied to id (when id is given and the hook parses) before the next hook runs.
 func (s *Service) runHooks(r *http.Request, f *Flow, hooks []Hook, id *identity.Identity, sess *sessions.Session) error {
@@ -130,8 +130,12 @@ func (s *Service) runHooks(r *http.Request, f *Flow, hooks []Hook, id *identity.
 		if id != nil {
 			ctxID = id.Public()
 		}
+		var transient json.RawMessage
+		if f != nil {
+			transient = f.TransientPayload
+		}
 		raw, err := json.Marshal(hookCtx{Flow: f, Identity: ctxID, Session: sess, RequestHeaders: meta.Headers,
-			RequestMethod: r.Method, RequestURL: s.config().PublicBaseURL + r.URL.RequestURI(), TransientPayload: f.TransientPayload})
+			RequestMethod: r.Method, RequestURL: s.config().PublicBaseURL + r.URL.RequestURI(), TransientPayload: transient})
 		if err != nil {
 			return fmt.Errorf("encode hook ctx: %w", err)
 		}
@@ -152,6 +156,10 @@ func (s *Service) runHooks(r *http.Request, f *Flow, hooks []Hook, id *identity.
 				}
 			}
 		case HookInterrupt:
+			if f == nil { // no flow to show the messages on (session extension): a 403 carries them
+				return api.Forbidden().WithID("session_extend_denied").
+					WithReason("A web_hook refused to extend this session.").WithDetail("messages", reply.Messages)
+			}
 			if err := interruptFlow(f, reply.Messages); err != nil {
 				return upstreamError(h, "malformed_response", err.Error())
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/latchhq/latch/events"
 	"net/http"
 
 	"github.com/jackc/pgx/v5"
@@ -158,7 +159,7 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 		}
 		res.Session, res.SessionToken = sess, token
 		if has(hooks, HookRevokeActiveSessions) {
-			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, sessions.ReasonRevokeActiveSessions); err != nil {
+			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
 				return err
 			}
 		}

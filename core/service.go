@@ -43,6 +43,17 @@ type Config struct {
 
 	// Throttle slows and then locks repeated login failures (selfservice.flows.login.throttle).
 	Throttle ThrottleConfig
+
+	// Session is Latch's own session behaviour.
+	Session SessionConfig
+}
+
+// SessionConfig is what core decides about sessions beyond the sessions package.
+type SessionConfig struct {
+	SelfServiceExtend  bool          // session.self_service_extend.enabled: PATCH /sessions/extend
+	ExtendMaxAge       time.Duration // session.self_service_extend.max_age; 0: no cap
+	ExtendBefore       []Hook        // session.extend.before.hooks: web_hooks that may refuse an extension
+	RevokeOnDeactivate bool          // session.revoke_on_deactivate (default true)
 }
 
 // ThrottleConfig limits password guessing, per identifier and per client address. State lives
@@ -218,6 +229,7 @@ func (s *Service) PublicRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /self-service/settings", s.submitSettings)
 
 	mux.HandleFunc("DELETE /self-service/logout/api", s.logoutAPI)
+	mux.HandleFunc("PATCH /sessions/extend", s.extendOwnSession)
 
 	mux.HandleFunc("GET /schemas", s.listSchemas)
 	mux.HandleFunc("GET /schemas/{id}", s.getSchema)

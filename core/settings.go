@@ -256,7 +256,7 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 			return err
 		}
 		if has(hooks, HookRevokeActiveSessions) {
-			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, sessions.ReasonRevokeActiveSessions); err != nil {
+			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
 				return err
 			}
 		}

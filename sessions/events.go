@@ -11,15 +11,6 @@ import (
 	"github.com/latchhq/latch/events"
 )
 
-// Reasons a session.revoked event gives, so that receivers can tell a user's logout from an
-// operator's action.
-const (
-	ReasonLogout               = "logout"
-	ReasonRevokeActiveSessions = "revoke_active_sessions"
-	ReasonSelfService          = "self_service"
-	ReasonAdmin                = "admin"
-)
-
 // recordRevoked writes a session.revoked event in tx, when anything was revoked.
 func (m *Manager) recordRevoked(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, ids []uuid.UUID, reason string) error {
 	if m.outbox == nil || len(ids) == 0 {

@@ -31,7 +31,7 @@ func TestSessionEventsAreRecorded(t *testing.T) {
 	if len(revoked) != 2 {
 		t.Fatalf("%d session.revoked events, want 2 (logout, self-service): %v", len(revoked), revoked)
 	}
-	if revoked[0]["reason"] != ReasonLogout || revoked[1]["reason"] != ReasonSelfService {
+	if revoked[0]["reason"] != events.ReasonLogout || revoked[1]["reason"] != events.ReasonSelfService {
 		t.Errorf("reasons = %v, %v", revoked[0]["reason"], revoked[1]["reason"])
 	}
 	ids, _ := revoked[1]["session_ids"].([]any)

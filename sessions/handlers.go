@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"errors"
+	"github.com/latchhq/latch/events"
 	"net/http"
 	"strconv"
 
@@ -101,7 +102,7 @@ func (m *Manager) revokeMine(w http.ResponseWriter, r *http.Request) {
 	var n int64
 	err := pgx.BeginFunc(r.Context(), m.db, func(tx pgx.Tx) error {
 		var err error
-		n, err = m.RevokeOthers(r.Context(), tx, me.IdentityID, me.ID, ReasonSelfService)
+		n, err = m.RevokeOthers(r.Context(), tx, me.IdentityID, me.ID, events.ReasonSelfService)
 		return err
 	})
 	if err != nil {
@@ -130,7 +131,7 @@ func (m *Manager) revokeOneOfMine(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, m.log, e)
 		return
 	}
-	if err := m.revoke(r.Context(), id, me.IdentityID, ReasonSelfService); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := m.revoke(r.Context(), id, me.IdentityID, events.ReasonSelfService); err != nil && !errors.Is(err, ErrNotFound) {
 		api.WriteError(w, r, m.log, err)
 		return
 	}
@@ -189,7 +190,7 @@ func (m *Manager) adminRevoke(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := m.revoke(r.Context(), id, uuid.Nil, ReasonAdmin); err != nil {
+	if err := m.revoke(r.Context(), id, uuid.Nil, events.ReasonAdmin); err != nil {
 		api.WriteError(w, r, m.log, notFound(err))
 		return
 	}

@@ -222,7 +222,7 @@ func (m *Manager) RevokeToken(ctx context.Context, token string) error {
 		if !wasActive {
 			return nil // already revoked: no second event
 		}
-		return m.recordRevoked(ctx, tx, identityID, []uuid.UUID{id}, ReasonLogout)
+		return m.recordRevoked(ctx, tx, identityID, []uuid.UUID{id}, events.ReasonLogout)
 	})
 	if err == nil {
 		m.wake()
@@ -346,7 +346,7 @@ func (m *Manager) deleteByIdentity(ctx context.Context, identityID uuid.UUID) er
 		if !exists {
 			return ErrNotFound
 		}
-		return m.recordRevoked(ctx, tx, identityID, active, ReasonAdmin)
+		return m.recordRevoked(ctx, tx, identityID, active, events.ReasonAdmin)
 	})
 	if err == nil {
 		m.wake()

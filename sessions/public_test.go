@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"github.com/latchhq/latch/events"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -292,7 +293,7 @@ func TestRevokeOthersInCallersTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := b.mgr.RevokeOthers(ctx, tx, i.ID, keep.ID, ReasonAdmin); err != nil || n != 1 {
+	if n, err := b.mgr.RevokeOthers(ctx, tx, i.ID, keep.ID, events.ReasonAdmin); err != nil || n != 1 {
 		t.Fatalf("RevokeOthers = %d, %v", n, err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
@@ -301,7 +302,7 @@ func TestRevokeOthersInCallersTransaction(t *testing.T) {
 	wantStatus(t, serve(b.public, http.MethodGet, "/sessions/whoami", tokenHeader(otherToken)), http.StatusOK)
 
 	b.inTx(t, func(tx pgx.Tx) error {
-		_, err := b.mgr.RevokeOthers(ctx, tx, i.ID, keep.ID, ReasonAdmin)
+		_, err := b.mgr.RevokeOthers(ctx, tx, i.ID, keep.ID, events.ReasonAdmin)
 		return err
 	})
 	wantStatus(t, serve(b.public, http.MethodGet, "/sessions/whoami", tokenHeader(otherToken)), http.StatusUnauthorized)

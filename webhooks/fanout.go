@@ -204,7 +204,7 @@ func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seen map[string]
 	if !ok {
 		return nil
 	}
-	hooks := w.reg.Match(Trigger{EventType: env.Type, Flow: ev.flow.Type, Method: ev.flow.Method})
+	hooks := w.reg.Match(ev.trigger(env.Type))
 	var rows []newDelivery
 	var tctx map[string]any
 	for _, h := range hooks {
@@ -243,6 +243,7 @@ func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seen map[string]
 // event is what fan-out reads from an event's data: what triggers hooks and what templates see.
 type event struct {
 	flow       *events.FlowRef
+	reason     string // session.revoked: why (logout, admin, ...)
 	identity   json.RawMessage
 	identityID *uuid.UUID
 	session    json.RawMessage
@@ -250,8 +251,9 @@ type event struct {
 }
 
 // decodeEvent reads the events that can trigger a web_hook: identity.created / updated and
-// session.created carrying the flow that caused them. Anything else (admin actions, other
-// types, undecodable data) triggers nothing, as in Kratos.
+// session.created carrying the flow that caused them, and the session lifecycle events
+// (session.extended, session.revoked) Latch's session hooks follow. Anything else (admin
+// identity actions, other types, undecodable data) triggers nothing, as in Kratos.
 func decodeEvent(env events.Envelope) (event, bool) {
 	var ev event
 	switch env.Type {
@@ -276,10 +278,44 @@ func decodeEvent(env events.Envelope) (event, bool) {
 		if d.IdentityID != uuid.Nil {
 			ev.identityID = &d.IdentityID
 		}
+	case events.TypeSessionExtended:
+		var d events.SessionData
+		if json.Unmarshal(env.Data, &d) != nil {
+			return ev, false
+		}
+		ev.session = d.Session
+		if d.IdentityID != uuid.Nil {
+			ev.identityID = &d.IdentityID
+		}
+		return ev, true
+	case events.TypeSessionRevoked:
+		var d events.SessionsRevokedData
+		if json.Unmarshal(env.Data, &d) != nil || d.Reason == "" {
+			return ev, false
+		}
+		ev.reason = d.Reason
+		if d.IdentityID != uuid.Nil {
+			ev.identityID = &d.IdentityID
+		}
+		return ev, true
 	default:
 		return ev, false
 	}
 	return ev, ev.flow != nil
+}
+
+// trigger is what hooks match this event on: flow events by flow type and method; session
+// events by type (session.revoked also by its reason, in Flow: "logout" hooks match logouts
+// only).
+func (ev event) trigger(eventType string) Trigger {
+	switch {
+	case ev.flow != nil:
+		return Trigger{EventType: eventType, Flow: ev.flow.Type, Method: ev.flow.Method}
+	case ev.reason != "":
+		return Trigger{EventType: eventType, Flow: ev.reason}
+	default:
+		return Trigger{EventType: eventType}
+	}
 }
 
 // templateContext is Kratos' web_hook template ctx (identity, flow, session, request_headers,
@@ -302,7 +338,7 @@ func templateContext(env events.Envelope, raw []byte, ev event) map[string]any {
 		}
 		ctx["request_method"], ctx["request_url"] = r.Method, r.URL
 	}
-	if len(ev.flow.TransientPayload) > 0 {
+	if ev.flow != nil && len(ev.flow.TransientPayload) > 0 {
 		ctx["transient_payload"] = ev.flow.TransientPayload
 	}
 	return ctx

@@ -64,6 +64,19 @@ type SessionConfig struct {
 	Lifespan               Duration     `json:"lifespan"`                 // default 24h
 	EarliestPossibleExtend Duration     `json:"earliest_possible_extend"` // default = lifespan
 	Cookie                 CookieConfig `json:"cookie"`
+	// Latch's own session keys.
+	SelfServiceExtend struct {
+		Enabled bool     `json:"enabled"`
+		MaxAge  Duration `json:"max_age"` // 0: no cap
+	} `json:"self_service_extend"`
+	Extend struct {
+		Before HookList `json:"before"`
+		After  HookList `json:"after"`
+	} `json:"extend"`
+	Revoke struct {
+		After HookList `json:"after"`
+	} `json:"revoke"`
+	RevokeOnDeactivate *bool `json:"revoke_on_deactivate"` // default true
 }
 
 // CookieConfig is `session.cookie`.
@@ -117,6 +130,12 @@ type FlowsConfig struct {
 	Registration RegistrationFlowConfig `json:"registration"`
 	Login        LoginFlowConfig        `json:"login"`
 	Settings     SettingsFlowConfig     `json:"settings"`
+	Logout       struct {
+		After struct {
+			DefaultBrowserReturnURL string `json:"default_browser_return_url"`
+			Hooks                   []Hook `json:"hooks"`
+		} `json:"after"`
+	} `json:"logout"`
 }
 
 // FlowConfig is the part every flow shares.

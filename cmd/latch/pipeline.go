@@ -188,6 +188,37 @@ func webhookHooks(cfg *Config, c core.Config) ([]webhooks.Hook, error) {
 		out = append(out, hook)
 		return nil
 	}
+	// Session hooks (Latch's own keys): before-extend calls, and durable hooks on the session
+	// lifecycle events. A revoke hook fires for every reason, a logout hook for logouts only.
+	for _, h := range c.Session.ExtendBefore {
+		if err := add(h, nil); err != nil {
+			return nil, err
+		}
+	}
+	lifecycle := []struct {
+		key, idPrefix string
+		hooks         []Hook
+		triggers      []webhooks.Trigger
+	}{
+		{"session.extend.after.hooks", "session.extend.after", cfg.Session.Extend.After.Hooks,
+			[]webhooks.Trigger{{EventType: events.TypeSessionExtended}}},
+		{"session.revoke.after.hooks", "session.revoke.after", cfg.Session.Revoke.After.Hooks, revokeTriggers()},
+		{"selfservice.flows.logout.after.hooks", "logout.after", cfg.Selfservice.Flows.Logout.After.Hooks,
+			[]webhooks.Trigger{{EventType: events.TypeSessionRevoked, Flow: events.ReasonLogout}}},
+	}
+	for _, l := range lifecycle {
+		hooks, err := convertHooks(l.key, l.idPrefix, l.hooks)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hooks {
+			for _, t := range l.triggers {
+				if err := add(h, &t); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	for _, ft := range flowTriggers {
 		after := ft.after(c)
 		for _, h := range ft.before(c) {
@@ -275,4 +306,14 @@ func workerConfig(cfg *Config) webhooks.WorkerConfig {
 // relayConfig is the outbox relay's.
 func relayConfig(cfg *Config) events.RelayConfig {
 	return events.RelayConfig{Retention: time.Duration(cfg.Events.OutboxRetention)}
+}
+
+// revokeTriggers are the triggers of a hook that follows every session revocation.
+func revokeTriggers() []webhooks.Trigger {
+	var out []webhooks.Trigger
+	for _, reason := range []string{events.ReasonLogout, events.ReasonRevokeActiveSessions, events.ReasonSelfService,
+		events.ReasonAdmin, events.ReasonIdentityDeactivated} {
+		out = append(out, webhooks.Trigger{EventType: events.TypeSessionRevoked, Flow: reason})
+	}
+	return out
 }

@@ -125,3 +125,55 @@ selfservice: {flows: {login: {after: {hooks: [{hook: web_hook, config: {url: "ht
 		t.Fatalf("err = %v; want one naming webhooks.signing_secrets", err)
 	}
 }
+
+// Session hooks: before-extend hooks are calls; after-extend, revoke and logout hooks follow
+// the session lifecycle events, a revoke hook for every reason and a logout hook for logouts.
+func TestSessionHooks(t *testing.T) {
+	t.Parallel()
+	cfg, _ := mustLoad(t, false, nil, minimal+`
+webhooks: {signing_secrets: [`+webhookSecret+`]}
+session:
+  self_service_extend: {enabled: true, max_age: 720h}
+  extend:
+    before: {hooks: [{hook: web_hook, config: {id: gate, url: "https://x.example/gate", can_interrupt: true}}]}
+    after: {hooks: [{hook: web_hook, config: {id: extended, url: "https://x.example/ext"}}]}
+  revoke:
+    after: {hooks: [{hook: web_hook, config: {id: revoked, url: "https://x.example/rev"}}]}
+selfservice:
+  flows:
+    logout: {after: {hooks: [{hook: web_hook, config: {id: logout, url: "https://x.example/out"}}]}}
+`)
+	c, err := coreConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Session.SelfServiceExtend || c.Session.ExtendMaxAge != 720*time.Hour || len(c.Session.ExtendBefore) != 1 {
+		t.Fatalf("core session config = %+v", c.Session)
+	}
+	hooks, err := webhookHooks(cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := webhooks.NewRegistry(hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(tr webhooks.Trigger) (out []string) {
+		for _, h := range reg.Match(tr) {
+			out = append(out, h.ID)
+		}
+		return out
+	}
+	if got := ids(webhooks.Trigger{EventType: events.TypeSessionExtended}); len(got) != 1 || got[0] != "extended" {
+		t.Errorf("session.extended matches %v", got)
+	}
+	if got := ids(webhooks.Trigger{EventType: events.TypeSessionRevoked, Flow: events.ReasonLogout}); strings.Join(got, ",") != "revoked,logout" {
+		t.Errorf("logout matches %v, want revoked,logout", got)
+	}
+	if got := ids(webhooks.Trigger{EventType: events.TypeSessionRevoked, Flow: events.ReasonAdmin}); strings.Join(got, ",") != "revoked" {
+		t.Errorf("admin revoke matches %v, want revoked", got)
+	}
+	if h, ok := reg.Get("gate"); !ok || !h.Call {
+		t.Errorf("gate = %+v, want a call hook", h)
+	}
+}

@@ -283,14 +283,20 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	out.Settings.Lifespan = time.Duration(f.Settings.Lifespan)
 	out.Settings.PrivilegedSessionMaxAge = time.Duration(f.Settings.PrivilegedSessionMaxAge)
 
+	var err error
 	out.HookDeadline = time.Duration(cfg.Webhooks.CallDeadline)
 	out.DefaultBrowserReturnURL = cfg.Selfservice.DefaultBrowserReturnURL
 	out.Registration.UIURL, out.Login.UIURL, out.Settings.UIURL = f.Registration.UIURL, f.Login.UIURL, f.Settings.UIURL
+	sc := cfg.Session
+	out.Session = core.SessionConfig{SelfServiceExtend: sc.SelfServiceExtend.Enabled, ExtendMaxAge: time.Duration(sc.SelfServiceExtend.MaxAge),
+		RevokeOnDeactivate: sc.RevokeOnDeactivate == nil || *sc.RevokeOnDeactivate}
+	if out.Session.ExtendBefore, err = convertHooks("session.extend.before.hooks", "session.extend.before", sc.Extend.Before.Hooks); err != nil {
+		return out, err
+	}
 	th := f.Login.Throttle
 	out.Throttle = core.ThrottleConfig{Enabled: th.Enabled == nil || *th.Enabled, MaxFailures: th.MaxFailures,
 		MaxAddressFailures: th.MaxAddressFailures, Window: time.Duration(th.Window), Lockout: time.Duration(th.Lockout)}
 
-	var err error
 	blocks := []struct {
 		flow   string
 		cfg    FlowConfig
