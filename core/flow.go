@@ -143,8 +143,9 @@ func (s *Service) PruneFlows(ctx context.Context, grace time.Duration) (int64, e
 	return tag.RowsAffected(), nil
 }
 
-// RunJanitor prunes expired flows every interval until ctx ends. Every `latch serve` may run
-// it; the DELETE is idempotent, so several processes doing it at once only repeat work.
+// RunJanitor prunes expired flows and login throttle counters every interval until ctx ends.
+// Every `latch serve` may run it; the DELETEs are idempotent, so several processes doing it at
+// once only repeat work.
 func (s *Service) RunJanitor(ctx context.Context, interval, grace time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -157,6 +158,11 @@ func (s *Service) RunJanitor(ctx context.Context, interval, grace time.Duration)
 				s.log.WarnContext(ctx, "pruning expired flows failed", "error", err)
 			} else if n > 0 {
 				s.log.DebugContext(ctx, "pruned expired flows", "count", n)
+			}
+			if n, err := s.PruneThrottle(ctx); err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "pruning login throttle counters failed", "error", err)
+			} else if n > 0 {
+				s.log.DebugContext(ctx, "pruned login throttle counters", "count", n)
 			}
 		}
 	}

@@ -20,11 +20,12 @@ import (
 // This file holds what the three flows share on the HTTP side: creating, fetching and
 // expiring flows, decoding submissions and answering with a flow.
 
-// newFlow builds a flow of kind for an API client, ready to be given its UI.
+// newFlow builds a flow of kind (a browser flow when r is to a /browser endpoint), ready to be
+// given its UI.
 func (s *Service) newFlow(kind flowKind, r *http.Request, lifespan time.Duration) *Flow {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	f := &Flow{
-		ID: uuid.New(), Type: "api", IssuedAt: now, ExpiresAt: now.Add(lifespan), CreatedAt: now, UpdatedAt: now,
+		ID: uuid.New(), Type: flowTypeOf(r), IssuedAt: now, ExpiresAt: now.Add(lifespan), CreatedAt: now, UpdatedAt: now,
 		RequestURL: s.config().PublicBaseURL + r.URL.RequestURI(),
 		ReturnTo:   r.URL.Query().Get("return_to"),
 		kind:       kind,
@@ -95,6 +96,10 @@ func (s *Service) getFlowHandler(kind flowKind) http.HandlerFunc {
 				WithDetail("api", fmt.Sprintf("%s/self-service/%s/api", s.config().PublicBaseURL, kind)))
 			return
 		}
+		if err := s.renderCSRF(w, r, f); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		api.WriteJSON(w, http.StatusOK, f)
 	}
 }
@@ -110,10 +115,15 @@ type flowError struct{ flow *Flow }
 func (e *flowError) Error() string { return "flow validation failed" }
 
 // answerFlowError stores the flow's messages and answers 400 with the flow, which is how
-// Kratos reports validation problems to API clients.
+// Kratos reports validation problems to API clients and scripts; a browser's form post is sent
+// back to the flow's UI, which fetches the flow and shows the messages.
 func (s *Service) answerFlowError(w http.ResponseWriter, r *http.Request, f *Flow) {
 	if err := updateFlow(r.Context(), s.db, f); err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if f.Type == flowTypeBrowser {
+		s.answerBrowserFlow(w, r, f, http.StatusBadRequest) // a form post goes back to the UI
 		return
 	}
 	api.WriteJSON(w, http.StatusBadRequest, f)

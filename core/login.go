@@ -95,7 +95,7 @@ func (s *Service) submitLogin(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.fail(w, r, err)
 	default:
-		api.WriteJSON(w, http.StatusOK, res)
+		s.answerLogin(w, r, f, res)
 	}
 }
 
@@ -119,7 +119,7 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 		}
 		return nil, &flowError{f}
 	}
-	id, cred, err := s.authenticate(ctx, sub.Identifier, sub.Password)
+	id, cred, err := s.authenticateThrottled(r, sub.Identifier, sub.Password)
 	if errors.Is(err, password.ErrMismatch) {
 		f.UI.addMessage("", msgInvalidCredentials())
 		return nil, &flowError{f}

@@ -77,13 +77,13 @@ func (s *Service) submitRegistration(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.fail(w, r, err)
 	default:
-		api.WriteJSON(w, http.StatusOK, res)
+		s.answerRegistration(w, r, f, res)
 	}
 }
 
 // startSubmit is the part of every submit before the method runs: parse the flow id, load the
-// flow, answer expired flows, refuse a second session and decode the body. A nil flow with a nil
-// error means the response was already written.
+// flow, answer expired flows, refuse a second session, decode the body and, for browser flows,
+// check CSRF. A nil flow with a nil error means the response was already written.
 func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowKind,
 	replacement func(*http.Request) (*Flow, error)) (*Flow, *submission, error) {
 	id, err := flowParam(r, "flow")
@@ -95,7 +95,8 @@ func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowK
 		return nil, nil, err
 	}
 	if f.expired(time.Now()) {
-		return nil, nil, s.expiredError(r, f, func() (*Flow, error) { return replacement(r) })
+		rr := replacementRequest(r, f)
+		return nil, nil, s.expiredError(rr, f, func() (*Flow, error) { return replacement(rr) })
 	}
 	if kind != kindSettings && s.currentSession(r) != nil {
 		if kind == kindLogin && f.Refresh != nil && *f.Refresh {
@@ -107,6 +108,11 @@ func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowK
 	sub, err := decodeSubmission(w, r)
 	if err != nil {
 		return nil, nil, err
+	}
+	if f.Type == flowTypeBrowser {
+		if err := s.checkCSRF(r, sub); err != nil {
+			return nil, nil, err
+		}
 	}
 	f.UI.resetMessages()
 	f.TransientPayload = sub.TransientPayload

@@ -229,6 +229,7 @@ func (s *Service) PublicRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /self-service/settings", s.submitSettings)
 
 	mux.HandleFunc("DELETE /self-service/logout/api", s.logoutAPI)
+	s.browserRoutes(mux)
 	mux.HandleFunc("PATCH /sessions/extend", s.extendOwnSession)
 
 	mux.HandleFunc("GET /schemas", s.listSchemas)

@@ -129,7 +129,7 @@ func (s *Service) submitSettings(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.fail(w, r, err)
 	default:
-		api.WriteJSON(w, http.StatusOK, f)
+		s.answerSettings(w, r, f)
 	}
 }
 

@@ -265,17 +265,22 @@ func (m *Manager) RevokeOthers(ctx context.Context, tx pgx.Tx, identityID, keep 
 // in the past, and otherwise leaves it (Kratos' silent no-op). The row stays locked until tx ends,
 // so concurrent extends apply one after the other; callers that emit an event or run hooks do it
 // in tx. It returns the session with identity and devices, and whether the expiry moved. Like
-// Kratos it does not check that the session or its identity is active. Unknown id: ErrNotFound.
+// Kratos it extends an expired session (which then works again) and ignores the identity's state;
+// unlike Kratos it leaves a revoked session as it is: a revocation is final, and a
+// session.extended event after session.revoked would tell receivers a dead session lives on.
+// Unknown id: ErrNotFound.
 func (m *Manager) ExtendTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Session, bool, error) {
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	s, err := m.scanSession(tx.QueryRow(ctx, queryLockByID, id), expandAll, now)
+	s, err := m.scanSession(tx.QueryRow(ctx, queryLockByID, id), expandAll, time.Now())
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, ErrNotFound
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("lock session: %w", err)
 	}
-	if !s.ExpiresAt.Add(-m.cfg.EarliestPossibleExtend).Before(now) {
+	// The clock is read once the row is locked: a time read before waiting behind a concurrent
+	// extend is older than the expiry that extend wrote, and could move the expiry backwards.
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if !s.stored || !s.ExpiresAt.Add(-m.cfg.EarliestPossibleExtend).Before(now) {
 		return s, false, nil
 	}
 	s.ExpiresAt = now.Add(m.cfg.Lifespan)
