@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"errors"
 	"mime"
 	"net/http"
@@ -412,7 +413,7 @@ func (s *Service) logoutBrowser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if returnTo == "" {
-		returnTo = s.defaultReturnURL()
+		returnTo = cmp.Or(s.config().LogoutReturnURL, s.defaultReturnURL())
 	}
 	redirect(w, r, returnTo)
 }

@@ -40,6 +40,9 @@ type Config struct {
 	// DefaultBrowserReturnURL is where browser flows go when they end without a return_to
 	// (selfservice.default_browser_return_url).
 	DefaultBrowserReturnURL string
+	// LogoutReturnURL is where a browser goes after logout
+	// (selfservice.flows.logout.after.default_browser_return_url; default DefaultBrowserReturnURL).
+	LogoutReturnURL string
 
 	// Throttle slows and then locks repeated login failures (selfservice.flows.login.throttle).
 	Throttle ThrottleConfig

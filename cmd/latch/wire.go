@@ -286,6 +286,7 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	var err error
 	out.HookDeadline = time.Duration(cfg.Webhooks.CallDeadline)
 	out.DefaultBrowserReturnURL = cfg.Selfservice.DefaultBrowserReturnURL
+	out.LogoutReturnURL = f.Logout.After.DefaultBrowserReturnURL
 	out.Registration.UIURL, out.Login.UIURL, out.Settings.UIURL = f.Registration.UIURL, f.Login.UIURL, f.Settings.UIURL
 	sc := cfg.Session
 	out.Session = core.SessionConfig{SelfServiceExtend: sc.SelfServiceExtend.Enabled, ExtendMaxAge: time.Duration(sc.SelfServiceExtend.MaxAge),
