@@ -25,6 +25,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/latchhq/latch/tests/latchtest"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
@@ -203,7 +205,7 @@ func want(t *testing.T, what string, got map[string]any, key string, want any) {
 
 func TestBrowserFlowsInChromium(t *testing.T) {
 	ctx := startChromium(t)
-	ports := freePorts(t, 2)
+	ports := latchtest.FreePorts(t, 2)
 	latchURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	app := appServer(t, latchURL)
 	startLatch(t, app.URL, ports[0], ports[1])

@@ -34,13 +34,13 @@ func setup(t *testing.T, s *server) *env {
 	if s == nil {
 		t.Fatal("the latch process was not started (TestMain failed to set it up)")
 	}
-	mark := s.out.len()
+	mark := s.proc.Mark()
 	t.Cleanup(func() {
-		if s.exitedEarly() {
-			t.Errorf("latch serve (%s) exited during the test: %v", s.name, s.waitErr)
+		if err := s.proc.Crashed(); err != nil {
+			t.Errorf("latch serve (%s) exited during the test: %v", s.name, err)
 		}
 		if t.Failed() {
-			t.Logf("output of latch serve (%s) while this test ran:\n%s", s.name, s.out.since(mark))
+			t.Logf("output of latch serve (%s) while this test ran:\n%s", s.name, s.proc.OutputSince(mark))
 		}
 	})
 	return &env{srv: s, ctx: t.Context(), public: s.public.FrontendAPI, admin: s.admin.IdentityAPI}

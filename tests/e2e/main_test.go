@@ -9,16 +9,15 @@
 package e2e
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-)
 
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	"github.com/latchhq/latch/tests/latchtest"
+)
 
 // The processes every test talks to, started once by TestMain.
 var (
@@ -39,8 +38,6 @@ func TestMain(m *testing.M) {
 // run sets up, runs the tests and tears down; it returns the exit code so that deferred
 // clean-ups run before os.Exit.
 func run(m *testing.M) (code int) {
-	dsn := cmp.Or(os.Getenv("TEST_DATABASE_URL"), defaultDatabaseURL)
-
 	tmp, err := os.MkdirTemp("", "latch-e2e-")
 	if err != nil {
 		return fail("create a temporary directory: %v", err)
@@ -50,14 +47,8 @@ func run(m *testing.M) (code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	if err := pingPostgres(ctx, dsn); err != nil {
-		return fail("Postgres is unreachable at %s: %v\n"+
-			"Start Postgres or point TEST_DATABASE_URL at one. The e2e suite never skips (CI=%q).",
-			redact(dsn), err, os.Getenv("CI"))
-	}
-
-	bin := filepath.Join(tmp, "latch")
-	if err := buildLatch(ctx, bin); err != nil {
+	bin, err := latchtest.Prepare(ctx, "e2e", tmp)
+	if err != nil {
 		return fail("%v", err)
 	}
 
@@ -74,7 +65,7 @@ func run(m *testing.M) (code int) {
 		{Name: "primary", RevokeSessionsOnLogin: true},
 		{Name: "multi-session", RevokeSessionsOnLogin: false},
 	} {
-		s, err := startServer(ctx, bin, dsn, filepath.Join(tmp, opts.Name), opts)
+		s, err := startServer(ctx, bin, filepath.Join(tmp, opts.Name), opts)
 		if err != nil {
 			return fail("%v", err)
 		}

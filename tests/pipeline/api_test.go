@@ -1,18 +1,17 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/latchhq/latch/tests/latchtest"
 )
 
 // apiClient talks to latch serve as a native app (public port) and an operator (admin port)
@@ -28,89 +27,17 @@ func newAPIClient(publicURL, adminURL string) *apiClient {
 	return &apiClient{publicURL: publicURL, adminURL: adminURL, hc: &http.Client{Timeout: 15 * time.Second}}
 }
 
-// do sends a request with an optional JSON body and decodes a JSON answer into out (when not
-// nil) if the status is want (any 2xx when want is 0). It returns an error describing the
-// answer otherwise.
+// do is latchtest.DoJSON with the client's HTTP client: it decodes a JSON answer into out
+// (when not nil) if the status is want (any 2xx when want is 0).
 func (c *apiClient) do(ctx context.Context, method, u string, in any, want int, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, u, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if ok := resp.StatusCode == want || (want == 0 && resp.StatusCode/100 == 2); !ok {
-		return fmt.Errorf("%s %s: want HTTP %d, got %s: %s", method, u, want, resp.Status, clip(b))
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s %s: decode %T: %v; body: %s", method, u, out, err, clip(b))
-		}
-	}
-	return nil
-}
-
-func clip(b []byte) string {
-	b = bytes.TrimSpace(b)
-	const max = 2 << 10
-	if len(b) > max {
-		return string(b[:max]) + fmt.Sprintf("... (%d bytes more)", len(b)-max)
-	}
-	return string(b)
-}
-
-// ready is nil once both ports answer GET /health/ready with 200.
-func (c *apiClient) ready(ctx context.Context) error {
-	return errors.Join(
-		c.do(ctx, http.MethodGet, c.publicURL+"/health/ready", nil, http.StatusOK, nil),
-		c.do(ctx, http.MethodGet, c.adminURL+"/health/ready", nil, http.StatusOK, nil),
-	)
+	return latchtest.DoJSON(ctx, c.hc, method, u, in, want, out)
 }
 
 // register signs a new identity up through a native registration flow (password method) and
 // returns its id. It fails unless the answer is 200 with a session token: the session hook is
 // configured, and the web_hook after it must never make the flow wait.
 func (c *apiClient) register(ctx context.Context, email string) (string, error) {
-	var flow struct {
-		ID string `json:"id"`
-	}
-	if err := c.do(ctx, http.MethodGet, c.publicURL+"/self-service/registration/api", nil, http.StatusOK, &flow); err != nil {
-		return "", err
-	}
-	var res struct {
-		SessionToken string `json:"session_token"`
-		Identity     struct {
-			ID string `json:"id"`
-		} `json:"identity"`
-	}
-	body := map[string]any{
-		"method":   "password",
-		"password": "a-long-enough-passphrase",
-		"traits":   map[string]any{"email": email},
-	}
-	u := c.publicURL + "/self-service/registration?flow=" + url.QueryEscape(flow.ID)
-	if err := c.do(ctx, http.MethodPost, u, body, http.StatusOK, &res); err != nil {
-		return "", err
-	}
-	if res.SessionToken == "" || res.Identity.ID == "" {
-		return "", fmt.Errorf("registration of %s: want session_token and identity.id, got %+v", email, res)
-	}
-	return res.Identity.ID, nil
+	return latchtest.Register(ctx, c.hc, c.publicURL, email, "a-long-enough-passphrase")
 }
 
 // registerMany registers n fresh identities, a few at a time like concurrent users, and returns

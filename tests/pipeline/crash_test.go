@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/latchhq/latch/tests/latchtest"
 )
 
 // TestWorkerKilledMidDeliveryLosesNothing: kill -9 of a worker in the middle of deliveries loses
@@ -46,14 +48,14 @@ func TestWorkerKilledMidDeliveryLosesNothing(t *testing.T) {
 	})
 
 	victim, held := e.pickVictim()
-	if err := victim.signal(syscall.SIGKILL); err != nil {
+	if err := victim.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if !victim.waitExit(10 * time.Second) {
-		t.Fatalf("%s did not die after SIGKILL", victim.name)
+	if !victim.WaitExit(10 * time.Second) {
+		t.Fatalf("%s did not die after SIGKILL", victim.Name())
 	}
 	killedAt := time.Now()
-	t.Logf("killed %s (pid %d) with %d of its requests in flight", victim.name, victim.pid(), len(held))
+	t.Logf("killed %s (pid %d) with %d of its requests in flight", victim.Name(), victim.Pid(), len(held))
 
 	// The victim's requests lose their connection with it; wait until the receiver noticed,
 	// before the answers are released, so that "cut off" is what the receiver records.
@@ -74,9 +76,9 @@ func TestWorkerKilledMidDeliveryLosesNothing(t *testing.T) {
 			}
 		}
 		if cut == 0 {
-			t.Fatalf("none of %s's requests was cut off by the kill: the test did not kill a worker mid-delivery", victim.name)
+			t.Fatalf("none of %s's requests was cut off by the kill: the test did not kill a worker mid-delivery", victim.Name())
 		}
-		t.Logf("%d requests of %s were cut off mid-delivery", cut, victim.name)
+		t.Logf("%d requests of %s were cut off mid-delivery", cut, victim.Name())
 	}
 	e.recv.setDelay(0)
 
@@ -107,17 +109,17 @@ func TestWorkerKilledMidDeliveryLosesNothing(t *testing.T) {
 // pickVictim chooses the worker to kill: the one that sends the most requests in flight right
 // now, and returns those requests (their Seq). Without /proc (not Linux) it picks the first
 // worker and returns nil.
-func (e *env) pickVictim() (*proc, map[int]bool) {
+func (e *env) pickVictim() (*latchtest.Process, map[int]bool) {
 	e.t.Helper()
 	pids := make([]int, len(e.workers))
-	byPid := map[int]*proc{}
+	byPid := map[int]*latchtest.Process{}
 	for i, w := range e.workers {
-		pids[i] = w.pid()
-		byPid[w.pid()] = w
+		pids[i] = w.Pid()
+		byPid[w.Pid()] = w
 	}
 	owners, err := tcpPortOwners(pids)
 	if errors.Is(err, errors.ErrUnsupported) {
-		e.t.Logf("cannot tell which worker sent which request (%v); killing %s", err, e.workers[0].name)
+		e.t.Logf("cannot tell which worker sent which request (%v); killing %s", err, e.workers[0].Name())
 		return e.workers[0], nil
 	}
 	if err != nil {
@@ -143,7 +145,7 @@ func (e *env) pickVictim() (*proc, map[int]bool) {
 	}
 	counts := map[string]int{}
 	for pid, reqs := range held {
-		counts[byPid[pid].name] = len(reqs)
+		counts[byPid[pid].Name()] = len(reqs)
 	}
 	e.t.Logf("requests in flight, by worker: %v", counts)
 	return byPid[victim], held[victim]

@@ -1,22 +1,17 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchhq/latch/tests/latchtest"
 )
 
 const (
@@ -30,6 +25,7 @@ const (
 
 	readyTimeout  = 60 * time.Second // latch serve: migrations, then /health/ready
 	workerTimeout = 30 * time.Second // latch worker: until it logs that it runs
+	stopTimeout   = 20 * time.Second // how long clean-up waits after SIGTERM before SIGKILL
 )
 
 // options are what differs between the tests' configurations.
@@ -47,58 +43,53 @@ type env struct {
 	recv    *receiver
 	cfgPath string
 	api     *apiClient
-	serve   *proc
-	workers []*proc
+	serve   *latchtest.Process
+	workers []*latchtest.Process
 }
 
 // setup creates a fresh database, starts NATS and the receiver, writes the configuration and
 // starts `latch serve --dev`, returning once it answers /health/ready. Workers are the test's.
 func setup(t *testing.T, opts options) *env {
 	t.Helper()
-	if postgresErr != nil {
-		t.Skipf("%v (set CI=true to make this a failure)", postgresErr)
-	}
 	e := &env{t: t, dir: t.TempDir()}
-	dsn := e.createDatabase()
+	// Registered before the processes start, the drop runs after their clean-ups stopped them.
+	dsn := latchtest.NewDatabase(t, "latch_pipe")
+	e.openDB(dsn)
 	e.nats = startNATS(t)
 	e.recv = newReceiver(t)
 
-	ports := freePorts(t, 2)
+	ports := latchtest.FreePorts(t, 2)
 	e.cfgPath = filepath.Join(e.dir, "latch.yaml")
-	e.writeConfig(configValues{
+	if err := latchtest.WriteConfig(e.cfgPath, filepath.Join("testdata", "latch.yaml.tmpl"), configValues{
 		DSN: dsn, PublicPort: ports[0], AdminPort: ports[1], NATSURL: e.nats.url(),
 		ReceiverURL: e.recv.url(), SigningSecret: signingSecret, ShutdownTimeout: shutdownTimeout.String(),
 		PerHookConcurrency: opts.perHookConcurrency,
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	e.api = newAPIClient("http://127.0.0.1:"+strconv.Itoa(ports[0]), "http://127.0.0.1:"+strconv.Itoa(ports[1]))
 
-	e.serve = startProc(t, "latch serve", e.procDir("serve"), "serve", "--dev", "-c", e.cfgPath)
-	waitFor(t, readyTimeout, "latch serve to answer /health/ready", func() (bool, string) {
-		if err := e.serve.crashed(); err != nil {
-			t.Fatalf("%v\n--- output ---\n%s", err, e.serve.out.since(0))
-		}
-		err := e.api.ready(t.Context())
-		return err == nil, fmt.Sprint(err)
-	})
+	e.serve = e.start("latch serve", "serve", "serve", "--dev", "-c", e.cfgPath)
+	if err := e.serve.WaitReady(t.Context(), readyTimeout, e.api.publicURL, e.api.adminURL); err != nil {
+		t.Fatalf("%v\n--- output ---\n%s", err, e.serve.Output())
+	}
 	return e
 }
 
-// procDir is a working directory of its own for one process.
-func (e *env) procDir(name string) string {
-	dir := filepath.Join(e.dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		e.t.Fatal(err)
-	}
-	return dir
+// start starts `latch args...` in a working directory of its own, e.dir/dir.
+func (e *env) start(name, dir string, args ...string) *latchtest.Process {
+	e.t.Helper()
+	return latchtest.Start(e.t, latchtest.Cmd{
+		Name: name, Bin: latchBin, Args: args, Dir: filepath.Join(e.dir, dir), StopTimeout: stopTimeout,
+	})
 }
 
 // startWorker starts `latch worker --dev` and waits until it logs that it runs (the stream is
 // declared and it is about to consume).
-func (e *env) startWorker(name string) *proc {
+func (e *env) startWorker(name string) *latchtest.Process {
 	e.t.Helper()
-	w := startProc(e.t, name, e.procDir(name),
-		"worker", "--dev", "-c", e.cfgPath, "--metrics-addr", "127.0.0.1:0")
-	w.waitOutput(e.t, "webhook worker running", workerTimeout)
+	w := e.start(name, name, "worker", "--dev", "-c", e.cfgPath, "--metrics-addr", "127.0.0.1:0")
+	w.WaitOutput(e.t, "webhook worker running", workerTimeout)
 	e.workers = append(e.workers, w)
 	return w
 }
@@ -106,23 +97,21 @@ func (e *env) startWorker(name string) *proc {
 // checkProcs fails the test if a process died although nobody asked it to.
 func (e *env) checkProcs() {
 	e.t.Helper()
-	for _, p := range append([]*proc{e.serve}, e.workers...) {
-		if err := p.crashed(); err != nil {
+	for _, p := range append([]*latchtest.Process{e.serve}, e.workers...) {
+		if err := p.Crashed(); err != nil {
 			e.t.Fatal(err)
 		}
 	}
 }
 
-// waitFor is the package's waitFor that also fails fast when a process crashed.
+// waitFor is latchtest.WaitFor that also fails fast when a process crashed.
 func (e *env) waitFor(timeout time.Duration, what string, cond func() (bool, string)) {
 	e.t.Helper()
-	waitFor(e.t, timeout, what, func() (bool, string) {
+	latchtest.WaitFor(e.t, timeout, what, func() (bool, string) {
 		e.checkProcs()
 		return cond()
 	})
 }
-
-// --- configuration ---------------------------------------------------------------------------
 
 // configValues fill testdata/latch.yaml.tmpl.
 type configValues struct {
@@ -135,95 +124,24 @@ type configValues struct {
 	PerHookConcurrency    int
 }
 
-func (e *env) writeConfig(v configValues) {
-	e.t.Helper()
-	tmpl, err := template.ParseFiles(filepath.Join("testdata", "latch.yaml.tmpl"))
-	if err != nil {
-		e.t.Fatalf("config template: %v", err)
-	}
-	var b bytes.Buffer
-	if err := tmpl.Execute(&b, v); err != nil {
-		e.t.Fatalf("config template: %v", err)
-	}
-	if err := os.WriteFile(e.cfgPath, b.Bytes(), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago. All listeners are
-// held until every port is chosen so the kernel cannot hand out the same port twice.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("pick a free port: %v", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
-
 // --- database --------------------------------------------------------------------------------
 
-// createDatabase creates latch_pipe_<random>, opens a small pool on it for assertions and
-// returns its URL. Clean-up closes the pool, then drops the database WITH (FORCE) (the
-// processes are gone by then: their clean-ups run first).
-func (e *env) createDatabase() string {
-	t := e.t
-	t.Helper()
-	u, err := url.Parse(adminDSN)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("TEST_DATABASE_URL must be a postgres:// URL, got %q", redact(adminDSN))
-	}
-	name := "latch_pipe_" + strings.ToLower(rand.Text()[:12])
+// openDB opens a small pool on the test's database, for assertions; clean-up closes it before
+// the database is dropped.
+func (e *env) openDB(dsn string) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := adminExec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := adminExec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	dsn := u.String()
-
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	pc.MaxConns = 2
 	e.db, err = pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		t.Fatalf("connect to %s: %v", name, err)
+		e.t.Fatalf("connect to %s: %v", latchtest.Redact(dsn), err)
 	}
-	t.Cleanup(e.db.Close)
-	return dsn
-}
-
-func adminExec(ctx context.Context, sql string) error {
-	conn, err := pgx.Connect(ctx, adminDSN)
-	if err != nil {
-		return fmt.Errorf("connect to %s: %w", redact(adminDSN), err)
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
-
-// redact hides a password in a database URL for messages.
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
+	e.t.Cleanup(e.db.Close)
 }
 
 // deliveryRow is a webhook_deliveries row, as the assertions need it.

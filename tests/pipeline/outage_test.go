@@ -3,6 +3,8 @@ package pipeline
 import (
 	"testing"
 	"time"
+
+	"github.com/latchhq/latch/tests/latchtest"
 )
 
 // TestNATSDownFlowsSucceedAndEventsDrain: with NATS down, flows still succeed, and their events
@@ -50,8 +52,8 @@ WHERE published_at IS NULL AND type = 'identity.created'`).Scan(&unpublished); e
 	// Let the outage be noticed: the relay tries, fails and backs off, so the drain below goes
 	// through its retry path. Not an assertion: the wait ends early, or not at all.
 	const relayFailed = "publishing failed"
-	waitUntil(10*time.Second, func() bool { return e.serve.out.contains(relayFailed) })
-	t.Logf("relay logged %q during the outage: %v", relayFailed, e.serve.out.contains(relayFailed))
+	waitUntil(10*time.Second, func() bool { return e.serve.OutputContains(relayFailed) })
+	t.Logf("relay logged %q during the outage: %v", relayFailed, e.serve.OutputContains(relayFailed))
 
 	e.nats.restart()
 	restartedAt := time.Now()
@@ -69,7 +71,7 @@ WHERE published_at IS NULL AND type = 'identity.created'`).Scan(&unpublished); e
 			continue
 		}
 		if got := rs[0].identityID(); got != identity {
-			t.Errorf("delivery %s: want the body's data.identity.id %s, got %q; body: %s", d.ID, identity, got, clip(rs[0].Body))
+			t.Errorf("delivery %s: want the body's data.identity.id %s, got %q; body: %s", d.ID, identity, got, latchtest.Clip(rs[0].Body))
 		}
 	}
 	if want := users + 1; len(reqs) != want {

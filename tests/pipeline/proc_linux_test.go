@@ -7,14 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 )
-
-// procAttr makes the kernel kill a `latch` process if the test binary dies first (a `go test`
-// timeout panics past every clean-up), so nothing outlives the test.
-func procAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
 
 // tcpPortOwners maps the local port of every TCP socket the given processes hold to the pid
 // holding it. The receiver sees a request's remote port; this says which worker sent it, so a

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/latchhq/latch/tests/latchtest"
 )
 
 // TestReplayKeepsWebhookID: replaying a succeeded delivery through the admin API sends it again
@@ -60,7 +62,7 @@ func TestReplayKeepsWebhookID(t *testing.T) {
 		verifyRequest(t, r, target.ID, ids[0])
 	}
 	if !bytes.Equal(first.Body, replayed.Body) {
-		t.Errorf("the replay sent other bytes than the first attempt:\nfirst:  %s\nreplay: %s", clip(first.Body), clip(replayed.Body))
+		t.Errorf("the replay sent other bytes than the first attempt:\nfirst:  %s\nreplay: %s", latchtest.Clip(first.Body), latchtest.Clip(replayed.Body))
 	}
 	ts1, _ := strconv.ParseInt(first.Header.Get("webhook-timestamp"), 10, 64)
 	ts2, _ := strconv.ParseInt(replayed.Header.Get("webhook-timestamp"), 10, 64)
@@ -101,7 +103,7 @@ func verifyRequest(t *testing.T, r request, deliveryID, identityID string) {
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(r.Body, &env); err != nil || env.Type != "identity.created" || env.ID == "" {
-		t.Errorf("%s: want an identity.created event envelope, got %s (%v)", what, clip(r.Body), err)
+		t.Errorf("%s: want an identity.created event envelope, got %s (%v)", what, latchtest.Clip(r.Body), err)
 	}
 	if got := r.identityID(); got != identityID {
 		t.Errorf("%s: want data.identity.id %s, got %q", what, identityID, got)

@@ -36,19 +36,19 @@ func TestWorkerSIGTERMFinishesInFlight(t *testing.T) {
 	e.waitFor(30*time.Second, "a webhook request in flight", func() (bool, string) {
 		return e.recv.inFlight() >= 1, fmt.Sprintf("%d requests so far", len(e.recv.requests()))
 	})
-	if err := w.signal(syscall.SIGTERM); err != nil {
+	if err := w.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	termAt := time.Now()
 
 	exitWithin := shutdownTimeout + 5*time.Second
-	if !w.waitExit(exitWithin) {
-		t.Fatalf("%s still runs %s after SIGTERM (shutdown_timeout %s)", w.name, exitWithin, shutdownTimeout)
+	if !w.WaitExit(exitWithin) {
+		t.Fatalf("%s still runs %s after SIGTERM (shutdown_timeout %s)", w.Name(), exitWithin, shutdownTimeout)
 	}
 	exitAt := time.Now()
-	t.Logf("%s exited %s after SIGTERM: %v", w.name, exitAt.Sub(termAt).Round(time.Millisecond), w.waitErr)
-	if w.waitErr != nil {
-		t.Errorf("%s: want exit status 0 after SIGTERM, got %v", w.name, w.waitErr)
+	t.Logf("%s exited %s after SIGTERM: %v", w.Name(), exitAt.Sub(termAt).Round(time.Millisecond), w.ExitErr())
+	if w.ExitErr() != nil {
+		t.Errorf("%s: want exit status 0 after SIGTERM, got %v", w.Name(), w.ExitErr())
 	}
 
 	reqs := e.recv.requests()

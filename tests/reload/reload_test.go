@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchhq/latch/events/natstest"
+	"github.com/latchhq/latch/tests/latchtest"
 )
 
 const (
@@ -82,8 +83,8 @@ func TestReloadHooksInEveryProcess(t *testing.T) {
 		}
 	}
 	for _, p := range w.procs() {
-		if line := p.out.lineSince(marks[p], msgReloaded); line != "" {
-			t.Errorf("%s reloaded the invalid configuration: %s", p.name, line)
+		if line := p.LineSince(marks[p], msgReloaded); line != "" {
+			t.Errorf("%s reloaded the invalid configuration: %s", p.Name(), line)
 		}
 	}
 	w.checkProcs()
@@ -96,8 +97,8 @@ type world struct {
 	cfg       configValues
 	publicURL string
 	recv      *receiver
-	serve     *proc
-	workers   []*proc
+	serve     *latchtest.Process
+	workers   []*latchtest.Process
 	emails    string // unique prefix of this run's emails
 	n         int    // registrations so far
 }
@@ -108,30 +109,32 @@ type world struct {
 func setup(t *testing.T) *world {
 	t.Helper()
 	w := &world{t: t, recv: newReceiver(t), emails: strings.ToLower(rand.Text()[:8])}
-	dsn := createDatabase(t)
+	dsn := latchtest.NewDatabase(t, "latch_reload")
 	_, natsURL := natstest.StartEmbedded(t)
-	ports := freePorts(t, 2)
+	ports := latchtest.FreePorts(t, 2)
 	w.cfgPath = filepath.Join(t.TempDir(), "latch.yaml")
 	w.cfg = configValues{DSN: dsn, PublicPort: ports[0], AdminPort: ports[1], NATSURL: natsURL, HookURL: w.recv.srv.URL + "/a"}
 	writeConfig(t, w.cfgPath, w.cfg)
 	w.publicURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	adminURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
 
 	w.serve = startProc(t, "latch serve", "serve", "--dev", "-c", w.cfgPath)
-	w.waitFor(readyTimeout, "latch serve to answer /health/ready", func() (bool, string) {
-		err := call(t.Context(), "GET", w.publicURL+"/health/ready", nil, nil)
-		return err == nil, fmt.Sprint(err)
-	})
+	if err := w.serve.WaitReady(t.Context(), readyTimeout, w.publicURL, adminURL); err != nil {
+		t.Fatalf("%v\n--- output ---\n%s", err, w.serve.Output())
+	}
 	for i := range 2 {
 		p := startProc(t, fmt.Sprintf("latch worker %d", i+1), "worker", "--dev", "-c", w.cfgPath, "--metrics-addr", "127.0.0.1:0")
 		w.workers = append(w.workers, p)
-		w.waitFor(workerTimeout, p.name+" to run", func() (bool, string) {
-			return p.out.lineSince(0, "webhook worker running") != "", "not yet"
+		w.waitFor(workerTimeout, p.Name()+" to run", func() (bool, string) {
+			return p.LineSince(0, "webhook worker running") != "", "not yet"
 		})
 	}
 	return w
 }
 
-func (w *world) procs() []*proc { return append([]*proc{w.serve}, w.workers...) }
+func (w *world) procs() []*latchtest.Process {
+	return append([]*latchtest.Process{w.serve}, w.workers...)
+}
 
 // rewrite replaces the config file atomically, with the web_hook pointing at hookURL.
 func (w *world) rewrite(hookURL string) {
@@ -145,7 +148,7 @@ func (w *world) register() string {
 	w.t.Helper()
 	w.n++
 	email := fmt.Sprintf("reload-%s-%03d@example.org", w.emails, w.n)
-	id, err := register(w.t.Context(), w.publicURL, email)
+	id, err := latchtest.Register(w.t.Context(), nil, w.publicURL, email, "a-long-enough-passphrase")
 	if err != nil {
 		w.checkProcs()
 		w.t.Fatalf("register %s: %v", email, err)
@@ -166,24 +169,24 @@ func (w *world) waitDelivered(id string, timeout time.Duration) string {
 }
 
 // marks notes where each process's output stands, so later checks read only what follows.
-func (w *world) marks() map[*proc]int {
-	m := map[*proc]int{}
+func (w *world) marks() map[*latchtest.Process]int {
+	m := map[*latchtest.Process]int{}
 	for _, p := range w.procs() {
-		m[p] = p.out.mark()
+		m[p] = p.Mark()
 	}
 	return m
 }
 
 // waitEveryProcessLogs waits until every process has logged, after its mark, a line with all of
 // words, and fails unless all did within reloadDeadline of written.
-func (w *world) waitEveryProcessLogs(marks map[*proc]int, written time.Time, what string, words ...string) {
+func (w *world) waitEveryProcessLogs(marks map[*latchtest.Process]int, written time.Time, what string, words ...string) {
 	w.t.Helper()
 	timeout := max(time.Until(written.Add(reloadDeadline)), 0)
 	w.waitFor(timeout, fmt.Sprintf("every process to log %q (%s)", words, what), func() (bool, string) {
 		var missing []string
 		for _, p := range w.procs() {
-			if p.out.lineSince(marks[p], words...) == "" {
-				missing = append(missing, p.name)
+			if p.LineSince(marks[p], words...) == "" {
+				missing = append(missing, p.Name())
 			}
 		}
 		return len(missing) == 0, "not yet: " + strings.Join(missing, ", ")
@@ -194,16 +197,16 @@ func (w *world) waitEveryProcessLogs(marks map[*proc]int, written time.Time, wha
 func (w *world) checkProcs() {
 	w.t.Helper()
 	for _, p := range w.procs() {
-		if err := p.crashed(); err != nil {
+		if err := p.Crashed(); err != nil {
 			w.t.Fatal(err)
 		}
 	}
 }
 
-// waitFor is the package's waitFor that also fails fast when a process crashed.
+// waitFor is latchtest.WaitFor that also fails fast when a process crashed.
 func (w *world) waitFor(timeout time.Duration, what string, cond func() (bool, string)) {
 	w.t.Helper()
-	waitFor(w.t, timeout, what, func() (bool, string) {
+	latchtest.WaitFor(w.t, timeout, what, func() (bool, string) {
 		w.checkProcs()
 		return cond()
 	})
