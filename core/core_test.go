@@ -753,3 +753,25 @@ func TestFlowsAndAdminActionsRecordEvents(t *testing.T) {
 		t.Fatalf("%d events carry a password hash or a session token", leaked)
 	}
 }
+
+// Replacing identifiers looks them up by credential; without an index every registration
+// scanned the whole table (docs/BENCHMARKS.md). The planner must be able to use one.
+func TestIdentifiersAreIndexedByCredential(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tx, err := b.db.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), `SET LOCAL enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	var plan string
+	if err := tx.QueryRow(context.Background(), `EXPLAIN SELECT count(*) FROM identity_credential_identifiers WHERE credential_id = gen_random_uuid()`).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, "identity_credential_identifiers_credential_idx") {
+		t.Fatalf("plan does not use the credential index: %s", plan)
+	}
+}

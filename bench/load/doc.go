@@ -6,10 +6,13 @@
 // touches the database only through the public API (it registers the users it needs). Point it
 // at a server you started yourself (--dev creates the database named in the DSN), for example:
 //
-//	go build -o /tmp/latch ./cmd/latch
+//	go build -o /tmp/latch ./cmd/latch && go build -o /tmp/load ./bench/load
 //	/tmp/latch serve --dev -c bench/latch-bench.yaml &   # bcrypt cost 4, session hook, log warn
-//	go run ./bench/load -scenario all -c 64 -d 10s -server-pid $!
+//	/tmp/load -scenario all -c 64 -d 10s -server-pid $!
 //	kill %1; psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE latch_bench'
+//
+// bench/measure.sh does all of that for every number in docs/BENCHMARKS.md. Use the built
+// latch binary, not `go run`: -server-pid must be the server itself, not the go command.
 //
 // Scenarios:
 //
@@ -22,11 +25,20 @@
 //   - login: registers -users users first, then each iteration is GET /self-service/login/api
 //     followed by POST /self-service/login?flow=<id> with one of them. 200 is a success.
 //   - all: whoami, register, login, one after the other.
+//   - observe: sends nothing and only measures CPU, so that an external generator (wrk, given
+//     with -client-pid) is accounted for like this command itself.
 //
 // Every run has a warm-up (-warmup, not recorded) and a measured window (-d); both are bounded
-// and the command stops by itself. Latencies are kept as a slice per client and sorted at the end,
-// which is exact and, at a few hundred thousand samples, cheaper than any histogram library.
+// and the command stops by itself. An operation counts when it completes inside the window.
+// Latencies are kept as a slice per client and sorted at the end: exact, and at a few hundred
+// thousand samples cheaper than a histogram library.
 //
-// With -tokens-out the whoami setup writes the tokens one per line, and -setup-only stops there,
-// so that wrk (bench/wrk/whoami.lua) can replay the same sessions with less client CPU.
+// CPU is reported in cores (CPU seconds per second of the window) for the whole machine
+// (/proc/stat), the load generator (getrusage, or -client-pid), the server (-server-pid) and
+// Postgres (the shared Postgres processes plus the backends of -pg-database). What is left is
+// "other": on a shared machine, someone else. -idle-below waits for a quiet machine before a run
+// and -max-other repeats a run that was disturbed anyway.
+//
+// With -tokens-out the whoami set-up writes the tokens one per line, and -setup-only stops
+// there, so that wrk (bench/wrk/whoami.lua) can replay the same sessions with less client CPU.
 package main

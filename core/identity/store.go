@@ -171,7 +171,7 @@ func (s *Store) Insert(ctx context.Context, tx pgx.Tx, i *Identity, creds []Cred
 		return translate(err, "insert identity")
 	}
 	for _, c := range creds {
-		if err := s.putCredential(ctx, tx, i.ID, c, now); err != nil {
+		if err := s.putCredential(ctx, tx, i.ID, c, now, true); err != nil {
 			return err
 		}
 	}
@@ -206,10 +206,11 @@ func (s *Store) Update(ctx context.Context, tx pgx.Tx, i *Identity) error {
 // PutCredential creates or replaces the identity's credential of c.Type and sets its identifiers
 // to exactly c.Identifiers.
 func (s *Store) PutCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential) error {
-	return s.putCredential(ctx, tx, identityID, c, time.Now().UTC().Truncate(time.Microsecond))
+	return s.putCredential(ctx, tx, identityID, c, time.Now().UTC().Truncate(time.Microsecond), false)
 }
 
-func (s *Store) putCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential, now time.Time) error {
+// putCredential writes c; fresh says the identity is new, so it has no identifiers to replace.
+func (s *Store) putCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential, now time.Time, fresh bool) error {
 	var credID uuid.UUID
 	err := tx.QueryRow(ctx, `INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -218,9 +219,11 @@ func (s *Store) putCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UU
 	if err != nil {
 		return translate(err, "write credential")
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM identity_credential_identifiers WHERE credential_id = $1 AND NOT (identifier = ANY($2))`,
-		credID, c.Identifiers); err != nil {
-		return translate(err, "replace identifiers")
+	if !fresh {
+		if _, err := tx.Exec(ctx, `DELETE FROM identity_credential_identifiers WHERE credential_id = $1 AND NOT (identifier = ANY($2))`,
+			credID, c.Identifiers); err != nil {
+			return translate(err, "replace identifiers")
+		}
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO identity_credential_identifiers (type, identifier, identity_id, credential_id)
 		SELECT $1, unnest($2::text[]), $3, $4

@@ -1,0 +1,50 @@
+// Command pipeline measures the durable webhook pipeline end to end, in one process, on a
+// fresh database: the registration transaction a flow commits (identity, password credential,
+// session, identity.created outbox row), the outbox relay woken after each commit, JetStream
+// (embedded, file storage), the webhook worker's fan-out into webhook_deliveries, its signed
+// POST, and an HTTP receiver on 127.0.0.1 that verifies each signature and records when the
+// webhook arrived. It reports the throughput, the latency from the start of the transaction
+// (and from its commit) to the webhook being received, exact percentiles, and the CPU each
+// party used, so that a number in docs/BENCHMARKS.md always comes with the machine's load.
+//
+// It owns only its own database, latch_pipebench_<random>, created on the server of -dsn,
+// migrated with goose over package migrations and dropped at the end (also on Ctrl-C), and a
+// temporary JetStream store directory. It starts no Latch server and touches nothing else.
+//
+//	go run ./bench/pipeline -mode paced -rate 1000 -d 10s
+//	go run ./bench/pipeline -mode closed -writers 16 -d 10s
+//	go run ./bench/pipeline -mode drain -backlog 50000
+//
+// Modes:
+//
+//   - paced: an open loop. A 1 ms ticker releases -rate events per second for -d into a queue
+//     that -writers goroutines take from; each event records its scheduled time, so writers that
+//     cannot keep up show as start lag instead of hiding in a lower rate. Then it waits (at
+//     most -wait) until every event is delivered.
+//   - closed: -writers goroutines commit as fast as they can for -d, then it waits the same way.
+//   - drain: with the relay running and the worker stopped, -writers goroutines commit -backlog
+//     events and the relay puts them on the stream; once every one is there, the worker starts
+//     and the command measures deliveries/s until the receiver has them all.
+//
+// paced and closed first run a warm-up (-warmup, not counted) of the same load and wait for
+// its deliveries, so that the measured window starts with pooled connections and a warm
+// receiver. Every committed event must arrive exactly once with a valid signature: a missing
+// event, a repeated webhook-id or event, a bad signature or a delivery not recorded as
+// succeeded is reported as FAILURE and the command exits 1.
+//
+// The writers run what a password registration commits, minus the password hash (measured
+// separately: it caps registrations at 7-80/s on this machine, see the limits reference) and
+// minus the HTTP request and the flow row's update: identity.Store.Insert with a password
+// credential, sessions.Manager.Issue, events.Outbox.Insert of identity.created with flow
+// {registration, password}, COMMIT, then Outbox.Wake. The event carries its sequence number
+// and the transaction's start time (unix ns) in flow.transient_payload; the receiver reads
+// them from the delivered body.
+//
+// Before measuring, the command waits (polling every 30 s, at most -quiet-wait) until no
+// other benchmark runs on the machine (`latch serve`, bench/load, another pipeline run) and
+// the machine is nearly idle; afterwards it reports the CPU that processes other than itself
+// and its Postgres used during the window, and flags the run when that exceeds -max-other.
+//
+// -json prints one JSON object per run; -summarize FILE... reads such lines back and prints
+// the median and range of each configuration as a Markdown table.
+package main
