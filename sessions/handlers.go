@@ -54,24 +54,6 @@ func (m *Manager) authenticate(w http.ResponseWriter, r *http.Request) (*Session
 	return nil, cred, false
 }
 
-// whoami is the hot path: one query, no logging, the session with its public identity. A cookie
-// sealed with an older expiry (the session was extended since) is written afresh.
-func (m *Manager) whoami(w http.ResponseWriter, r *http.Request) {
-	s, cred, ok := m.authenticate(w, r)
-	if !ok {
-		return
-	}
-	s.Identity = s.Identity.Public()
-	w.Header().Set("X-Kratos-Authenticated-Identity-Id", s.IdentityID.String())
-	if cred.fromCookie && cred.cookieExpires.Before(s.ExpiresAt) {
-		if err := m.SetCookie(w, s, cred.token); err != nil {
-			api.WriteError(w, r, m.log, err)
-			return
-		}
-	}
-	api.WriteJSON(w, http.StatusOK, s)
-}
-
 // listMine lists the caller's other active sessions.
 func (m *Manager) listMine(w http.ResponseWriter, r *http.Request) {
 	me, _, ok := m.authenticate(w, r)

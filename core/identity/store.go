@@ -55,6 +55,9 @@ func Targets(i *Identity) []any {
 		&i.RecoveryAddresses, &i.MetadataPublic, &i.MetadataAdmin, &i.ExternalID, &i.CreatedAt, &i.UpdatedAt}
 }
 
+// SchemaURL is the schema_url of identities with the given schema.
+func (s *Store) SchemaURL(schemaID string) string { return SchemaURL(s.publicBaseURL, schemaID) }
+
 // Finish fills what is derived rather than stored.
 func (s *Store) Finish(i *Identity) {
 	i.SchemaURL = SchemaURL(s.publicBaseURL, i.SchemaID)
