@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -11,17 +12,19 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/identity"
+	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 )
 
 // Login throttling ("slow down, then lock"), per normalised identifier and per client address.
 //
-// Every attempt first reserves a failure on both counters in one statement (reserveAttempt),
-// under the rows' locks, and only then checks the password: a success gives the reservation
-// back (clearAttempt). Counting before checking is what makes the limit hold under
-// concurrency: N parallel guesses take N consecutive counts, so at most the limit of them ever
-// reach the hasher, in one process or across many.
+// Every attempt first reserves a failure on the identifier's counter, under the row's lock, and
+// only then checks the password: a success gives the reservation back (clearAttempt). Counting
+// before checking is what makes the per-account limit hold under concurrency: N parallel
+// guesses take N consecutive counts, so at most the limit of them ever reach the hasher, in one
+// process or across many. The address counts wrong passwords only, after the check, so that a
+// crowd behind one NAT signing in at once never locks itself out.
 //
 // A locked attempt looks exactly like a wrong password: the same 400 with message 4000006,
 // after the same hashing work (CompareUnknown) and the same delay. Unknown identifiers are
@@ -31,17 +34,23 @@ import (
 // throttleMaxDelay caps the slow-down an attempt waits before its password is checked.
 const throttleMaxDelay = 2 * time.Second
 
-// reserveAttemptSQL counts one attempt against the identifier and the address, in that order
-// (every statement here locks the two rows in the same order, so concurrent ones cannot
-// deadlock). A count restarts when its window is over or its lock has ended; reaching the
-// limit sets locked_until, which then holds however many more attempts come. It returns the
-// counts with this attempt included.
-const reserveAttemptSQL = `
+// countSQL counts one attempt against the counters named in @kinds (identifier, address). A
+// count restarts when its window is over or its lock has ended; reaching the limit sets
+// locked_until, which then holds however many more attempts come. The identifier is counted
+// before its password is checked (a reservation: N parallel guesses at one account take N
+// consecutive counts, so no burst gets more guesses past the check than the limit); the
+// address only after a wrong password, so that many people behind one NAT signing in at the
+// same moment never lock each other out. The statement also reads the address's count, so one
+// round trip decides the attempt. Rows are locked identifier first, then address, so
+// concurrent statements cannot deadlock.
+const countSQL = `
+WITH counted AS (
 INSERT INTO login_throttle AS t (kind, key, failures, window_start, locked_until, expires_at)
 SELECT k.kind, k.key, 1, now(), CASE WHEN k.lim <= 1 THEN now() + @lockout END,
        greatest(now() + @window, CASE WHEN k.lim <= 1 THEN now() + @lockout END)
 FROM (VALUES ('identifier', @identifier::bytea, @identifier_limit::int),
              ('address', @address::bytea, @address_limit::int)) AS k (kind, key, lim)
+WHERE k.kind = ANY(@kinds::text[])
 ON CONFLICT (kind, key) DO UPDATE SET (failures, window_start, locked_until, expires_at) = (
     SELECT n.failures, n.window_start, l.locked_until, greatest(n.window_start + @window, l.locked_until)
     FROM (SELECT coalesce(t.locked_until <= now(), t.window_start <= now() - @window) AS restart,
@@ -51,18 +60,18 @@ ON CONFLICT (kind, key) DO UPDATE SET (failures, window_start, locked_until, exp
          LATERAL (SELECT CASE WHEN n.failures >= c.lim THEN
                              CASE WHEN c.restart OR t.locked_until IS NULL THEN now() + @lockout ELSE t.locked_until END
                          END AS locked_until) AS l)
-RETURNING kind, failures`
+RETURNING kind, failures)
+SELECT kind, failures FROM counted
+UNION ALL
+SELECT 'address', CASE WHEN a.locked_until > now() THEN @address_limit::int + 1
+                       WHEN a.window_start <= now() - @window THEN 1 ELSE a.failures + 1 END
+FROM login_throttle a
+WHERE @read_address::bool AND a.kind = 'address' AND a.key = @address::bytea`
 
-// clearAttemptSQL runs after a correct password: it clears the identifier's failures and lock,
-// and gives back the address's reservation (lifting its lock if this attempt had set it).
-// Rows are locked in reserveAttemptSQL's order.
+// clearAttemptSQL runs after a correct password: it clears the identifier's failures and lock.
 const clearAttemptSQL = `
-INSERT INTO login_throttle AS t (kind, key, failures, window_start, expires_at)
-VALUES ('identifier', @identifier::bytea, 0, now(), now() + @window),
-       ('address', @address::bytea, 0, now(), now() + @window)
-ON CONFLICT (kind, key) DO UPDATE SET
-    failures = CASE t.kind WHEN 'identifier' THEN 0 ELSE greatest(t.failures - 1, 0) END,
-    locked_until = CASE WHEN t.kind = 'address' AND t.failures - 1 >= @address_limit::int THEN t.locked_until END`
+UPDATE login_throttle SET failures = 0, locked_until = NULL, window_start = now(), expires_at = now() + @window
+WHERE kind = 'identifier' AND key = @identifier::bytea`
 
 // throttleKeys are the two counters one login attempt is charged to.
 type throttleKeys struct{ identifier, address []byte }
@@ -95,16 +104,26 @@ type attemptVerdict struct {
 	delay  time.Duration // wait this long before answering
 }
 
-// reserveAttempt counts the attempt against both keys and decides whether it may check its
-// password, and after what delay.
+// reserveAttempt counts the attempt against the identifier, reads the address's failures, and
+// decides whether the password may be checked, and after what delay.
 func (s *Service) reserveAttempt(ctx context.Context, cfg ThrottleConfig, keys throttleKeys) (attemptVerdict, error) {
-	rows, err := s.db.Query(ctx, reserveAttemptSQL, pgx.NamedArgs{
+	return s.count(ctx, cfg, keys, []string{"identifier"}, true)
+}
+
+// recordFailure counts a wrong password against the client address.
+func (s *Service) recordFailure(ctx context.Context, cfg ThrottleConfig, keys throttleKeys) error {
+	_, err := s.count(ctx, cfg, keys, []string{"address"}, false)
+	return err
+}
+
+func (s *Service) count(ctx context.Context, cfg ThrottleConfig, keys throttleKeys, kinds []string, readAddress bool) (attemptVerdict, error) {
+	rows, err := s.db.Query(ctx, countSQL, pgx.NamedArgs{
 		"identifier": keys.identifier, "identifier_limit": cfg.MaxFailures,
 		"address": keys.address, "address_limit": cfg.MaxAddressFailures,
-		"window": cfg.Window, "lockout": cfg.Lockout,
+		"window": cfg.Window, "lockout": cfg.Lockout, "kinds": kinds, "read_address": readAddress,
 	})
 	if err != nil {
-		return attemptVerdict{}, fmt.Errorf("reserve login attempt: %w", err)
+		return attemptVerdict{}, fmt.Errorf("count login attempt: %w", err)
 	}
 	var v attemptVerdict
 	var kind string
@@ -119,7 +138,7 @@ func (s *Service) reserveAttempt(ctx context.Context, cfg ThrottleConfig, keys t
 		return nil
 	})
 	if err != nil {
-		return attemptVerdict{}, fmt.Errorf("reserve login attempt: %w", err)
+		return attemptVerdict{}, fmt.Errorf("count login attempt: %w", err)
 	}
 	return v, nil
 }
@@ -140,20 +159,18 @@ func throttleDelay(prior, limit int) time.Duration {
 
 // clearAttempt records a correct password (see clearAttemptSQL).
 func (s *Service) clearAttempt(ctx context.Context, cfg ThrottleConfig, keys throttleKeys) error {
-	_, err := s.db.Exec(ctx, clearAttemptSQL, pgx.NamedArgs{
-		"identifier": keys.identifier, "address": keys.address,
-		"address_limit": cfg.MaxAddressFailures, "window": cfg.Window,
-	})
+	_, err := s.db.Exec(ctx, clearAttemptSQL, pgx.NamedArgs{"identifier": keys.identifier, "window": cfg.Window})
 	if err != nil {
 		return fmt.Errorf("clear login failures: %w", err)
 	}
 	return nil
 }
 
-// authenticateThrottled is authenticate behind the throttle: it reserves the attempt, waits
-// the slow-down, and then either checks the password or, when a limit is reached, does the
-// work of checking an unknown one and fails as a wrong password would. Anything but a correct
-// password stays counted, errors included.
+// authenticateThrottled is authenticate behind the throttle: it reserves the attempt against
+// the identifier, waits the slow-down, and then either checks the password or, when a limit is
+// reached, does the work of checking an unknown one and fails as a wrong password would. A
+// wrong password (or a locked attempt) also counts against the client address; anything but a
+// correct password stays counted against the identifier, errors included.
 func (s *Service) authenticateThrottled(r *http.Request, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
 	ctx := r.Context()
 	cfg := s.config().Throttle
@@ -169,18 +186,25 @@ func (s *Service) authenticateThrottled(r *http.Request, identifier, pw string) 
 		return nil, nil, err
 	}
 	if v.locked {
-		return nil, nil, s.hasher.CompareUnknown(ctx, []byte(pw))
+		err = s.hasher.CompareUnknown(ctx, []byte(pw))
+	} else {
+		var id *identity.Identity
+		var cred *identity.Credential
+		if id, cred, err = s.authenticate(ctx, identifier, pw); err == nil {
+			// The password was right: failing the login because the counters could not be
+			// cleared would lock out the one person who proved to be the owner.
+			if err := s.clearAttempt(ctx, cfg, keys); err != nil {
+				s.log.WarnContext(ctx, "clearing login failures failed", "error", err)
+			}
+			return id, cred, nil
+		}
 	}
-	id, cred, err := s.authenticate(ctx, identifier, pw)
-	if err != nil {
-		return nil, nil, err
+	if errors.Is(err, password.ErrMismatch) {
+		if rerr := s.recordFailure(ctx, cfg, keys); rerr != nil {
+			return nil, nil, rerr
+		}
 	}
-	// The password was right: failing the login because the counters could not be cleared
-	// would lock out the one person who proved to be the owner.
-	if err := s.clearAttempt(ctx, cfg, keys); err != nil {
-		s.log.WarnContext(ctx, "clearing login failures failed", "error", err)
-	}
-	return id, cred, nil
+	return nil, nil, err
 }
 
 // throttleWait sleeps for d, or until ctx ends (then it returns ctx.Err()).

@@ -285,3 +285,34 @@ func TestPruneThrottle(t *testing.T) {
 	b.wantCounter(t, "identifier", "prune@example.com", 0, false)
 	b.wantCounter(t, "address", "203.0.113.12", 1, false)
 }
+
+// Many people behind one address (a NAT) signing in at the same moment with their right
+// passwords must never lock that address: only wrong passwords count against it.
+func TestThrottleConcurrentCorrectLoginsNeverLockTheAddress(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withThrottle(5, 3))
+	const n = 12
+	emails := make([]string, n)
+	for i := range emails {
+		emails[i] = fmt.Sprintf("nat-%d@example.com", i)
+		if s, r := b.register(t, emails[i], goodPassword); s != 200 {
+			t.Fatalf("register: %d %v", s, r["_raw"])
+		}
+	}
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], _ = b.loginFrom(t, "198.51.100.7", emails[i], goodPassword)
+		}()
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != 200 {
+			t.Fatalf("login %d from the shared address: %d (statuses %v)", i, s, statuses)
+		}
+	}
+	b.wantCounter(t, "address", "198.51.100.7", 0, false)
+}

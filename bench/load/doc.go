@@ -23,7 +23,9 @@
 //   - register: each iteration is GET /self-service/registration/api followed by
 //     POST /self-service/registration?flow=<id> with a fresh email. 200 is a success.
 //   - login: registers -users users first, then each iteration is GET /self-service/login/api
-//     followed by POST /self-service/login?flow=<id> with one of them. 200 is a success.
+//     followed by POST /self-service/login?flow=<id> with one of them. 200 is a success. Every
+//     client is one address: with login throttling, raise
+//     selfservice.flows.login.throttle.max_address_failures above -c, or the address locks.
 //   - all: whoami, register, login, one after the other.
 //   - observe: sends nothing and only measures CPU, so that an external generator (wrk, given
 //     with -client-pid) is accounted for like this command itself.

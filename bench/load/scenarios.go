@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -126,9 +127,52 @@ func check(status int, body []byte, err error) outcome {
 		return outcome{err: err}
 	}
 	if status != http.StatusOK {
-		return outcome{status: status, err: fmt.Errorf("status %d", status), sample: clip(body)}
+		return outcome{status: status, err: fmt.Errorf("status %d", status), sample: explain(body)}
 	}
 	return outcome{status: status}
+}
+
+// explain picks what says why out of a Kratos-shaped error answer: a flow's UI messages (a 400
+// carries the whole flow, whose first few hundred bytes are ids and URLs) or the generic error.
+// Anything else is clipped as it is.
+func explain(body []byte) string {
+	type message struct {
+		ID   int64  `json:"id"`
+		Text string `json:"text"`
+	}
+	var v struct {
+		UI *struct {
+			Messages []message `json:"messages"`
+			Nodes    []struct {
+				Messages []message `json:"messages"`
+			} `json:"nodes"`
+		} `json:"ui"`
+		Error *struct {
+			ID     string `json:"id"`
+			Reason string `json:"reason"`
+			Msg    string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return clip(body)
+	}
+	var parts []string
+	switch {
+	case v.UI != nil:
+		msgs := v.UI.Messages
+		for _, n := range v.UI.Nodes {
+			msgs = append(msgs, n.Messages...)
+		}
+		for _, m := range msgs {
+			parts = append(parts, fmt.Sprintf("ui message %d: %s", m.ID, m.Text))
+		}
+	case v.Error != nil:
+		parts = append(parts, fmt.Sprintf("error %s: %s %s", v.Error.ID, v.Error.Msg, v.Error.Reason))
+	}
+	if len(parts) == 0 {
+		return clip(body)
+	}
+	return clip([]byte(strings.Join(parts, "; ")))
 }
 
 func clip(b []byte) string {
@@ -223,7 +267,7 @@ func (c *client) whoamiWorker(ctx context.Context, tokens []string, worker, clie
 	}
 	var (
 		next int
-		buf  [maxSample]byte
+		buf  [2048]byte // enough for a Kratos error body; explain clips it
 	)
 	return func(context.Context) outcome {
 		req.Header = mine[next]
@@ -238,7 +282,7 @@ func (c *client) whoamiWorker(ctx context.Context, tokens []string, worker, clie
 		o := outcome{status: resp.StatusCode}
 		if resp.StatusCode != http.StatusOK {
 			n, _ := io.ReadFull(resp.Body, buf[:])
-			o.err, o.sample = fmt.Errorf("status %d", resp.StatusCode), string(buf[:n])
+			o.err, o.sample = fmt.Errorf("status %d", resp.StatusCode), explain(buf[:n])
 		}
 		_, _ = io.Copy(io.Discard, resp.Body) // drain, or the connection is not reused
 		resp.Body.Close()

@@ -38,3 +38,17 @@ func TestPercentile(t *testing.T) {
 		}
 	}
 }
+
+func TestExplain(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"id":"f","ui":{"messages":[{"id":4000006,"text":"invalid"}],"nodes":[{"messages":[{"id":4000002,"text":"required"}]}]}}`,
+			"ui message 4000006: invalid; ui message 4000002: required"},
+		{`{"error":{"id":"session_inactive","code":401,"message":"request does not have a valid authentication session","reason":"No session."}}`,
+			"error session_inactive: request does not have a valid authentication session No session."},
+		{`not json`, "not json"},
+	} {
+		if got := explain([]byte(tc.body)); got != tc.want {
+			t.Errorf("explain(%s) = %q, want %q", tc.body, got, tc.want)
+		}
+	}
+}
