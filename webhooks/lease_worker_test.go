@@ -174,10 +174,7 @@ func assertNoWorkerGoroutines(t *testing.T) {
 // pending; fan-out starts once NATS is back.
 func TestWorkerDeliversWhileNATSDown(t *testing.T) {
 	t.Parallel()
-	b := setupWorker(t)
-	if b.ns == nil {
-		t.Skip("needs the embedded NATS server to stop it; TEST_NATS_URL is set")
-	}
+	b := setupWorkerOwnNATS(t)
 	s := newSink(t, nil)
 	b.setHooks(t, b.hook("crm", s.URL))
 	for range 3 {

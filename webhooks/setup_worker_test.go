@@ -40,8 +40,19 @@ type workerBundle struct {
 
 func setupWorker(t testing.TB) *workerBundle {
 	t.Helper()
+	return setupWorkerWith(t, natstest.Start)
+}
+
+// setupWorkerOwnNATS is setupWorker with a NATS server of the test's own, which it may stop.
+func setupWorkerOwnNATS(t testing.TB) *workerBundle {
+	t.Helper()
+	return setupWorkerWith(t, natstest.StartEmbedded)
+}
+
+func setupWorkerWith(t testing.TB, startNATS func(testing.TB) (*server.Server, string)) *workerBundle {
+	t.Helper()
 	db := dbtest.New(t)
-	ns, url := natstest.Start(t)
+	ns, url := startNATS(t)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatalf("connect to NATS: %v", err)

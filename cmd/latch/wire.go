@@ -61,11 +61,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	coreCfg, err := coreConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	hooks, err := webhookHooks(cfg, coreCfg)
+	coreCfg, hooks, err := resolveConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -119,11 +115,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	}
 	// A reloaded configuration changes the flows' settings and hooks of this process.
 	a.apply = func(next *Config) error {
-		nextCore, err := coreConfig(next)
-		if err != nil {
-			return err
-		}
-		nextHooks, err := webhookHooks(next, nextCore)
+		nextCore, nextHooks, err := resolveConfig(next)
 		if err != nil {
 			return err
 		}
@@ -142,6 +134,17 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 		return svc.SetConfig(nextCore)
 	}
 	return a, nil
+}
+
+// resolveConfig turns a configuration into what the flows and the workers run: core's settings
+// and the webhook hooks.
+func resolveConfig(cfg *Config) (core.Config, []webhooks.Hook, error) {
+	c, err := coreConfig(cfg)
+	if err != nil {
+		return c, nil, err
+	}
+	hooks, err := webhookHooks(cfg, c)
+	return c, hooks, err
 }
 
 // hookCaller adapts the webhooks package's NATS caller to the flow core's HookCaller.

@@ -50,11 +50,7 @@ func work(ctx context.Context, cfg *Config, paths, env []string, dev bool, metri
 		return err
 	}
 	defer pool.Close()
-	coreCfg, err := coreConfig(cfg)
-	if err != nil {
-		return err
-	}
-	hooks, err := webhookHooks(cfg, coreCfg)
+	_, hooks, err := resolveConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -107,11 +103,7 @@ func work(ctx context.Context, cfg *Config, paths, env []string, dev bool, metri
 	// A reloaded configuration swaps the hooks every delivery and call reads.
 	g.Go(func() error {
 		watchConfigFor(gctx, paths, dev, env, false, reloadInterval, cfg, func(next *Config) error {
-			nextCore, err := coreConfig(next)
-			if err != nil {
-				return err
-			}
-			nextHooks, err := webhookHooks(next, nextCore)
+			_, nextHooks, err := resolveConfig(next)
 			if err != nil {
 				return err
 			}
