@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,11 +16,12 @@ import (
 type statementCounter struct {
 	mu     sync.Mutex
 	counts map[string]int64
+	keys   map[string]string // statement -> statementKey, so each is shortened once
 	on     bool
 }
 
 func newStatementCounter() *statementCounter {
-	return &statementCounter{counts: map[string]int64{}}
+	return &statementCounter{counts: map[string]int64{}, keys: map[string]string{}}
 }
 
 // start begins counting from zero; before it, nothing is counted (set-up, warm-up).
@@ -40,12 +40,17 @@ func (c *statementCounter) stop() map[string]int64 {
 }
 
 func (c *statementCounter) add(sql string) {
-	key := statementKey(sql)
 	c.mu.Lock()
-	if c.on {
-		c.counts[key]++
+	defer c.mu.Unlock()
+	if !c.on {
+		return
 	}
-	c.mu.Unlock()
+	key, ok := c.keys[sql]
+	if !ok {
+		key = statementKey(sql)
+		c.keys[sql] = key
+	}
+	c.counts[key]++
 }
 
 // TraceQueryStart implements pgx.QueryTracer.
@@ -71,11 +76,9 @@ func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx
 // TraceBatchEnd implements pgx.BatchTracer.
 func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
-var spaces = regexp.MustCompile(`\s+`)
-
 // statementKey shortens a statement to its first words, enough to tell the statements apart.
 func statementKey(sql string) string {
-	s := strings.TrimSpace(spaces.ReplaceAllString(sql, " "))
+	s := strings.Join(strings.Fields(sql), " ")
 	if len(s) > 90 {
 		s = s[:90] + "…"
 	}
