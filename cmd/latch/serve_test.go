@@ -85,9 +85,6 @@ func freePort(t *testing.T) int {
 // does not exist yet: it must create and migrate it, serve both ports, and stop cleanly on
 // SIGTERM.
 func TestServeDevProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	t.Parallel()
 	dsn := freshDatabaseName(t)
 	bin := filepath.Join(t.TempDir(), "latch")
