@@ -46,5 +46,14 @@
 // and its Postgres used during the window, and flags the run when that exceeds -max-other.
 //
 // -json prints one JSON object per run; -summarize FILE... reads such lines back and prints
-// the median and range of each configuration as a Markdown table.
+// the median and range of each configuration as a Markdown table. run-all.sh runs the set
+// docs/BENCHMARKS-PIPELINE.md reports.
+//
+// For finding what limits a number: -cpuprofile writes a CPU profile of the measured window;
+// -count-statements counts, per event, the statements the process sends to Postgres (a pgx
+// tracer; it costs a little CPU, so leave it off for the table); -per-hook-concurrency and
+// -fetch-batch set the worker's knobs; -after-migrate runs SQL (an index, say) on the fresh
+// database before the run; -keep-db leaves the database for inspection. Process and Postgres
+// CPU are exact (scheduler run time from getrusage and /proc/<pid>/stat); the machine-wide
+// figure comes from /proc/stat's tick sampling and under-counts short bursts at low rates.
 package main

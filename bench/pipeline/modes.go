@@ -194,6 +194,7 @@ func (r *rig) startProfile() (func(), error) {
 // checkRecorded waits (a few seconds at most: results are flushed every 5 ms) until Postgres
 // records every delivery as succeeded, then reads the delivery and attempt counts.
 func (r *rig) checkRecorded(ctx context.Context, res *result) {
+	res.PG = r.pgSettings(ctx)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := r.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state = 'succeeded'),
@@ -212,6 +213,23 @@ func (r *rig) checkRecorded(ctx context.Context, res *result) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// pgSettings are the server settings that change what a run measures, as the pool's
+// connections see them (a DSN can set synchronous_commit through options).
+type pgSettings struct {
+	Version           string `json:"version"`
+	SynchronousCommit string `json:"synchronous_commit"`
+	SharedBuffers     string `json:"shared_buffers"`
+	Autovacuum        string `json:"autovacuum"`
+}
+
+func (r *rig) pgSettings(ctx context.Context) pgSettings {
+	var s pgSettings
+	_ = r.pool.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('synchronous_commit'),
+		current_setting('shared_buffers'), current_setting('autovacuum')`).
+		Scan(&s.Version, &s.SynchronousCommit, &s.SharedBuffers, &s.Autovacuum)
+	return s
 }
 
 // unfinished describes a few deliveries that are not succeeded, for the failure report.

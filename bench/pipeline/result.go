@@ -21,7 +21,7 @@ type result struct {
 	PerHook  int     `json:"per_hook_concurrency,omitempty"`
 	Fetch    int     `json:"fetch_batch,omitempty"`
 	AfterSQL string  `json:"after_migrate,omitempty"`
-	Started  string  `json:"started"`
+	Finished string  `json:"finished"`
 	Database string  `json:"database"`
 	GoVer    string  `json:"go"`
 
@@ -50,6 +50,7 @@ type result struct {
 	Window windowReport `json:"window"`
 	DB     dbReport     `json:"db"`
 	Quiet  quietReport  `json:"quiet"`
+	PG     pgSettings   `json:"postgres"`
 
 	Failures []string `json:"failures,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
@@ -118,7 +119,7 @@ func newLatency(ns []int64) *latency {
 
 func (r *rig) newResult() *result {
 	res := &result{Mode: r.o.mode, Writers: r.o.writers, Database: r.dbName, GoVer: runtime.Version(),
-		PerHook: r.o.perHook, Fetch: r.o.fetchBatch, AfterSQL: r.o.afterSQL, Started: time.Now().UTC().Format(time.RFC3339)}
+		PerHook: r.o.perHook, Fetch: r.o.fetchBatch, AfterSQL: r.o.afterSQL, Finished: time.Now().UTC().Format(time.RFC3339)}
 	switch r.o.mode {
 	case "paced":
 		res.Rate, res.Duration = r.o.rate, r.o.duration.String()
@@ -239,6 +240,7 @@ func (res *result) print(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	host, _ := os.Hostname()
 	p("pipeline %s  %s  writers=%d  db=%s  host=%s  %s", res.Mode, res.config(), res.Writers, res.Database, host, res.GoVer)
+	p("postgres %s: synchronous_commit=%s shared_buffers=%s autovacuum=%s", res.PG.Version, res.PG.SynchronousCommit, res.PG.SharedBuffers, res.PG.Autovacuum)
 	p("machine before: %.2f cores busy, loadavg %s, waited %s for quiet", res.Quiet.Cores, res.Quiet.LoadAvg, res.Quiet.Waited)
 	wr := res.Window
 	if f := res.Fill; f != nil {
@@ -297,6 +299,9 @@ func (res *result) config() string {
 	}
 	if res.Fetch != 0 {
 		parts = append(parts, fmt.Sprintf("fetch=%d", res.Fetch))
+	}
+	if res.PG.SynchronousCommit != "" && res.PG.SynchronousCommit != "on" {
+		parts = append(parts, "synchronous_commit="+res.PG.SynchronousCommit)
 	}
 	if res.AfterSQL != "" {
 		parts = append(parts, fmt.Sprintf("after-migrate=%q", res.AfterSQL))

@@ -44,8 +44,8 @@ func summarize(files []string, w io.Writer) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	fmt.Fprintln(w, "| Run | n | Committed events/s | End-to-end events/s (drain: deliveries/s) | start→received p50 / p90 / p99 / max ms | commit→received p50 / p99 ms | Cores: machine; process; Postgres; other | CPU µs/event: process; Postgres | Checks |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| Run | n | Committed events/s | End-to-end events/s (drain: deliveries/s) | start→received p50 / p90 / p99 / max ms | commit→received p50 / p99 ms | paced: due→start p99 ms | Cores: machine; process; Postgres; other | CPU µs/event: process; Postgres | Checks |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, key := range order {
 		rs := groups[key]
 		get := func(f func(*result) float64) string { return medRange(rs, f) }
@@ -59,6 +59,7 @@ func summarize(files []string, w io.Writer) error {
 		}
 		s2r := func(wr windowReport) *latency { return wr.StartToReceived }
 		c2r := func(wr windowReport) *latency { return wr.CommitToReceived }
+		lag := func(wr windowReport) *latency { return wr.StartLag }
 		checks := "all delivered once, signed"
 		for _, r := range rs {
 			if len(r.Failures) > 0 {
@@ -81,12 +82,13 @@ func summarize(files []string, w io.Writer) error {
 			}
 			return r.Window.CommitRate
 		})
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s / %s / %s / %s | %s / %s | %s; %s; %s; %s | %s; %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s / %s / %s / %s | %s / %s | %s | %s; %s; %s; %s | %s; %s | %s |\n",
 			key, len(rs), committed,
 			get(func(r *result) float64 { return r.Window.Rate }),
 			lat(s2r, func(l *latency) float64 { return l.P50 }), lat(s2r, func(l *latency) float64 { return l.P90 }),
 			lat(s2r, func(l *latency) float64 { return l.P99 }), lat(s2r, func(l *latency) float64 { return l.Max }),
 			lat(c2r, func(l *latency) float64 { return l.P50 }), lat(c2r, func(l *latency) float64 { return l.P99 }),
+			lat(lag, func(l *latency) float64 { return l.P99 }),
 			get(func(r *result) float64 { return r.Window.CPU.Machine }), get(func(r *result) float64 { return r.Window.CPU.Process }),
 			get(func(r *result) float64 { return r.Window.CPU.Postgres }), get(func(r *result) float64 { return r.Window.CPU.Other }),
 			get(func(r *result) float64 { return r.Window.CPU.ProcessUS }), get(func(r *result) float64 { return r.Window.CPU.PostgresUS }),
