@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/latchhq/latch/bench/procstat"
 	"io"
 	"net"
 	"net/http"
@@ -197,7 +198,7 @@ func runScenario(ctx context.Context, c *client, o *options, name string) (*resu
 // measures them, not Latch.
 func waitIdle(ctx context.Context, limit float64, quiet, maxWait time.Duration) error {
 	deadline := time.Now().Add(maxWait)
-	busy0, total0, err := machineTicks()
+	busy0, total0, err := procstat.MachineTicks()
 	if err != nil {
 		return err
 	}
@@ -208,7 +209,7 @@ func waitIdle(ctx context.Context, limit float64, quiet, maxWait time.Duration) 
 			return ctx.Err()
 		case <-time.After(time.Second):
 		}
-		busy1, total1, err := machineTicks()
+		busy1, total1, err := procstat.MachineTicks()
 		if err != nil {
 			return err
 		}

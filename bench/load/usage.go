@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
+	"github.com/latchhq/latch/bench/procstat"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -63,18 +61,18 @@ func readUsage(serverPID, clientPID int, pgDatabase string) (usage, error) {
 		u.user = time.Duration(ru.Utime.Nano())
 		u.sys = time.Duration(ru.Stime.Nano())
 	}
-	if u.busy, u.total, err = machineTicks(); err != nil {
+	if u.busy, u.total, err = procstat.MachineTicks(); err != nil {
 		return u, err
 	}
 	if serverPID != 0 {
-		if u.server, err = processTicks(serverPID); err != nil {
+		if u.server, err = procstat.ProcessTicks(serverPID); err != nil {
 			return u, fmt.Errorf("-server-pid %d: %w", serverPID, err)
 		}
 		if u.serverRSS, u.serverPeakRSS, err = memory(serverPID); err != nil {
 			return u, fmt.Errorf("-server-pid %d: %w", serverPID, err)
 		}
 	}
-	u.postgres = postgresTicks(pgDatabase)
+	u.postgres = procstat.PostgresTicks(pgDatabase)
 	return u, nil
 }
 
@@ -110,62 +108,11 @@ func (u usage) since(b usage) cpuReport {
 	return r
 }
 
-// machineTicks reads the aggregate cpu line of /proc/stat: busy and total ticks.
-func machineTicks() (busy, total uint64, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := bytes.Cut(b, []byte{'\n'})
-	f := strings.Fields(string(line))
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, errors.New("/proc/stat: unexpected format")
-	}
-	// user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
-	for i := 1; i <= 8 && i < len(f); i++ {
-		v, err := strconv.ParseUint(f[i], 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
-		}
-		total += v
-		if i != 4 && i != 5 { // idle, iowait
-			busy += v
-		}
-	}
-	return busy, total, nil
-}
-
-// processTicks is utime+stime of one process (all its threads).
-func processTicks(pid int) (uint64, error) {
-	ut, st, err := statTicks(pid)
-	return ut + st, err
-}
-
 // processTimes is processTicks split into user and system time.
 func processTimes(pid int) (user, sys time.Duration, err error) {
-	ut, st, err := statTicks(pid)
+	ut, st, err := procstat.StatTicks(pid)
 	tick := time.Second / clockTicks
 	return time.Duration(ut) * tick, time.Duration(st) * tick, err
-}
-
-func statTicks(pid int) (utime, stime uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	// The command name is in parentheses and may contain spaces: fields start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, errors.New("unexpected /proc/<pid>/stat format")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, 0, errors.New("unexpected /proc/<pid>/stat format")
-	}
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	return ut, st, errors.Join(err1, err2)
 }
 
 // memory reads VmRSS and VmHWM (KiB) of a process.
@@ -190,48 +137,4 @@ func memory(pid int) (rss, peak uint64, err error) {
 		}
 	}
 	return rss, peak, nil
-}
-
-// postgresTicks sums CPU per Postgres process that works for Latch: the shared processes
-// (postmaster, WAL writer, checkpointer, ...) and the client backends connected to database db.
-// Backends of other databases count as "other": on a shared machine they are someone else's.
-// Processes that vanish while being read are skipped: this is accounting, not control.
-func postgresTicks(db string) map[int]uint64 {
-	out := map[int]uint64{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
-	for _, d := range dirs {
-		comm, err := os.ReadFile(d)
-		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
-			continue
-		}
-		dir := filepath.Dir(d)
-		pid, err := strconv.Atoi(filepath.Base(dir))
-		if err != nil {
-			continue
-		}
-		if title, err := os.ReadFile(dir + "/cmdline"); err == nil && !forDatabase(string(title), db) {
-			continue
-		}
-		if t, err := processTicks(pid); err == nil {
-			out[pid] = t
-		}
-	}
-	return out
-}
-
-// forDatabase reports whether a Postgres process title belongs to database db. A client
-// backend's title is "postgres: [CLUSTER: ]USER DB HOST(PORT) STATE" (HOST may be [local]);
-// every other title (the postmaster's command line, "postgres: 15/main: walwriter", ...) is a
-// shared process and counts.
-func forDatabase(title, db string) bool {
-	f := strings.Fields(strings.ReplaceAll(title, "\x00", " "))
-	if len(f) == 0 || f[0] != "postgres:" {
-		return true
-	}
-	for k := 3; k < len(f); k++ {
-		if strings.HasSuffix(f[k], ")") && strings.Contains(f[k], "(") || f[k] == "[local]" {
-			return db == "" || f[k-1] == db
-		}
-	}
-	return true
 }

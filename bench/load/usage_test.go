@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/latchhq/latch/bench/procstat"
 	"testing"
 	"time"
 )
@@ -18,8 +19,8 @@ func TestForDatabase(t *testing.T) {
 		{"postgres: postgres latch_bench [local] idle", true},
 		{"postgres: postgres other [local] idle in transaction", false},
 	} {
-		if got := forDatabase(tc.title, "latch_bench"); got != tc.want {
-			t.Errorf("forDatabase(%q) = %v, want %v", tc.title, got, tc.want)
+		if got := procstat.ForDatabase(tc.title, "latch_bench"); got != tc.want {
+			t.Errorf("procstat.ForDatabase(%q) = %v, want %v", tc.title, got, tc.want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/latchhq/latch/bench/procstat"
 	"testing"
 	"time"
 
@@ -72,8 +73,8 @@ func TestForDatabase(t *testing.T) {
 		"postgres: 15/main: walwriter":                                        true,
 		"/usr/lib/postgresql/15/bin/postgres\x00-D\x00/var/lib/postgresql":    true,
 	} {
-		if got := forDatabase(title, "latch_pipebench_ab"); got != want {
-			t.Errorf("forDatabase(%q) = %v, want %v", title, got, want)
+		if got := procstat.ForDatabase(title, "latch_pipebench_ab"); got != want {
+			t.Errorf("procstat.ForDatabase(%q) = %v, want %v", title, got, want)
 		}
 	}
 }

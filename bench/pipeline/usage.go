@@ -1,10 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/latchhq/latch/bench/procstat"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -49,8 +48,8 @@ func readUsage(db string) usage {
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		u.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	u.busy, u.total, _ = machineTicks()
-	u.postgres = postgresTicks(db)
+	u.busy, u.total, _ = procstat.MachineTicks()
+	u.postgres = procstat.PostgresTicks(db)
 	return u
 }
 
@@ -75,94 +74,6 @@ func (u usage) since(b usage, n int) cpuReport {
 		r.ProcessUS, r.PostgresUS, r.MachineUS = r.Process*per, r.Postgres*per, r.Machine*per
 	}
 	return r
-}
-
-// machineTicks reads the aggregate cpu line of /proc/stat: busy and total ticks.
-func machineTicks() (busy, total uint64, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := bytes.Cut(b, []byte{'\n'})
-	f := strings.Fields(string(line))
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, errors.New("/proc/stat: unexpected format")
-	}
-	// user nice system idle iowait irq softirq steal (guest time is already in user and nice)
-	for i := 1; i <= 8; i++ {
-		v, err := strconv.ParseUint(f[i], 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
-		}
-		total += v
-		if i != 4 && i != 5 { // idle, iowait
-			busy += v
-		}
-	}
-	return busy, total, nil
-}
-
-// processTicks is utime+stime of one process (all its threads).
-func processTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name is in parentheses and may contain spaces: fields start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("unexpected /proc/<pid>/stat format")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("unexpected /proc/<pid>/stat format")
-	}
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	return ut + st, errors.Join(err1, err2)
-}
-
-// postgresTicks sums CPU per Postgres process that works for database db: the shared processes
-// (postmaster, WAL writer, checkpointer, autovacuum, ...) and the client backends connected to
-// db. Backends of other databases are somebody else's and count as "other".
-func postgresTicks(db string) map[int]uint64 {
-	out := map[int]uint64{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*/comm")
-	for _, d := range dirs {
-		comm, err := os.ReadFile(d)
-		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
-			continue
-		}
-		dir := filepath.Dir(d)
-		pid, err := strconv.Atoi(filepath.Base(dir))
-		if err != nil {
-			continue
-		}
-		if title, err := os.ReadFile(dir + "/cmdline"); err == nil && !forDatabase(string(title), db) {
-			continue
-		}
-		if t, err := processTicks(pid); err == nil {
-			out[pid] = t
-		}
-	}
-	return out
-}
-
-// forDatabase reports whether a Postgres process title belongs to database db. A client
-// backend's title is "postgres: [CLUSTER: ]USER DB HOST(PORT) STATE"; every other title (the
-// postmaster's command line, "postgres: 15/main: walwriter", ...) is a shared process.
-func forDatabase(title, db string) bool {
-	f := strings.Fields(strings.ReplaceAll(title, "\x00", " "))
-	if len(f) == 0 || f[0] != "postgres:" {
-		return true
-	}
-	for k := 3; k < len(f); k++ {
-		if strings.HasSuffix(f[k], ")") && strings.Contains(f[k], "(") || f[k] == "[local]" {
-			return f[k-1] == db
-		}
-	}
-	return true
 }
 
 // quietPoll is how often waitQuiet looks again.
@@ -233,7 +144,7 @@ func otherBenchmarks() string {
 
 // machineCores is how many cores the whole machine kept busy over d.
 func machineCores(ctx context.Context, d time.Duration) float64 {
-	b0, t0, err := machineTicks()
+	b0, t0, err := procstat.MachineTicks()
 	if err != nil {
 		return 0
 	}
@@ -242,7 +153,7 @@ func machineCores(ctx context.Context, d time.Duration) float64 {
 		return 0
 	case <-time.After(d):
 	}
-	b1, t1, err := machineTicks()
+	b1, t1, err := procstat.MachineTicks()
 	if err != nil || t1 == t0 {
 		return 0
 	}
