@@ -1,0 +1,157 @@
+package core
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/latchhq/latch/core/password"
+)
+
+// Config is what the flows read on every request. The process holds it behind an atomic
+// pointer so that a reloaded configuration takes effect without a restart (see Service.SetConfig).
+type Config struct {
+	PublicBaseURL   string // serve.public.base_url, without trailing slash
+	DefaultSchemaID string // identity.default_schema_id
+
+	Registration RegistrationConfig
+	Login        FlowConfig
+	Settings     SettingsConfig
+
+	PasswordPolicy password.Policy // selfservice.methods.password.config
+
+	// HookDeadline bounds a before-persist web_hook call, worker and retries included
+	// (webhooks.call_deadline, default 10s).
+	HookDeadline time.Duration
+
+	// DefaultBrowserReturnURL is where browser flows go when they end without a return_to
+	// (selfservice.default_browser_return_url).
+	DefaultBrowserReturnURL string
+	// LogoutReturnURL is where a browser goes after logout
+	// (selfservice.flows.logout.after.default_browser_return_url; default DefaultBrowserReturnURL).
+	LogoutReturnURL string
+
+	// Throttle slows and then locks repeated login failures (selfservice.flows.login.throttle).
+	Throttle ThrottleConfig
+
+	// Session is Latch's own session behaviour.
+	Session SessionConfig
+}
+
+// SessionConfig is what core decides about sessions beyond the sessions package.
+type SessionConfig struct {
+	SelfServiceExtend  bool          // session.self_service_extend.enabled: PATCH /sessions/extend
+	ExtendMaxAge       time.Duration // session.self_service_extend.max_age; 0: no cap
+	ExtendBefore       []Hook        // session.extend.before.hooks: web_hooks that may refuse an extension
+	RevokeOnDeactivate bool          // session.revoke_on_deactivate (default true)
+}
+
+// ThrottleConfig limits password guessing, per identifier and per client address. State lives
+// in Postgres so that every `latch serve` process sees the same counts.
+type ThrottleConfig struct {
+	Enabled            bool          // default true
+	MaxFailures        int           // failures per identifier within Window before it locks; default 5
+	MaxAddressFailures int           // failures per client address within Window before it locks; default 50
+	Window             time.Duration // default 15m
+	Lockout            time.Duration // how long a lock lasts; default 15m
+}
+
+// FlowConfig is what every flow has.
+type FlowConfig struct {
+	UIURL    string        // selfservice.flows.<flow>.ui_url: where browser flows are shown
+	Lifespan time.Duration // selfservice.flows.<flow>.lifespan, default 1h
+	Before   []Hook        // selfservice.flows.<flow>.before.hooks: web_hooks run when the flow is created
+	After    AfterHooks    // selfservice.flows.<flow>.after
+}
+
+// RegistrationConfig is selfservice.flows.registration.
+type RegistrationConfig struct {
+	FlowConfig
+	Enabled bool
+}
+
+// SettingsConfig is selfservice.flows.settings.
+type SettingsConfig struct {
+	FlowConfig
+	// PrivilegedSessionMaxAge is how recently the session must have authenticated for a
+	// password or identifier change (Kratos' privileged_session_max_age, default 1h).
+	PrivilegedSessionMaxAge time.Duration
+}
+
+// Hook is one configured hook: `{hook: name, config: {...}}`. ID names a web_hook for the
+// workers that call it (its config.id, or where it stands in the configuration).
+type Hook struct {
+	ID     string
+	Name   string
+	Config json.RawMessage
+}
+
+// The inline hooks core runs inside the flow's transaction.
+const (
+	HookSession              = "session"
+	HookRevokeActiveSessions = "revoke_active_sessions"
+)
+
+// AfterHooks is an `after` block: a global list and per-method lists.
+type AfterHooks struct {
+	Global  []Hook
+	Methods map[string][]Hook // "password", "profile"
+}
+
+// For resolves the hooks of a method as Kratos does: the method's own list when it has any
+// hook, the global list otherwise (never both), with `session` moved last because it answers
+// the request.
+func (a AfterHooks) For(method string) []Hook {
+	hooks := a.Methods[method]
+	if len(hooks) == 0 {
+		hooks = a.Global
+	}
+	out := make([]Hook, 0, len(hooks))
+	var session []Hook
+	for _, h := range hooks {
+		if h.Name == HookSession {
+			session = append(session, h)
+			continue
+		}
+		out = append(out, h)
+	}
+	return append(out, session...)
+}
+
+// has reports whether a resolved hook list contains the named hook.
+func has(hooks []Hook, name string) bool {
+	return slices.ContainsFunc(hooks, func(h Hook) bool { return h.Name == name })
+}
+
+func (c *Config) normalize() error {
+	c.PublicBaseURL = strings.TrimRight(c.PublicBaseURL, "/")
+	if c.PublicBaseURL == "" {
+		return errors.New("core: PublicBaseURL is required")
+	}
+	for _, f := range []*FlowConfig{&c.Registration.FlowConfig, &c.Login, &c.Settings.FlowConfig} {
+		if f.Lifespan <= 0 {
+			f.Lifespan = time.Hour
+		}
+	}
+	if c.Settings.PrivilegedSessionMaxAge <= 0 {
+		c.Settings.PrivilegedSessionMaxAge = time.Hour
+	}
+	if c.DefaultSchemaID == "" {
+		c.DefaultSchemaID = "default"
+	}
+	if c.PasswordPolicy.MinLength == 0 {
+		c.PasswordPolicy.MinLength = 8
+	}
+	if c.HookDeadline <= 0 {
+		c.HookDeadline = 10 * time.Second
+	}
+	t := &c.Throttle
+	t.MaxFailures = cmp.Or(t.MaxFailures, 5)
+	t.MaxAddressFailures = cmp.Or(t.MaxAddressFailures, 50)
+	t.Window = cmp.Or(t.Window, 15*time.Minute)
+	t.Lockout = cmp.Or(t.Lockout, 15*time.Minute)
+	return nil
+}
