@@ -119,7 +119,7 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 		}
 		return nil, &flowError{f}
 	}
-	id, cred, err := s.authenticateThrottled(r, sub.Identifier, sub.Password)
+	id, cred, err := s.authenticateThrottled(ctx, requestAddress(r), sub.Identifier, sub.Password)
 	if errors.Is(err, password.ErrMismatch) {
 		f.UI.addMessage("", msgInvalidCredentials())
 		return nil, &flowError{f}
