@@ -367,6 +367,16 @@ selfservice: {flows: {login: {before: {hooks: [{hook: web_hook, config: {url: "h
 			[]string{"config: nats.url: is required"}},
 		{"bad webhook secret", false, nil, minimal + "webhooks: {signing_secrets: [nope]}",
 			[]string{"config: webhooks.signing_secrets[0]: must be a Standard Webhooks secret"}},
+		{"trusted proxy prefix too long", false, nil, minimal + "serve: {public: {trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]}}",
+			[]string{"config: serve.public.trusted_proxies[1]: must be a CIDR or an IP address"}},
+		{"trusted proxy not an address", false, nil, minimal + "serve: {public: {trusted_proxies: [10.0.0.0/8, proxy.internal]}}",
+			[]string{"config: serve.public.trusted_proxies[1]: must be a CIDR like 10.0.0.0/8 or an IP address"}},
+		{"trusted proxy bad octet", false, nil, minimal + "serve: {public: {trusted_proxies: [300.1.1.1]}}",
+			[]string{"config: serve.public.trusted_proxies[0]: must be a CIDR or an IP address"}},
+		{"trusted proxies only on public", false, nil, minimal + "serve: {admin: {trusted_proxies: [10.0.0.0/8]}}",
+			[]string{"config: serve.admin"}},
+		{"client ip header not a header name", false, nil, minimal + "serve: {public: {client_ip_header: 'X Real IP'}}",
+			[]string{"config: serve.public.client_ip_header: must be an HTTP header name"}},
 		{"bad allowed network", false, nil, minimal + "webhooks: {allowed_networks: [10.0.0.0]}",
 			[]string{"config: webhooks.allowed_networks[0]: must be a CIDR"}},
 		{"template over http", false, nil, minimal + `
@@ -391,6 +401,28 @@ selfservice: {flows: {registration: {after: {hooks: [{hook: web_hook, config: {u
 				}
 			}
 		})
+	}
+}
+
+// The public edge gets the parsed proxies; without the key it trusts no one.
+func TestEdgeConfig(t *testing.T) {
+	t.Parallel()
+	cfg, _ := mustLoad(t, false, nil, minimal+"serve: {public: {trusted_proxies: [10.0.0.0/8, 192.0.2.1, '2001:db8::/32'], client_ip_header: True-Client-IP}}")
+	e := edgeConfig(cfg)
+	var got []string
+	for _, p := range e.TrustedProxies {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, " ") != "10.0.0.0/8 192.0.2.1/32 2001:db8::/32" || e.ClientIPHeader != "True-Client-IP" {
+		t.Fatalf("edge = %+v", e)
+	}
+	cfg, _ = mustLoad(t, false, []string{`SERVE_PUBLIC_TRUSTED_PROXIES=["198.51.100.0/24"]`}, minimal)
+	if e := edgeConfig(cfg); len(e.TrustedProxies) != 1 || e.TrustedProxies[0].String() != "198.51.100.0/24" {
+		t.Fatalf("from the environment: %+v", e)
+	}
+	cfg, _ = mustLoad(t, false, nil, minimal)
+	if e := edgeConfig(cfg); len(e.TrustedProxies) != 0 || e.ClientIPHeader != "" {
+		t.Fatalf("default edge trusts %+v", e)
 	}
 }
 

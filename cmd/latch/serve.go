@@ -59,7 +59,7 @@ func serve(ctx context.Context, cfg *Config, paths, env []string, dev bool, log 
 	}
 	defer a.close() // after the servers stopped, before the pool closes
 
-	public, err := newServer(ctx, "public", cfg.Serve.Public, withOps(a.public, pool, "", log), log)
+	public, err := newServer(ctx, "public", cfg.Serve.Public.ListenConfig, withOps(a.public, pool, "", log), log)
 	if err != nil {
 		return err
 	}

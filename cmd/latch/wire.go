@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/latchhq/latch/core"
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
@@ -257,6 +258,14 @@ func sameSite(v string) http.SameSite {
 	default:
 		return http.SameSiteLaxMode
 	}
+}
+
+// edgeConfig is what the public API's edge believes about its requests: the public URL and
+// which proxies may name the client's address. check has refused invalid trusted_proxies.
+func edgeConfig(cfg *Config) api.Edge {
+	proxies, _, _ := api.ParseTrustedProxies(cfg.Serve.Public.TrustedProxies)
+	return api.Edge{PublicBaseURL: strings.TrimRight(cfg.Serve.Public.BaseURL, "/"), TrustedProxies: proxies,
+		ClientIPHeader: cfg.Serve.Public.ClientIPHeader}
 }
 
 // coreConfig maps the flows' keys onto core.Config. Hooks that need the outside world
