@@ -49,12 +49,13 @@ type SessionConfig struct {
 	RevokeOnDeactivate bool          // session.revoke_on_deactivate (default true)
 }
 
-// ThrottleConfig limits password guessing, per identifier and per client address. State lives
-// in Postgres so that every `latch serve` process sees the same counts.
+// ThrottleConfig limits password guessing, per (identifier, client address) pair and per
+// client address; per identifier it only slows down, never locks (see throttle.go). State
+// lives in Postgres so that every `latch serve` process sees the same counts.
 type ThrottleConfig struct {
 	Enabled            bool          // default true
-	MaxFailures        int           // failures per identifier within Window before it locks; default 5
-	MaxAddressFailures int           // failures per client address within Window before it locks; default 50
+	MaxFailures        int           // failures per (identifier, address) within Window before the pair locks; default 5
+	MaxAddressFailures int           // wrong passwords per client address within Window before it locks; default 50
 	Window             time.Duration // default 15m
 	Lockout            time.Duration // how long a lock lasts; default 15m
 }

@@ -166,7 +166,7 @@ type LoginFlowConfig struct {
 	FlowConfig
 	Throttle struct {
 		Enabled            *bool    `json:"enabled"`              // default true
-		MaxFailures        int      `json:"max_failures"`         // default 5 per identifier
+		MaxFailures        int      `json:"max_failures"`         // default 5 per (identifier, address) pair
 		MaxAddressFailures int      `json:"max_address_failures"` // default 50 per client address
 		Window             Duration `json:"window"`               // default 15m
 		Lockout            Duration `json:"lockout"`              // default 15m
