@@ -112,10 +112,9 @@ func (m *Manager) scanSession(row pgx.Row, e expand, now time.Time) (*Session, e
 
 // Issue creates an active session for the identity inside the caller's transaction, so that
 // identity, session and outbox rows commit together (the `session` hook). method is the
-// credential type that was just completed ("password"); r supplies the device (nil records
-// none). It returns the session with Identity set, and the token, which is never stored: the
+// credential type that was just completed ("password"); dev is where it is used (NewDevice). It returns the session with Identity set, and the token, which is never stored: the
 // caller hands it to the client (session_token, or SetCookie) and forgets it.
-func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, method string, r *http.Request) (*Session, string, error) {
+func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, method string, dev Device) (*Session, string, error) {
 	if id == nil || method == "" {
 		return nil, "", errors.New("issue session: an identity and a method are required")
 	}
@@ -136,13 +135,10 @@ func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, m
 		AuthenticationMethods:       methods,
 		IssuedAt:                    now,
 		Identity:                    id,
-		Devices:                     []Device{},
+		Devices:                     []Device{dev},
 		IdentityID:                  id.ID,
 		createdAt:                   now,
 		stored:                      true,
-	}
-	if r != nil {
-		s.Devices = append(s.Devices, deviceFrom(r))
 	}
 	_, err = tx.Exec(ctx, insertSession, s.ID, s.IdentityID, hashToken(token), string(s.AuthenticatorAssuranceLevel),
 		s.AuthenticationMethods, s.Devices, now, s.ExpiresAt)
@@ -357,4 +353,23 @@ func (m *Manager) deleteByIdentity(ctx context.Context, identityID uuid.UUID) er
 		m.wake()
 	}
 	return err
+}
+
+// LockActive locks session id until tx ends and returns it, or ErrInactive when it has been
+// revoked, has expired or its identity is no longer active, and ErrNotFound when it is gone (its
+// identity deleted). A step that acts on behalf of a session (settings) calls it inside its own
+// transaction, after locking the identity (the order admin updates take too), so that a session
+// revoked while the step waited on a hook or a hash cannot commit anything.
+func (m *Manager) LockActive(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Session, error) {
+	s, err := m.scanSession(tx.QueryRow(ctx, queryLockByID, id), expandAll, time.Now())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock session: %w", err)
+	}
+	if !s.Active {
+		return nil, ErrInactive
+	}
+	return s, nil
 }
