@@ -187,13 +187,10 @@ func privileged(sess *sessions.Session, cfg *Config) bool {
 	return time.Since(sess.AuthenticatedAt) <= cfg.Settings.PrivilegedSessionMaxAge
 }
 
-// applySettings is the locked part of a settings submit, in st's transaction: lock order flow,
-// identity, session (the order admin updates take: identity, then its sessions).
+// applySettings is the locked part of a settings submit, in st's transaction. Lock order:
+// identity, session, flow, the order in which admin updates and deletions reach those rows.
 func (s *Service) applySettings(ctx context.Context, st *step, f *Flow, sess *sessions.Session, ch settingsChange, meta api.Meta) (*identity.Identity, error) {
 	cfg := s.config()
-	if err := lockFlow(ctx, st.tx, f); err != nil {
-		return nil, err
-	}
 	id, err := s.ids.GetForUpdate(ctx, st.tx, sess.IdentityID)
 	if errors.Is(err, identity.ErrNotFound) {
 		return nil, ErrNoSession // deleted while the submit ran
@@ -206,6 +203,14 @@ func (s *Service) applySettings(ctx context.Context, st *step, f *Flow, sess *se
 		return nil, ErrNoSession // revoked, expired or deactivated while the submit ran
 	}
 	if err != nil {
+		return nil, err
+	}
+	// The flow goes with its session when that is deleted; locked last, as the cascade of an
+	// identity's deletion reaches it last.
+	var gone *FlowNotFoundError
+	if err := lockFlow(ctx, st.tx, f); errors.As(err, &gone) {
+		return nil, ErrNoSession
+	} else if err != nil {
 		return nil, err
 	}
 	schema, ok := s.schemas.Get(id.SchemaID)
