@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -149,55 +148,21 @@ func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, m
 	return s, token, nil
 }
 
-// credential is how a request presented its session.
-type credential struct {
-	token         string
-	fromCookie    bool
-	cookieExpires time.Time // the expiry the cookie was sealed with
-}
-
-// tokenFromRequest finds the session token as Kratos does: X-Session-Token, then the session
-// cookie, then Authorization: Bearer (also when the cookie is present but cannot be opened).
-func (m *Manager) tokenFromRequest(r *http.Request) (credential, bool) {
-	if t := r.Header.Get("X-Session-Token"); t != "" {
-		return credential{token: t}, true
-	}
-	if p, ok := m.readCookie(r); ok {
-		return credential{token: p.SessionToken, fromCookie: true, cookieExpires: p.ExpiresAt}, true
-	}
-	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		if t := strings.TrimSpace(a[7:]); t != "" {
-			return credential{token: t}, true
-		}
-	}
-	return credential{}, false
-}
-
-// FromRequest finds the request's active session, with its identity, in one query. Errors:
-// ErrNoCredentials (nothing sent, or a cookie no secret opens), ErrNotFound (unknown token),
-// ErrInactive (revoked, expired, or the identity is not active: blocking an identity stops its
-// sessions at once without revoking them, as in Kratos).
-func (m *Manager) FromRequest(ctx context.Context, r *http.Request) (*Session, error) {
-	s, _, err := m.fromRequest(ctx, r)
-	return s, err
-}
-
-func (m *Manager) fromRequest(ctx context.Context, r *http.Request) (*Session, credential, error) {
-	cred, ok := m.tokenFromRequest(r)
-	if !ok {
-		return nil, cred, ErrNoCredentials
-	}
-	s, err := m.scanSession(m.db.QueryRow(ctx, queryByToken, hashToken(cred.token)), expandAll, time.Now())
+// Find returns the active session holding token, with its identity, in one query. Errors:
+// ErrNotFound (unknown token), ErrInactive (revoked, expired, or the identity is not active:
+// blocking an identity stops its sessions at once without revoking them, as in Kratos).
+func (m *Manager) Find(ctx context.Context, token string) (*Session, error) {
+	s, err := m.scanSession(m.db.QueryRow(ctx, queryByToken, hashToken(token)), expandAll, time.Now())
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, cred, ErrNotFound
+		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, cred, fmt.Errorf("load session: %w", err)
+		return nil, fmt.Errorf("load session: %w", err)
 	}
 	if !s.Active {
-		return nil, cred, ErrInactive
+		return nil, ErrInactive
 	}
-	return s, cred, nil
+	return s, nil
 }
 
 // RevokeToken deactivates the session holding token (API logout). Revoking a revoked session is

@@ -3,18 +3,10 @@ package sessions
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
-
-// FromRequestWithToken is FromRequest that also returns the token the request presented, so
-// that a refresh login can hand the same token back, as Kratos does.
-func (m *Manager) FromRequestWithToken(ctx context.Context, r *http.Request) (*Session, string, error) {
-	s, cred, err := m.fromRequest(ctx, r)
-	return s, cred.token, err
-}
 
 // Reauthenticate renews a session after its holder proved the password again (a login flow with
 // refresh=true): the same session and token stay valid, with authenticated_at, issued_at and
