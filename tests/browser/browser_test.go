@@ -70,7 +70,7 @@ func startChromium(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("Chromium is not installed at %s (%v). Install Debian's package: "+
-			"apt-get update && apt-get install -y --no-install-recommends chromium (.ci/run does this). "+
+			"apt-get update && apt-get install -y --no-install-recommends chromium (.ci/test does this). "+
 			"This test never skips.", chromiumPath, err)
 	}
 	opts := []chromedp.ExecAllocatorOption{
