@@ -5,7 +5,7 @@
 // outcome from the page's DOM and the browser's cookie jar.
 //
 // It needs Postgres at TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
-// and Chromium at /usr/bin/chromium (Debian's chromium package; .ci/run installs it). It never
+// and Chromium at /usr/bin/chromium (Debian's chromium package; .ci/test installs it). It never
 // skips: without either it fails and says what is missing.
 package browser
 
