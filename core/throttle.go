@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
-	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 )
 
@@ -242,17 +240,6 @@ func (s *Service) authenticateThrottled(ctx context.Context, addr netip.Addr, id
 		}
 	}
 	return nil, nil, err
-}
-
-// requestAddress is the login's client address until the login flow takes api.Meta: it keeps
-// events' reading of the request, unchanged. Delete it when login.go passes
-// meta.ClientAddress.
-func requestAddress(r *http.Request) netip.Addr {
-	a, err := netip.ParseAddr(events.RequestFrom(r, []string{}).IP)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return a.Unmap().WithZone("")
 }
 
 // throttleWait sleeps for d, or until ctx ends (then it returns ctx.Err()).

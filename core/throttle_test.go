@@ -17,17 +17,19 @@ import (
 )
 
 // withThrottle turns login throttling on with the given limits (the test bundle's config
-// leaves it off, as a zero Config does).
+// leaves it off, as a zero Config does), and trusts the loopback peer as a proxy so that tests
+// can name client addresses in X-Forwarded-For.
 func withThrottle(maxFailures, maxAddressFailures int) option {
 	return func(c *core.Config) {
 		c.Throttle = core.ThrottleConfig{Enabled: true, MaxFailures: maxFailures, MaxAddressFailures: maxAddressFailures}
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 }
 
 const wrongPassword = "wrong-password-123"
 
 // loginFrom logs in on a fresh flow from the client address addr, sent as the one
-// X-Forwarded-For hop: the test server's peer is loopback, which the harness trusts as a proxy.
+// X-Forwarded-For hop: the test server's peer is loopback, which withThrottle trusts.
 func (b *bundle) loginFrom(t *testing.T, addr, identifier, pw string) (int, map[string]any) {
 	t.Helper()
 	id := b.flow(t, "login")

@@ -284,8 +284,11 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	if cfg.Hashers.Algorithm == "" || cfg.Hashers.Algorithm == password.AlgorithmBcrypt {
 		policy.MaxBytes = password.BcryptMaxPasswordBytes
 	}
+	edge := edgeConfig(cfg)
 	out := core.Config{
 		PublicBaseURL:   cfg.Serve.Public.BaseURL,
+		TrustedProxies:  edge.TrustedProxies,
+		ClientIPHeader:  edge.ClientIPHeader,
 		DefaultSchemaID: cfg.Identity.DefaultSchemaID,
 		PasswordPolicy:  policy,
 	}
