@@ -416,6 +416,10 @@ func TestEdgeConfig(t *testing.T) {
 	if strings.Join(got, " ") != "10.0.0.0/8 192.0.2.1/32 2001:db8::/32" || e.ClientIPHeader != "True-Client-IP" {
 		t.Fatalf("edge = %+v", e)
 	}
+	cc, err := coreConfig(cfg)
+	if err != nil || len(cc.TrustedProxies) != 3 || cc.ClientIPHeader != "True-Client-IP" {
+		t.Fatalf("core config: proxies %v, header %q, err %v", cc.TrustedProxies, cc.ClientIPHeader, err)
+	}
 	cfg, _ = mustLoad(t, false, []string{`SERVE_PUBLIC_TRUSTED_PROXIES=["198.51.100.0/24"]`}, minimal)
 	if e := edgeConfig(cfg); len(e.TrustedProxies) != 1 || e.TrustedProxies[0].String() != "198.51.100.0/24" {
 		t.Fatalf("from the environment: %+v", e)
