@@ -38,7 +38,9 @@ const (
 	// stacks and the binary's data, but not the address space Go merely reserves, which is why
 	// RLIMIT_AS does not fit the Go runtime). An evaluation that needs more kills its child with
 	// "out of memory", reported as a template error.
-	TemplateMemoryLimit = 128 << 20
+	// go-jsonnet needs about a kilobyte per value it builds, so a template that renders a body
+	// near MaxTemplateOutputBytes needs tens of megabytes.
+	TemplateMemoryLimit = 256 << 20
 	// templateEvaluators bounds concurrent evaluations, and so the memory templates can take
 	// at once (templateEvaluators × TemplateMemoryLimit). Renders are tens of microseconds; a
 	// runaway holds a child for at most RenderTimeout.
@@ -52,6 +54,11 @@ const (
 	// maxEvaluatorMessage caps an error message from a child and the stderr kept from a dead
 	// one: enough for Jsonnet's message and a short trace.
 	maxEvaluatorMessage = 4 << 10
+	// evaluatorStartTimeout bounds a child's start, until it says it is an evaluator.
+	evaluatorStartTimeout = 10 * time.Second
+	// evaluatorHello is what a child writes once its limits are set: a binary that is not
+	// an evaluator (RunTemplateEvaluatorIfChild not called first) is told apart at once.
+	evaluatorHello = "latch-template-evaluator/1\n"
 	// maxCtxBytes caps the ctx a render sends to a child; an event's data is far smaller.
 	maxCtxBytes = 16 << 20
 )
@@ -162,12 +169,14 @@ func (p *evaluatorPool) render(ctx context.Context, job renderJob) (renderResult
 	case outOfMemory(stderr):
 		return renderResult{}, fmt.Errorf("%w (%d MiB): %s", ErrTemplateMemory, TemplateMemoryLimit>>20, job.name)
 	default:
-		// Most likely the cap too, met where the runtime cannot say so (a failed stack growth).
+		// Most likely the cap too, met where the runtime cannot say so (a failed mapping it
+		// dereferences: SIGSEGV); a panic in go-jsonnet is recovered and reported as an error.
 		why := firstLine(stderr)
 		if why == "" {
 			why = err.Error()
 		}
-		return renderResult{}, fmt.Errorf("%w %s: the evaluator died: %s", ErrTemplate, job.name, why)
+		return renderResult{}, fmt.Errorf("%w %s: the evaluator died, most likely at its memory cap (%d MiB): %s",
+			ErrTemplate, job.name, TemplateMemoryLimit>>20, why)
 	}
 }
 
@@ -243,8 +252,29 @@ func startEvaluator() (*evaluator, error) {
 	inR.Close()
 	outW.Close()
 	errW.Close()
-	return &evaluator{cmd: cmd, in: inW, out: outR, stderr: errR,
-		r: bufio.NewReader(outR), w: bufio.NewWriter(inW)}, nil
+	e := &evaluator{cmd: cmd, in: inW, out: outR, stderr: errR,
+		r: bufio.NewReader(outR), w: bufio.NewWriter(inW)}
+	if err := e.hello(); err != nil {
+		e.kill()
+		why := firstLine(e.reap())
+		return nil, fmt.Errorf("starting an evaluator: %v %s (is webhooks.RunTemplateEvaluatorIfChild called first in main and TestMain?)", err, why)
+	}
+	return e, nil
+}
+
+// hello reads the child's greeting.
+func (e *evaluator) hello() error {
+	if err := e.out.SetReadDeadline(time.Now().Add(evaluatorStartTimeout)); err != nil {
+		return err
+	}
+	got := make([]byte, len(evaluatorHello))
+	if _, err := io.ReadFull(e.r, got); err != nil {
+		return err
+	}
+	if string(got) != evaluatorHello {
+		return fmt.Errorf("%w: greeted with %q", errChildAnswer, got)
+	}
+	return nil
 }
 
 // do sends job and reads the answer, both before deadline.

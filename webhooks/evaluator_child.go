@@ -43,6 +43,12 @@ func capEvaluator() error {
 func serveEvaluations(in io.Reader, out io.Writer) error {
 	r := bufio.NewReaderSize(in, 64<<10)
 	w := bufio.NewWriterSize(out, 64<<10)
+	if _, err := io.WriteString(w, evaluatorHello); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
 	cache := map[string]ast.Node{}
 	for {
 		name, err := readFrame(r, maxEvaluatorMessage)
