@@ -108,9 +108,16 @@ type renderJob struct {
 	name    string
 	src     string
 	form    bool
+	check   bool // only parse src (LoadTemplate): ctx is ignored and the body is empty
 	timeout time.Duration
 	ctx     []byte // JSON
 }
+
+// Request flags, the first byte of the flags frame.
+const (
+	flagForm  = 1 << iota // render form-encoded
+	flagCheck             // parse only
+)
 
 // renderResult is a child's answer.
 type renderResult struct {
@@ -287,7 +294,10 @@ func (e *evaluator) do(job renderJob, deadline time.Time) (renderResult, error) 
 	}
 	var flags [9]byte
 	if job.form {
-		flags[0] = 1
+		flags[0] |= flagForm
+	}
+	if job.check {
+		flags[0] |= flagCheck
 	}
 	binary.BigEndian.PutUint64(flags[1:], uint64(job.timeout))
 	for _, f := range [][]byte{[]byte(job.name), []byte(job.src), flags[:], job.ctx} {

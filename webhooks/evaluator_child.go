@@ -73,7 +73,7 @@ func serveEvaluations(in io.Reader, out io.Writer) error {
 		// The parent kills us at the deadline; this watchdog only matters if it died meanwhile.
 		timeout := time.Duration(binary.BigEndian.Uint64(flags[1:]))
 		watchdog := time.AfterFunc(timeout+evaluatorGrace, func() { os.Exit(4) })
-		status, payload := evaluate(cache, string(name), string(src), flags[0] == 1, ctx)
+		status, payload := evaluate(cache, string(name), string(src), flags[0], ctx)
 		watchdog.Stop()
 		if err := w.WriteByte(status); err != nil {
 			return err
@@ -88,8 +88,9 @@ func serveEvaluations(in io.Reader, out io.Writer) error {
 }
 
 // evaluate renders one template: replyBody with the body, replyCancel, or replyError with a
-// message. A panic inside go-jsonnet is the template's failure, not the child's end.
-func evaluate(cache map[string]ast.Node, name, src string, form bool, ctx []byte) (status byte, payload []byte) {
+// message. With flagCheck it only parses the template (replyBody, empty). A panic inside
+// go-jsonnet is the template's failure, not the child's end.
+func evaluate(cache map[string]ast.Node, name, src string, flags byte, ctx []byte) (status byte, payload []byte) {
 	defer func() {
 		if p := recover(); p != nil {
 			status, payload = replyError, []byte(fmt.Sprintf("evaluation panicked: %v", p))
@@ -109,6 +110,9 @@ func evaluate(cache map[string]ast.Node, name, src string, form bool, ctx []byte
 			clear(cache)
 		}
 		cache[key] = node
+	}
+	if flags&flagCheck != 0 {
+		return replyBody, nil
 	}
 	var value any
 	if err := json.Unmarshal(ctx, &value); err != nil {
@@ -136,7 +140,7 @@ func evaluate(cache map[string]ast.Node, name, src string, form bool, ctx []byte
 		return fail(strings.TrimSpace(vm.ErrorFormatter.Format(err)))
 	}
 	var body []byte
-	if form {
+	if flags&flagForm != 0 {
 		body, err = formBody(out)
 	} else {
 		body, err = compactJSON(out)

@@ -30,6 +30,9 @@ const (
 	// MaxTemplateBytes caps a template's source: templates are a page of Jsonnet, and a
 	// mistyped path to a large file should fail at load, not eat memory.
 	MaxTemplateBytes = 256 << 10
+	// templateCheckTimeout bounds parsing a template at load; the largest allowed parses in
+	// well under a second.
+	templateCheckTimeout = 5 * time.Second
 	// templateMaxStack caps Jsonnet's call depth (go-jsonnet's default is 500); a body template
 	// needs a handful of frames, and a deep recursion is a bug to stop early.
 	templateMaxStack = 256
@@ -47,8 +50,9 @@ const (
 var (
 	// ErrTemplate is a template that does not load, evaluate, or produce a usable body.
 	ErrTemplate = errors.New("body template")
-	// ErrTemplateTimeout is a render that ran past RenderTimeout.
-	ErrTemplateTimeout = errors.New("body template timed out")
+	// ErrTemplateTimeout is a render that ran past RenderTimeout, or was stopped by its
+	// caller's context (the error then also wraps the context's). It wraps ErrTemplate.
+	ErrTemplateTimeout = fmt.Errorf("%w timed out", ErrTemplate)
 )
 
 // ctxCall is `std.native("latch_ctx")()`, the ctx argument of every render, parsed once.
@@ -102,8 +106,11 @@ func LoadTemplate(uri string) (*Template, error) {
 	if len(src) > MaxTemplateBytes {
 		return nil, fmt.Errorf("%w %s: %d bytes; at most %d", ErrTemplate, name, len(src), MaxTemplateBytes)
 	}
-	if _, err := jsonnet.SnippetToAST(name, src); err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrTemplate, name, err)
+	// Even parsing runs in an evaluator: go-jsonnet's parser recurses once per nesting level,
+	// and a quarter megabyte of "(" overflows the goroutine stack, which no recover catches.
+	job := renderJob{name: name, src: src, check: true, timeout: templateCheckTimeout}
+	if _, err := evaluators.render(context.Background(), job); err != nil {
+		return nil, err
 	}
 	return &Template{name: name, src: src, timeout: RenderTimeout}, nil
 }
