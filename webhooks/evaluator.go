@@ -133,7 +133,7 @@ func (p *evaluatorPool) render(ctx context.Context, job renderJob) (renderResult
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
-		return renderResult{}, fmt.Errorf("%w %s: no evaluator free: %w", ErrTemplate, job.name, ctx.Err())
+		return renderResult{}, fmt.Errorf("%w: %s waited for a free evaluator: %w", ErrTemplateTimeout, job.name, ctx.Err())
 	}
 	defer func() { <-p.slots }()
 

@@ -24,16 +24,24 @@ import (
 // and a reload that changes them all just starts the cache afresh.
 const evaluatorCacheSize = 64
 
+// evaluatorNice is the scheduling priority an evaluator gives itself (0 is normal, 19 lowest).
+const evaluatorNice = 10
+
 // capEvaluator sets the child's limits before it reads anything a template controls: the
 // kernel refuses it memory past TemplateMemoryLimit (the Go runtime then dies with "out of
-// memory"), the garbage collector works harder as it nears the cap, and one thread evaluates.
+// memory"), the garbage collector works harder as it nears the cap, one thread evaluates, at a
+// lower priority than the worker.
 func capEvaluator() error {
-	lim := syscall.Rlimit{Cur: TemplateMemoryLimit, Max: TemplateMemoryLimit}
+	limit := uint64(TemplateMemoryLimit * evaluatorMemoryFactor)
+	lim := syscall.Rlimit{Cur: limit, Max: limit}
 	if err := syscall.Setrlimit(syscall.RLIMIT_DATA, &lim); err != nil {
 		return fmt.Errorf("capping memory: %v", err)
 	}
 	debug.SetMemoryLimit(TemplateMemoryLimit * 3 / 4)
 	runtime.GOMAXPROCS(1)
+	// A template spinning until its deadline must not take CPU from the deliveries the worker
+	// is making meanwhile; lowering our own priority needs no privilege.
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, 0, evaluatorNice)
 	return nil
 }
 
