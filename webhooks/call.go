@@ -324,7 +324,7 @@ func (r *Responder) Run(ctx context.Context) error {
 	handle := func(m *nats.Msg) {
 		inflight.Go(func() {
 			defer func() { <-slots }()
-			r.serve(m, records, &inflight)
+			r.serve(m, records)
 		})
 	}
 	r.log.Info("webhook call responder started", "subject", r.subject, "queue", CallQueue,
@@ -385,8 +385,7 @@ func closedSub(err error) bool {
 }
 
 // serve answers one request, then queues its record: the reply never waits for the database.
-// renders tracks body-template evaluations the call stopped waiting for.
-func (r *Responder) serve(m *nats.Msg, records chan<- callRecord, renders *sync.WaitGroup) {
+func (r *Responder) serve(m *nats.Msg, records chan<- callRecord) {
 	arrived := time.Now()
 	var req CallRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -407,7 +406,7 @@ func (r *Responder) serve(m *nats.Msg, records chan<- callRecord, renders *sync.
 				rep, rec = CallReply{Outcome: OutcomeFailed, ErrorClass: ErrorClassInternal, Error: fmt.Sprintf("panic: %v", p)}, nil
 			}
 		}()
-		rep, rec = r.call(req, arrived, renders)
+		rep, rec = r.call(req, arrived)
 	}()
 
 	if !r.reply(m, &rep) && rec != nil {
@@ -452,7 +451,7 @@ func (r *Responder) reply(m *nats.Msg, rep *CallReply) bool {
 
 // call runs one request: hook lookup, body, tries within the deadline, verdict. It returns the
 // reply and the record to write (nil: nothing to record).
-func (r *Responder) call(req CallRequest, arrived time.Time, renders *sync.WaitGroup) (CallReply, *callRecord) {
+func (r *Responder) call(req CallRequest, arrived time.Time) (CallReply, *callRecord) {
 	id := uuid.Must(uuid.NewV7())
 	rec := &callRecord{id: id, hookID: req.HookID, identityID: req.IdentityID, body: req.Ctx,
 		contentType: DefaultContentType, eventTime: arrived}
@@ -483,7 +482,7 @@ func (r *Responder) call(req CallRequest, arrived time.Time, renders *sync.WaitG
 
 	body := rec.body
 	if t := r.reg.Template(hook.ID); t != nil {
-		rendered, cancelled, err := renderWithin(ctx, t, req.Ctx, renders)
+		rendered, cancelled, err := renderWithin(ctx, t, req.Ctx)
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
 			return failNow(ErrorClassTimeout, "the body template ran past the call's deadline")
@@ -579,29 +578,14 @@ func (r *Responder) workDeadline(requested, arrived time.Time) time.Time {
 	return requested.Add(-min(r.cfg.ReplyMargin, left/10))
 }
 
-// renderWithin renders t with in but waits no longer than ctx: Render cannot be interrupted, so
-// a slow render is left to finish on its own (within RenderTimeout), tracked by renders.
-func renderWithin(ctx context.Context, t *Template, in json.RawMessage, renders *sync.WaitGroup) ([]byte, bool, error) {
-	type rendered struct {
-		body      []byte
-		cancelled bool
-		err       error
-	}
-	done := make(chan rendered, 1)
+// renderWithin renders t with in, stopping the evaluation when ctx (the call's deadline) ends:
+// the error then wraps ctx's, which the call reports as a timeout rather than a template fault.
+func renderWithin(ctx context.Context, t *Template, in json.RawMessage) ([]byte, bool, error) {
 	var arg any = in
 	if len(in) == 0 {
 		arg = map[string]any{}
 	}
-	renders.Go(func() {
-		body, cancelled, err := t.Render(arg)
-		done <- rendered{body, cancelled, err}
-	})
-	select {
-	case out := <-done:
-		return out.body, out.cancelled, out.err
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
-	}
+	return t.RenderContext(ctx, arg)
 }
 
 // ---- Verdict -----------------------------------------------------------------------------

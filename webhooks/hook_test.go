@@ -13,6 +13,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	RunTemplateEvaluatorIfChild() // renders re-execute this test binary as their evaluator
 	goleak.VerifyTestMain(m)
 }
 

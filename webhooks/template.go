@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-jsonnet"
@@ -30,6 +30,9 @@ const (
 	// MaxTemplateBytes caps a template's source: templates are a page of Jsonnet, and a
 	// mistyped path to a large file should fail at load, not eat memory.
 	MaxTemplateBytes = 256 << 10
+	// templateCheckTimeout bounds parsing a template at load; the largest allowed parses in
+	// well under a second.
+	templateCheckTimeout = 5 * time.Second
 	// templateMaxStack caps Jsonnet's call depth (go-jsonnet's default is 500); a body template
 	// needs a handful of frames, and a deep recursion is a bug to stop early.
 	templateMaxStack = 256
@@ -47,8 +50,9 @@ const (
 var (
 	// ErrTemplate is a template that does not load, evaluate, or produce a usable body.
 	ErrTemplate = errors.New("body template")
-	// ErrTemplateTimeout is a render that ran past RenderTimeout.
-	ErrTemplateTimeout = errors.New("body template timed out")
+	// ErrTemplateTimeout is a render that ran past RenderTimeout, or was stopped by its
+	// caller's context (the error then also wraps the context's). It wraps ErrTemplate.
+	ErrTemplateTimeout = fmt.Errorf("%w timed out", ErrTemplate)
 )
 
 // ctxCall is `std.native("latch_ctx")()`, the ctx argument of every render, parsed once.
@@ -60,18 +64,14 @@ var ctxCall = func() ast.Node {
 	return n
 }()
 
-// Template is a parsed body template, safe for concurrent Render calls. It is parsed once, at
-// load (config start-up or reload), so a syntax error stops the configuration rather than a
-// delivery.
+// Template is a body template checked at load (config start-up or reload), so a syntax error
+// stops the configuration rather than a delivery. It is safe for concurrent Render calls, which
+// evaluate it in a child process (see evaluator.go).
 type Template struct {
-	name    string   // for errors: the file path or "<base64>"
-	node    ast.Node // parsed and desugared once; evaluation only reads it
-	form    bool     // render form-encoded (Content-Type application/x-www-form-urlencoded)
+	name    string // for errors: the file path or "<base64>"
+	src     string // the Jsonnet source, sent to the evaluator that renders it
+	form    bool   // render form-encoded (Content-Type application/x-www-form-urlencoded)
 	timeout time.Duration
-
-	// inflight counts evaluations still running, including ones Render gave up on; tests
-	// wait on it so no goroutine outlives them.
-	inflight sync.WaitGroup
 }
 
 // LoadTemplate reads and parses a template from a base64:// or file:// URI (config.body).
@@ -106,11 +106,13 @@ func LoadTemplate(uri string) (*Template, error) {
 	if len(src) > MaxTemplateBytes {
 		return nil, fmt.Errorf("%w %s: %d bytes; at most %d", ErrTemplate, name, len(src), MaxTemplateBytes)
 	}
-	node, err := jsonnet.SnippetToAST(name, src)
-	if err != nil {
-		return nil, fmt.Errorf("%w %s: %v", ErrTemplate, name, err)
+	// Even parsing runs in an evaluator: go-jsonnet's parser recurses once per nesting level,
+	// and a quarter megabyte of "(" overflows the goroutine stack, which no recover catches.
+	job := renderJob{name: name, src: src, check: true, timeout: templateCheckTimeout}
+	if _, err := evaluators.render(context.Background(), job); err != nil {
+		return nil, err
 	}
-	return &Template{name: name, node: node, timeout: RenderTimeout}, nil
+	return &Template{name: name, src: src, timeout: RenderTimeout}, nil
 }
 
 // Render evaluates the template with ctx (marshalled to JSON and passed as the `ctx`
@@ -119,72 +121,33 @@ func LoadTemplate(uri string) (*Template, error) {
 // template raised `error "cancel"` (or any message starting with "cancel", as Kratos reads
 // it): the webhook is skipped, as in Kratos.
 //
-// Evaluation runs in its own goroutine and Render returns ErrTemplateTimeout after
-// RenderTimeout. go-jsonnet cannot be interrupted, so a runaway template keeps that goroutine
-// (and its memory) busy until it ends on its own; the stack cap and the lack of imports limit
-// how bad that gets. Templates come from the operator's configuration, not from users.
+// The evaluation runs in a child process that is killed after RenderTimeout
+// (ErrTemplateTimeout) and dies past TemplateMemoryLimit (ErrTemplateMemory); a body over
+// MaxTemplateOutputBytes is an ErrTemplate. None of it costs the calling process more than the
+// ctx and the body.
 func (t *Template) Render(ctx any) (body []byte, cancel bool, err error) {
-	// ctx reaches Jsonnet as plain JSON values, whatever Go type the caller built it from.
-	// Handing them over through a native function skips parsing the JSON as Jsonnet code
-	// (what vm.TLACode would do), which was the largest part of a render's cost.
-	in, err := json.Marshal(ctx)
+	return t.RenderContext(context.Background(), ctx)
+}
+
+// RenderContext is Render that also stops when ctx ends (the evaluation is killed): the error
+// then wraps ErrTemplateTimeout and ctx.Err(), so a caller can tell its own deadline from the
+// template's.
+func (t *Template) RenderContext(ctx context.Context, data any) (body []byte, cancel bool, err error) {
+	// ctx reaches Jsonnet as plain JSON values, whatever Go type the caller built it from;
+	// the child hands them over through a native function rather than parsing them as Jsonnet
+	// code (what vm.TLACode would do), which was the largest part of a render's cost.
+	in, err := json.Marshal(data)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w %s: encoding ctx: %v", ErrTemplate, t.name, err)
 	}
-	var value any
-	if err := json.Unmarshal(in, &value); err != nil {
-		return nil, false, fmt.Errorf("%w %s: encoding ctx: %v", ErrTemplate, t.name, err)
+	if len(in) > maxCtxBytes {
+		return nil, false, fmt.Errorf("%w %s: ctx is %d bytes, at most %d", ErrTemplate, t.name, len(in), maxCtxBytes)
 	}
-
-	vm := jsonnet.MakeVM()
-	vm.MaxStack = templateMaxStack
-	vm.Importer(noImports{})
-	vm.SetTraceOut(io.Discard)
-	vm.ErrorFormatter.SetMaxStackTraceSize(templateTraceFrames)
-	vm.NativeFunction(&jsonnet.NativeFunction{
-		Name: ctxNative,
-		Func: func([]any) (any, error) { return value, nil },
-	})
-	vm.TLANode("ctx", ctxCall)
-
-	type evaluation struct {
-		out string
-		err error
-	}
-	done := make(chan evaluation, 1)
-	t.inflight.Add(1)
-	go func() {
-		defer t.inflight.Done()
-		out, err := vm.Evaluate(t.node)
-		done <- evaluation{out, err}
-	}()
-	timer := time.NewTimer(t.timeout)
-	defer timer.Stop()
-
-	var r evaluation
-	select {
-	case r = <-done:
-	case <-timer.C:
-		return nil, false, fmt.Errorf("%w: %s ran for more than %s", ErrTemplateTimeout, t.name, t.timeout)
-	}
-	if r.err != nil {
-		var rt jsonnet.RuntimeError
-		// Kratos looks for "RUNTIME ERROR: cancel" in the error text, so any message that
-		// starts with "cancel" skips the webhook there; so it does here.
-		if errors.As(r.err, &rt) && strings.HasPrefix(rt.Msg, "cancel") {
-			return nil, true, nil
-		}
-		return nil, false, fmt.Errorf("%w %s: %s", ErrTemplate, t.name, strings.TrimSpace(vm.ErrorFormatter.Format(r.err)))
-	}
-	if t.form {
-		body, err = formBody(r.out)
-	} else {
-		body, err = compactJSON(r.out)
-	}
+	res, err := evaluators.render(ctx, renderJob{name: t.name, src: t.src, form: t.form, timeout: t.timeout, ctx: in})
 	if err != nil {
-		return nil, false, fmt.Errorf("%w %s: %v", ErrTemplate, t.name, err)
+		return nil, false, err
 	}
-	return body, false, nil
+	return res.body, res.cancel, nil
 }
 
 // ContentType is the media type of what Render produces, for Attempt.ContentType.

@@ -158,7 +158,6 @@ func TestTemplateTimeout(t *testing.T) {
 	if !errors.Is(err, ErrTemplateTimeout) {
 		t.Errorf("Render = %v, want ErrTemplateTimeout", err)
 	}
-	tpl.inflight.Wait() // the abandoned evaluation ends on its own
 }
 
 func TestTemplateLoad(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/latchhq/latch/webhooks"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -39,6 +41,7 @@ postgres://postgres@127.0.0.1:5432/latch, with development secrets: never in pro
 var errUsage = errors.New("usage")
 
 func main() {
+	webhooks.RunTemplateEvaluatorIfChild() // body templates render in this binary re-executed
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Environ()))
 }
 
