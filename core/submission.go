@@ -117,6 +117,10 @@ func readMultipart(body []byte, boundary string, raw map[string]any) error {
 	if boundary == "" {
 		return api.BadRequest().WithReason("The multipart/form-data body has no boundary parameter.")
 	}
+	if !bytes.Contains(body, []byte("--"+boundary)) {
+		// The reader would see no parts and yield an empty form: say the body was not understood.
+		return api.BadRequest().WithReason("The multipart/form-data body does not use its declared boundary.")
+	}
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	for {
 		part, err := mr.NextPart()
