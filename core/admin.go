@@ -93,7 +93,7 @@ func (s *Service) build(ctx context.Context, b *identityBody, into *identity.Ide
 	if !b.State.Valid() {
 		return nil, api.BadRequest().WithReason("The state %q is invalid: use active or inactive.", b.State)
 	}
-	if err := checkDocuments(b); err != nil {
+	if err := checkDocuments(b.Traits, b.MetadataPublic, b.MetadataAdmin, b.ExternalID); err != nil {
 		return nil, err
 	}
 	if isNull(b.Traits) {
@@ -146,13 +146,15 @@ func (s *Service) build(ctx context.Context, b *identityBody, into *identity.Ide
 }
 
 // checkDocuments refuses traits that are not a JSON object and metadata that is neither an object
-// nor null, and rechecks all three as api.CheckJSON does: a JSON Patch builds them from the stored
-// identity and its operations (copy and move can nest deeper than any request body).
-func checkDocuments(b *identityBody) error {
+// nor null, rechecks all three as api.CheckJSON does (a JSON Patch builds them from the stored
+// identity and its operations, and copy and move can nest deeper than any request body), and
+// refuses an external_id Postgres could not store. Parse web_hook replies need the same checks:
+// they are admin input from elsewhere.
+func checkDocuments(traits, metadataPublic, metadataAdmin json.RawMessage, externalID *string) error {
 	for _, d := range []struct {
 		name string
 		doc  json.RawMessage
-	}{{"traits", b.Traits}, {"metadata_public", b.MetadataPublic}, {"metadata_admin", b.MetadataAdmin}} {
+	}{{"traits", traits}, {"metadata_public", metadataPublic}, {"metadata_admin", metadataAdmin}} {
 		if isNull(d.doc) {
 			continue
 		}
@@ -162,6 +164,9 @@ func checkDocuments(b *identityBody) error {
 		if err := api.CheckJSON(d.doc); err != nil {
 			return err
 		}
+	}
+	if externalID != nil {
+		return api.CheckText("external_id", *externalID)
 	}
 	return nil
 }

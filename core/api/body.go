@@ -227,3 +227,16 @@ func hasNUL(what string) *Error {
 func invalidUTF8(what string) *Error {
 	return BadRequest().WithReason("%s is not valid UTF-8.", what)
 }
+
+// CheckQueries wraps h so that every request whose query parameters carry NUL or bytes that are
+// not UTF-8 gets a Kratos-shaped 400 before h runs: values such as return_to are stored with
+// flows, and Postgres refuses both in text.
+func CheckQueries(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := CheckQuery(r); err != nil {
+			WriteError(w, r, nil, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
