@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -14,7 +15,10 @@ import (
 // Config is what the flows read on every request. The process holds it behind an atomic
 // pointer so that a reloaded configuration takes effect without a restart (see Service.SetConfig).
 type Config struct {
-	PublicBaseURL   string // serve.public.base_url, without trailing slash
+	PublicBaseURL string // serve.public.base_url, without trailing slash
+	// TrustedProxies are the peers whose forwarding headers name the client address
+	// (serve.public.trusted_proxies); see api.Edge.
+	TrustedProxies  []netip.Prefix
 	DefaultSchemaID string // identity.default_schema_id
 
 	Registration RegistrationConfig

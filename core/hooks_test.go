@@ -79,7 +79,10 @@ func setupHooks(t *testing.T, hooks []webhooks.Hook, withWorker bool, configure 
 	}
 	t.Cleanup(nc.Close)
 	caller := natsCaller{webhooks.NewCaller(nc)}
-	b := setupWith(t, caller, func(c *core.Config) { configure(c); c.HookDeadline = 2 * time.Second })
+	b := setupWith(t, caller, func(c *core.Config) {
+		c.HookDeadline = 2 * time.Second
+		configure(c)
+	})
 	if !withWorker {
 		return b
 	}
