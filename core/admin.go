@@ -166,6 +166,10 @@ func checkDocuments(traits, metadataPublic, metadataAdmin json.RawMessage, exter
 		}
 	}
 	if externalID != nil {
+		if len(*externalID) > maxExternalIDLength {
+			// It is a unique index key: Postgres refuses keys past about 2.7 kB with an error.
+			return api.BadRequest().WithReason("external_id must not exceed %d bytes.", maxExternalIDLength)
+		}
 		return api.CheckText("external_id", *externalID)
 	}
 	return nil

@@ -225,6 +225,7 @@ func TestHostileAdminIdentities(t *testing.T) {
 		{"NUL in metadata_public", js, []byte(`{"traits":{"email":"m@example.com"},"metadata_public":{"k":"\u0000"}}`), 400},
 		{"NUL in a metadata_admin key", js, []byte(`{"traits":{"email":"m@example.com"},"metadata_admin":{"\u0000":1}}`), 400},
 		{"NUL in external_id", js, []byte(`{"traits":{"email":"m@example.com"},"external_id":"e\u0000"}`), 400},
+		{"external_id past the index limit", js, adminCreateBody("m@example.com", map[string]any{"external_id": strings.Repeat(uuid.NewString(), 100)}), 400},
 		{"NUL in schema_id", js, []byte(`{"schema_id":"default\u0000","traits":{"email":"m@example.com"}}`), 400},
 		{"NUL in state", js, []byte(`{"state":"active\u0000","traits":{"email":"m@example.com"}}`), 400},
 		{"NUL in a verifiable address", js, []byte(`{"traits":{"email":"m@example.com"},"verifiable_addresses":[{"value":"\u0000","via":"email","status":"x"}]}`), 400},
