@@ -14,6 +14,7 @@ import (
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
+	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 )
@@ -39,14 +40,10 @@ type identityBody struct {
 	} `json:"credentials"`
 }
 
-// decodeStrict decodes an admin body and refuses unknown fields, as Kratos' admin API does.
+// decodeStrict decodes an admin body and refuses unknown fields, as Kratos' admin API does; the
+// size cap (413), NUL, UTF-8 and nesting checks (400) are api's.
 func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return api.BadRequest().WithReason("Unable to decode the JSON body: %v", err)
-	}
-	return nil
+	return api.DecodeJSONStrict(w, r, v)
 }
 
 func identityID(r *http.Request) (uuid.UUID, error) {
@@ -64,6 +61,10 @@ func adminError(err error) error {
 		return api.NotFound().WithReason("Unable to locate the resource")
 	case errors.Is(err, identity.ErrDuplicateIdentifier), errors.Is(err, identity.ErrDuplicateExternalID):
 		return api.Conflict().WithReason("This identity conflicts with another identity that already exists.")
+	}
+	var perr *password.PolicyError
+	if errors.As(err, &perr) {
+		return api.BadRequest().WithReason("The password does not meet the password policy: %s", perr.Text).WithCause(err)
 	}
 	var verr *schemas.ValidationError
 	if errors.As(err, &verr) {
@@ -92,16 +93,17 @@ func (s *Service) build(ctx context.Context, b *identityBody, into *identity.Ide
 	if !b.State.Valid() {
 		return nil, api.BadRequest().WithReason("The state %q is invalid: use active or inactive.", b.State)
 	}
-	if len(b.Traits) == 0 {
+	if err := checkDocuments(b.Traits, b.MetadataPublic, b.MetadataAdmin, b.ExternalID); err != nil {
+		return nil, err
+	}
+	if isNull(b.Traits) {
 		b.Traits = json.RawMessage(`{}`)
 	}
 	if err := schema.Validate(b.Traits); err != nil {
 		return nil, adminError(err)
 	}
-	for _, m := range []json.RawMessage{b.MetadataPublic, b.MetadataAdmin} {
-		if len(m) > 0 && m[0] != '{' && string(m) != "null" {
-			return nil, api.BadRequest().WithReason("metadata_public and metadata_admin must be JSON objects.")
-		}
+	if b.ExternalID != nil && *b.ExternalID == "" {
+		b.ExternalID = nil // "" names nothing; stored, a second "" would conflict with the first
 	}
 	into.SchemaID, into.Traits, into.State = schema.ID, compact(b.Traits), b.State
 	into.MetadataPublic, into.MetadataAdmin, into.ExternalID = b.MetadataPublic, b.MetadataAdmin, b.ExternalID
@@ -128,6 +130,11 @@ func (s *Service) build(ctx context.Context, b *identityBody, into *identity.Ide
 		}
 		hash = []byte(pc.HashedPassword)
 	case pc.Password != "":
+		// An operator's password obeys the same policy as a user's: a too-long password would
+		// otherwise be refused only by the hasher (bcrypt reads 72 bytes), a too-short one not at all.
+		if err := s.config().PasswordPolicy.Check(pc.Password, identifiers); err != nil {
+			return nil, adminError(err)
+		}
 		if hash, err = s.hasher.Hash(ctx, []byte(pc.Password)); err != nil {
 			return nil, err
 		}
@@ -136,6 +143,42 @@ func (s *Service) build(ctx context.Context, b *identityBody, into *identity.Ide
 	}
 	config, _ := json.Marshal(identity.PasswordConfig{HashedPassword: string(hash)})
 	return &identity.Credential{Type: identity.CredentialsTypePassword, Identifiers: identifiers, Config: config}, nil
+}
+
+// checkDocuments refuses traits that are not a JSON object and metadata that is neither an object
+// nor null, rechecks all three as api.CheckJSON does (a JSON Patch builds them from the stored
+// identity and its operations, and copy and move can nest deeper than any request body), and
+// refuses an external_id Postgres could not store. Parse web_hook replies need the same checks:
+// they are admin input from elsewhere.
+func checkDocuments(traits, metadataPublic, metadataAdmin json.RawMessage, externalID *string) error {
+	for _, d := range []struct {
+		name string
+		doc  json.RawMessage
+	}{{"traits", traits}, {"metadata_public", metadataPublic}, {"metadata_admin", metadataAdmin}} {
+		if isNull(d.doc) {
+			continue
+		}
+		if bytes.TrimSpace(d.doc)[0] != '{' {
+			return api.BadRequest().WithReason("%s must be a JSON object.", d.name)
+		}
+		if err := api.CheckJSON(d.doc); err != nil {
+			return err
+		}
+	}
+	if externalID != nil {
+		if len(*externalID) > maxExternalIDLength {
+			// It is a unique index key: Postgres refuses keys past about 2.7 kB with an error.
+			return api.BadRequest().WithReason("external_id must not exceed %d bytes.", maxExternalIDLength)
+		}
+		return api.CheckText("external_id", *externalID)
+	}
+	return nil
+}
+
+// isNull reports whether a raw JSON value is absent or null.
+func isNull(m json.RawMessage) bool {
+	m = bytes.TrimSpace(m)
+	return len(m) == 0 || string(m) == "null"
 }
 
 func compact(m json.RawMessage) json.RawMessage {
@@ -231,6 +274,10 @@ func includes(r *http.Request, key, value string) bool {
 
 // listIdentities serves GET /admin/identities with keyset pagination.
 func (s *Service) listIdentities(w http.ResponseWriter, r *http.Request) {
+	if err := api.CheckQuery(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	page, err := api.ParsePage(r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -316,7 +363,10 @@ func (s *Service) patchIdentity(w http.ResponseWriter, r *http.Request) {
 	}
 	s.replace(w, r, uid, func(cur *identity.Identity) (*identityBody, error) {
 		doc, _ := json.Marshal(cur)
-		out, err := patch.Apply(doc)
+		// copy operations could otherwise double the document per operation.
+		opts := jsonpatch.NewApplyOptions()
+		opts.AccumulatedCopySizeLimit = api.MaxBodyBytes
+		out, err := patch.ApplyWithOptions(doc, opts)
 		if err != nil {
 			return nil, api.BadRequest().WithReason("The JSON Patch could not be applied: %v", err)
 		}

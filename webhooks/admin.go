@@ -56,6 +56,11 @@ func (a *Admin) fail(w http.ResponseWriter, r *http.Request, err error) {
 // list serves GET /admin/webhooks/deliveries: newest first, filtered by state, hook_id,
 // identity_id, event_type, since and until (RFC 3339, on created_at), page_size/page_token.
 func (a *Admin) list(w http.ResponseWriter, r *http.Request) {
+	// Filters reach Postgres as text: NUL or broken UTF-8 must be a 400, not a query error.
+	if err := api.CheckQuery(r); err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	page, err := api.ParsePage(r)
 	if err != nil {
 		a.fail(w, r, err)

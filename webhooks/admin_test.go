@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -283,5 +284,53 @@ func TestAdminReplayRedelivers(t *testing.T) {
 	reqs := s.requests()
 	if len(reqs) != 2 || reqs[0].header.Get("webhook-id") != d.ID.String() || reqs[1].header.Get("webhook-id") != d.ID.String() {
 		t.Errorf("receiver got %d requests; want 2 with webhook-id %s", len(reqs), d.ID)
+	}
+}
+
+// Every hostile filter, path id and replay body gets a Kratos-shaped 4xx, never a 500.
+func TestAdminHostileInput(t *testing.T) {
+	t.Parallel()
+	db := dbtest.New(t)
+	srv := adminServer(t, db)
+	seed(t, db, "a", "https://a.example/")
+	forged := base64.RawURLEncoding.EncodeToString([]byte(`{"t":"2026-01-01T00:00:00Z","id":"` + uuid.NewString() + `","x":"\u0000"}`))
+	cases := []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"NUL in state", "GET", "/admin/webhooks/deliveries?state=dead%00", "", 400},
+		{"garbage state", "GET", "/admin/webhooks/deliveries?state=zombie", "", 400},
+		{"NUL in hook_id", "GET", "/admin/webhooks/deliveries?hook_id=a%00", "", 400},
+		{"invalid UTF-8 hook_id", "GET", "/admin/webhooks/deliveries?hook_id=%ff", "", 400},
+		{"NUL in event_type", "GET", "/admin/webhooks/deliveries?event_type=%00", "", 400},
+		{"NUL in identity_id", "GET", "/admin/webhooks/deliveries?identity_id=%00", "", 400},
+		{"garbage identity_id", "GET", "/admin/webhooks/deliveries?identity_id=nope", "", 400},
+		{"NUL in since", "GET", "/admin/webhooks/deliveries?since=2026-01-01T00:00:00Z%00", "", 400},
+		{"garbage until", "GET", "/admin/webhooks/deliveries?until=tomorrow", "", 400},
+		{"offset out of range", "GET", "/admin/webhooks/deliveries?since=2026-01-01T00:00:00%2B99:00", "", 400},
+		{"NUL in page_token", "GET", "/admin/webhooks/deliveries?page_token=%00", "", 400},
+		{"forged page_token", "GET", "/admin/webhooks/deliveries?page_token=" + forged, "", 400},
+		{"NUL path id", "GET", "/admin/webhooks/deliveries/%00", "", 404},
+		{"NUL path id replay", "POST", "/admin/webhooks/deliveries/%00/replay", "", 404},
+		{"replay NUL in hook_id", "POST", "/admin/webhooks/replay", `{"state":"dead","since":"2026-01-01T00:00:00Z","hook_id":"a\u0000"}`, 400},
+		{"replay NUL in state", "POST", "/admin/webhooks/replay", `{"state":"dead\u0000","since":"2026-01-01T00:00:00Z"}`, 400},
+		{"replay invalid UTF-8", "POST", "/admin/webhooks/replay", "{\"state\":\"dead\",\"since\":\"2026-01-01T00:00:00Z\",\"hook_id\":\"\xff\"}", 400},
+		{"replay garbage since", "POST", "/admin/webhooks/replay", `{"state":"dead","since":"yesterday"}`, 400},
+		{"replay NUL in until", "POST", "/admin/webhooks/replay", `{"state":"dead","since":"2026-01-01T00:00:00Z","until":"\u0000"}`, 400},
+		{"replay unknown shape", "POST", "/admin/webhooks/replay", `[]`, 400},
+		{"replay nesting bomb", "POST", "/admin/webhooks/replay", strings.Repeat(`{"a":`, 5000) + `1` + strings.Repeat(`}`, 5000), 400},
+		{"replay 2 MiB", "POST", "/admin/webhooks/replay", `{"state":"dead","since":"2026-01-01T00:00:00Z","hook_id":"` + strings.Repeat("x", 2<<20) + `"}`, 413},
+		{"replay empty", "POST", "/admin/webhooks/replay", ``, 400},
+	}
+	for _, c := range cases {
+		var e kratosError
+		res := call(t, c.method, srv.URL+c.path, c.body, &e)
+		if res.StatusCode != c.want || e.Error.Code != c.want || e.Error.Message == "" {
+			t.Fatalf("%s: %d %+v, want a Kratos-shaped %d", c.name, res.StatusCode, e, c.want)
+		}
+	}
+	var list []json.RawMessage
+	if res := call(t, "GET", srv.URL+"/admin/webhooks/deliveries?hook_id=a", "", &list); res.StatusCode != 200 || len(list) != 1 {
+		t.Fatalf("the happy filter: %d, %d deliveries", res.StatusCode, len(list))
 	}
 }

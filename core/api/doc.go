@@ -2,11 +2,14 @@
 // the one place where a request becomes the values domain code takes.
 //
 // It owns the error container (`{"error":{id,code,status,reason,message}}` plus the Ory-Error-Id
-// header), JSON answers with Kratos' cache headers, JSON request bodies capped at MaxBodyBytes,
-// keyset pagination (page_size, page_token, Link), and Edge, which builds a request's Meta: the
-// client address (the TCP peer's unless a trusted proxy vouches for another), user agent, URL and
-// allow-listed headers, never credentials. Flows, sessions and events take a Meta, never an
-// *http.Request; no other package below cmd reads a client address (tests/layout checks it).
+// header), JSON answers with Kratos' cache headers, the one way request input is read (bodies
+// capped at MaxBodyBytes, 413 beyond; JSON, form values, query parameters and page tokens refused
+// with a 400 when they carry NUL, bytes that are not UTF-8, lone UTF-16 surrogates or nesting
+// deeper than MaxJSONDepth, none of which Postgres stores), keyset pagination (page_size,
+// page_token, Link), and Edge, which builds a request's Meta: the client address (the TCP peer's
+// unless a trusted proxy vouches for another), user agent, URL and allow-listed headers, never
+// credentials. Flows, sessions and events take a Meta, never an *http.Request; no other package
+// below cmd reads a client address (tests/layout checks it).
 //
 // It is a shared leaf: it imports nothing from Latch, and core's, sessions' and webhooks'
 // handlers use it. It knows nothing of flows, identities or sessions; domain packages return

@@ -124,24 +124,3 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		_ = json.NewEncoder(w).Encode(v)
 	}
 }
-
-// MaxBodyBytes caps every JSON request body Latch reads.
-const MaxBodyBytes = 1 << 20
-
-// DecodeJSON reads a JSON body of at most MaxBodyBytes into v, answering the Kratos-shaped 400 or
-// 413 the caller can return as is.
-func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return TooLarge().WithReason("The request body must not exceed %d bytes.", MaxBodyBytes)
-		}
-		return BadRequest().WithReason("Unable to decode the JSON body: %v", err).WithCause(err)
-	}
-	if dec.More() {
-		return BadRequest().WithReason("Unable to decode the JSON body: trailing data after the JSON value.")
-	}
-	return nil
-}

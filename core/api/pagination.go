@@ -23,6 +23,9 @@ type PageRequest struct {
 // ParsePage reads page_size and page_token from the query. A bad value is a 400.
 func ParsePage(r *http.Request) (PageRequest, error) {
 	q := r.URL.Query()
+	if err := CheckText("page_token", q.Get("page_token")); err != nil {
+		return PageRequest{}, err
+	}
 	p := PageRequest{Size: DefaultPageSize, Token: q.Get("page_token")}
 	if s := q.Get("page_size"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -43,6 +46,10 @@ func EncodeToken(cursor any) string {
 // DecodeToken reads a page token made by EncodeToken into cursor; a bad token is a 400.
 func DecodeToken(token string, cursor any) error {
 	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err == nil {
+		// A token is client input too: a forged one must not carry NUL into a query.
+		err = CheckJSON(b)
+	}
 	if err == nil {
 		err = json.Unmarshal(b, cursor)
 	}
