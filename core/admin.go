@@ -61,6 +61,10 @@ func adminError(err error) error {
 		return api.NotFound().WithReason("Unable to locate the resource")
 	case errors.Is(err, identity.ErrDuplicateIdentifier), errors.Is(err, identity.ErrDuplicateExternalID):
 		return api.Conflict().WithReason("This identity conflicts with another identity that already exists.")
+	case errors.Is(err, identity.ErrTooLarge):
+		return api.BadRequest().WithReason("A value of the identity is too large to be stored; shorten it.")
+	case errors.Is(err, identity.ErrInvalidText):
+		return api.BadRequest().WithReason("The identity contains text Latch cannot store (NUL characters or invalid UTF-8).")
 	}
 	var perr *password.PolicyError
 	if errors.As(err, &perr) {
@@ -207,21 +211,21 @@ func (s *Service) createIdentity(w http.ResponseWriter, r *http.Request) {
 	if cred.Config == nil {
 		cred.Config = json.RawMessage(`{}`)
 	}
-	err = pgx.BeginFunc(r.Context(), s.db, func(tx pgx.Tx) error {
-		if err := s.ids.Insert(r.Context(), tx, id, []identity.Credential{*cred}); err != nil {
+	err = s.inTx(r.Context(), func(st *step) error {
+		if err := s.ids.Insert(r.Context(), st.tx, id, []identity.Credential{*cred}); err != nil {
 			return err
 		}
 		ev, err := identityEvent(events.TypeIdentityCreated, id, nil, nil, nil)
 		if err != nil {
 			return err
 		}
-		return s.record(r.Context(), tx, ev)
+		st.record(ev)
+		return nil
 	})
 	if err != nil {
 		s.fail(w, r, adminError(err))
 		return
 	}
-	s.outbox.Wake()
 	s.answerIdentity(w, r, http.StatusCreated, id, false)
 }
 
@@ -383,7 +387,8 @@ func (s *Service) patchIdentity(w http.ResponseWriter, r *http.Request) {
 func (s *Service) replace(w http.ResponseWriter, r *http.Request, uid uuid.UUID, next func(*identity.Identity) (*identityBody, error)) {
 	ctx := r.Context()
 	var id *identity.Identity
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(st *step) error {
+		tx := st.tx
 		cur, err := s.ids.GetForUpdate(ctx, tx, uid)
 		if err != nil {
 			return err
@@ -404,20 +409,12 @@ func (s *Service) replace(w http.ResponseWriter, r *http.Request, uid uuid.UUID,
 			return err
 		}
 		id = cur
-		// Blocking blocks: deactivating ends every session (unless configured otherwise), and
-		// reactivating does not bring them back.
-		if previous == identity.StateActive && cur.State == identity.StateInactive && s.config().Session.RevokeOnDeactivate {
-			if _, err := s.sessions.RevokeOthers(ctx, tx, cur.ID, uuid.Nil, events.ReasonIdentityDeactivated); err != nil {
-				return err
-			}
-		}
-		return s.recordUpdate(ctx, tx, cur, previous)
+		return s.identityChanged(ctx, st, cur, previous, nil, nil, nil)
 	})
 	if err != nil {
 		s.fail(w, r, adminError(err))
 		return
 	}
-	s.outbox.Wake()
 	s.answerIdentity(w, r, http.StatusOK, id, false)
 }
 
@@ -444,44 +441,24 @@ func (s *Service) deleteIdentity(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	err = pgx.BeginFunc(r.Context(), s.db, func(tx pgx.Tx) error {
-		id, err := s.ids.GetForUpdate(r.Context(), tx, uid)
+	err = s.inTx(r.Context(), func(st *step) error {
+		id, err := s.ids.GetForUpdate(r.Context(), st.tx, uid)
 		if err != nil {
 			return err
 		}
-		if err := s.ids.Delete(r.Context(), tx, uid); err != nil {
+		if err := s.ids.Delete(r.Context(), st.tx, uid); err != nil {
 			return err
 		}
 		ev, err := identityEvent(events.TypeIdentityDeleted, id, nil, nil, nil)
 		if err != nil {
 			return err
 		}
-		return s.record(r.Context(), tx, ev)
+		st.record(ev)
+		return nil
 	})
 	if err != nil {
 		s.fail(w, r, adminError(err))
 		return
 	}
-	s.outbox.Wake()
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// recordUpdate records identity.updated and, when the state changed, identity.state_changed.
-func (s *Service) recordUpdate(ctx context.Context, tx pgx.Tx, id *identity.Identity, previous identity.State) error {
-	updated, err := identityEvent(events.TypeIdentityUpdated, id, nil, nil, nil)
-	if err != nil {
-		return err
-	}
-	evs := []events.Event{updated}
-	if id.State != previous {
-		changed, err := identityEvent(events.TypeIdentityStateChanged, id, nil, nil, nil)
-		if err != nil {
-			return err
-		}
-		data := changed.Data.(events.IdentityData)
-		data.PreviousState = string(previous)
-		changed.Data = data
-		evs = append(evs, changed)
-	}
-	return s.record(ctx, tx, evs...)
 }

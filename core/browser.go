@@ -20,15 +20,6 @@ import (
 // post is answered with a redirect, a script with JSON. Logout is a logout URL with a token that
 // only works together with the session cookie.
 
-// browserRoutes registers the browser flows' endpoints on the public API.
-func (s *Service) browserRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /self-service/registration/browser", s.createBrowserRegistrationFlow)
-	mux.HandleFunc("GET /self-service/login/browser", s.createBrowserLoginFlow)
-	mux.HandleFunc("GET /self-service/settings/browser", s.createBrowserSettingsFlow)
-	mux.HandleFunc("GET /self-service/logout/browser", s.createBrowserLogoutURL)
-	mux.HandleFunc("GET /self-service/logout", s.logoutBrowser)
-}
-
 // flowTypeOf is the type of the flow a request creates: browser for the /browser endpoints,
 // api otherwise.
 func flowTypeOf(r *http.Request) string {
@@ -178,11 +169,12 @@ func (s *Service) createBrowserRegistrationFlow(w http.ResponseWriter, r *http.R
 		s.signedInAlready(w, r)
 		return
 	}
-	if err := s.checkReturnTo(r.URL.Query().Get("return_to")); err != nil {
+	req, err := s.flowRequestOf(r)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	f, err := s.newRegistrationFlow(r.Context(), s.flowRequestOf(r))
+	f, err := s.newRegistrationFlow(r.Context(), req)
 	if err != nil {
 		s.failCreate(w, r, err)
 		return
@@ -201,11 +193,12 @@ func (s *Service) createBrowserLoginFlow(w http.ResponseWriter, r *http.Request)
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.checkReturnTo(r.URL.Query().Get("return_to")); err != nil {
+	req, err := s.flowRequestOf(r)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	f, err := s.newLoginFlow(r.Context(), s.flowRequestOf(r), refresh)
+	f, err := s.newLoginFlow(r.Context(), req, refresh)
 	if err != nil {
 		s.failCreate(w, r, err)
 		return
@@ -226,11 +219,12 @@ func (s *Service) createBrowserSettingsFlow(w http.ResponseWriter, r *http.Reque
 		redirect(w, r, s.config().PublicBaseURL+"/self-service/login/browser")
 		return
 	}
-	if err := s.checkReturnTo(r.URL.Query().Get("return_to")); err != nil {
+	req, err := s.flowRequestOf(r)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	f, err := s.newSettingsFlow(r.Context(), s.flowRequestOf(r), sess)
+	f, err := s.newSettingsFlow(r.Context(), req, sess)
 	if err != nil {
 		s.failCreate(w, r, err)
 		return

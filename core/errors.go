@@ -126,6 +126,8 @@ func (s *Service) publicError(err error) error {
 			WithReason("A web_hook refused to extend this session.").WithDetail("messages", denied.Messages)
 	case errors.As(err, &hook):
 		return hookAPIError(hook)
+	case errors.Is(err, identity.ErrTooLarge):
+		return api.BadRequest().WithReason("A value in the request is too large to be stored; shorten it.")
 	case errors.Is(err, identity.ErrInvalidText):
 		return api.BadRequest().WithReason("The request contains text Latch cannot store (NUL characters or invalid UTF-8).")
 	case errors.Is(err, sessions.ErrNotFound), errors.Is(err, sessions.ErrInactive):

@@ -95,7 +95,7 @@ func (s *Service) inTx(ctx context.Context, fn func(st *step) error) error {
 	return err
 }
 
-// record writes events in tx. Call s.outbox.Wake() after the commit.
+// record writes events in tx; inTx calls it and wakes the relay after the commit.
 func (s *Service) record(ctx context.Context, tx pgx.Tx, evs ...events.Event) error {
 	if _, err := s.outbox.Insert(ctx, tx, evs...); err != nil {
 		return fmt.Errorf("record events: %w", err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -225,8 +224,8 @@ const maxExternalIDLength = 1024
 // cannot store. A reply that fails is the endpoint's fault: a 502, never a 500.
 func parseIdentityPatch(raw json.RawMessage) (identityPatch, error) {
 	var p identityPatch
-	if !utf8.Valid(raw) || hasEscapedNUL(raw) {
-		return p, errors.New("the identity in the answer holds NUL characters or invalid UTF-8")
+	if err := api.CheckJSON(raw); err != nil {
+		return p, fmt.Errorf("the identity in the answer cannot be stored: %w", err)
 	}
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return p, fmt.Errorf("the identity in the answer is not a JSON object of Kratos' identity fields: %w", err)
@@ -249,22 +248,6 @@ func parseIdentityPatch(raw json.RawMessage) (identityPatch, error) {
 		return p, fmt.Errorf("the external_id in the answer must be 1 to %d bytes", maxExternalIDLength)
 	}
 	return p, nil
-}
-
-// hasEscapedNUL reports whether JSON text holds a \u0000 escape (raw NUL bytes are not valid
-// JSON and fail decoding on their own). It follows escapes, so "\\u0000" (a backslash and
-// "u0000") is not mistaken for one.
-func hasEscapedNUL(raw []byte) bool {
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' || i+1 >= len(raw) {
-			continue
-		}
-		if raw[i+1] == 'u' && i+5 < len(raw) && string(raw[i+2:i+6]) == "0000" {
-			return true
-		}
-		i++ // skip the escaped character
-	}
-	return false
 }
 
 // applyTo sets the patched fields on id.

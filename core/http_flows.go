@@ -24,10 +24,15 @@ func (s *Service) edge() *api.Edge {
 	return &api.Edge{PublicBaseURL: cfg.PublicBaseURL, TrustedProxies: cfg.TrustedProxies, ClientIPHeader: cfg.ClientIPHeader}
 }
 
-// flowRequestOf is what a flow created by r is made from.
-func (s *Service) flowRequestOf(r *http.Request) flowRequest {
+// flowRequestOf is what a flow created by r is made from. A return_to must be one the
+// configuration trusts, for API flows as for browser flows: a flow carries it to the client.
+func (s *Service) flowRequestOf(r *http.Request) (flowRequest, error) {
 	meta := s.edge().Meta(r)
-	return flowRequest{Type: flowTypeOf(r), URL: meta.URL, ReturnTo: r.URL.Query().Get("return_to"), Meta: meta}
+	returnTo := r.URL.Query().Get("return_to")
+	if err := s.checkReturnTo(returnTo); err != nil {
+		return flowRequest{}, err
+	}
+	return flowRequest{Type: flowTypeOf(r), URL: meta.URL, ReturnTo: returnTo, Meta: meta}, nil
 }
 
 // fail writes an error the Kratos way.
@@ -101,7 +106,12 @@ func (s *Service) createRegistrationFlow(w http.ResponseWriter, r *http.Request)
 		s.fail(w, r, ErrSessionAlreadyAvailable)
 		return
 	}
-	f, err := s.newRegistrationFlow(r.Context(), s.flowRequestOf(r))
+	req, err := s.flowRequestOf(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f, err := s.newRegistrationFlow(r.Context(), req)
 	if err != nil {
 		s.failCreate(w, r, err)
 		return
@@ -120,7 +130,12 @@ func (s *Service) createLoginFlow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f, err := s.newLoginFlow(r.Context(), s.flowRequestOf(r), refresh)
+	req, err := s.flowRequestOf(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f, err := s.newLoginFlow(r.Context(), req, refresh)
 	if err != nil {
 		s.failCreate(w, r, err)
 		return
@@ -143,7 +158,12 @@ func (s *Service) createSettingsFlow(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, ErrNoSession)
 		return
 	}
-	f, err := s.newSettingsFlow(r.Context(), s.flowRequestOf(r), sess)
+	req, err := s.flowRequestOf(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f, err := s.newSettingsFlow(r.Context(), req, sess)
 	if err != nil {
 		s.failCreate(w, r, err)
 		return

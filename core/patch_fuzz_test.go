@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 )
 
@@ -41,7 +42,7 @@ func FuzzParseIdentityPatch(f *testing.F) {
 			if err := json.Unmarshal(v, &obj); err != nil || obj == nil {
 				t.Fatalf("accepted %s that is not an object: %q", name, v)
 			}
-			if hasEscapedNUL(v) || !utf8.Valid(v) {
+			if api.CheckJSON(v) != nil {
 				t.Fatalf("accepted %s that Postgres cannot store: %q", name, v)
 			}
 		}

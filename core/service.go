@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
@@ -67,39 +68,46 @@ func (s *Service) CheckConfig(cfg Config) error {
 
 func (s *Service) config() *Config { return s.cfg.Load() }
 
-// PublicRoutes registers the public self-service API.
+// PublicRoutes registers the public self-service API. Every route's query is checked first
+// (api.CheckQueries): a NUL or invalid UTF-8 in return_to or any other parameter is a 400.
 func (s *Service) PublicRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /self-service/registration/api", s.createRegistrationFlow)
-	mux.HandleFunc("GET /self-service/registration/flows", s.getFlowHandler(kindRegistration))
-	mux.HandleFunc("POST /self-service/registration", s.submitRegistration)
+	handle := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, api.CheckQueries(h)) }
+	handle("GET /self-service/registration/api", s.createRegistrationFlow)
+	handle("GET /self-service/registration/flows", s.getFlowHandler(kindRegistration))
+	handle("POST /self-service/registration", s.submitRegistration)
 
-	mux.HandleFunc("GET /self-service/login/api", s.createLoginFlow)
-	mux.HandleFunc("GET /self-service/login/flows", s.getFlowHandler(kindLogin))
-	mux.HandleFunc("POST /self-service/login", s.submitLogin)
+	handle("GET /self-service/login/api", s.createLoginFlow)
+	handle("GET /self-service/login/flows", s.getFlowHandler(kindLogin))
+	handle("POST /self-service/login", s.submitLogin)
 
-	mux.HandleFunc("GET /self-service/settings/api", s.createSettingsFlow)
-	mux.HandleFunc("GET /self-service/settings/flows", s.getFlowHandler(kindSettings))
-	mux.HandleFunc("POST /self-service/settings", s.submitSettings)
+	handle("GET /self-service/settings/api", s.createSettingsFlow)
+	handle("GET /self-service/settings/flows", s.getFlowHandler(kindSettings))
+	handle("POST /self-service/settings", s.submitSettings)
 
-	mux.HandleFunc("DELETE /self-service/logout/api", s.logoutAPI)
-	s.browserRoutes(mux)
-	mux.HandleFunc("PATCH /sessions/extend", s.extendOwnSession)
+	handle("DELETE /self-service/logout/api", s.logoutAPI)
+	handle("GET /self-service/registration/browser", s.createBrowserRegistrationFlow)
+	handle("GET /self-service/login/browser", s.createBrowserLoginFlow)
+	handle("GET /self-service/settings/browser", s.createBrowserSettingsFlow)
+	handle("GET /self-service/logout/browser", s.createBrowserLogoutURL)
+	handle("GET /self-service/logout", s.logoutBrowser)
+	handle("PATCH /sessions/extend", s.extendOwnSession)
 
-	mux.HandleFunc("GET /schemas", s.listSchemas)
-	mux.HandleFunc("GET /schemas/{id}", s.getSchema)
+	handle("GET /schemas", s.listSchemas)
+	handle("GET /schemas/{id}", s.getSchema)
 }
 
 // AdminRoutes registers the admin identity API, with and without the /admin prefix as Kratos'
-// admin port accepts both.
+// admin port accepts both, with every query checked like the public API's.
 func (s *Service) AdminRoutes(mux *http.ServeMux) {
+	handle := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, api.CheckQueries(h)) }
 	for _, p := range []string{"/admin", ""} {
-		mux.HandleFunc("GET "+p+"/identities", s.listIdentities)
-		mux.HandleFunc("POST "+p+"/identities", s.createIdentity)
-		mux.HandleFunc("GET "+p+"/identities/{id}", s.getIdentity)
-		mux.HandleFunc("PUT "+p+"/identities/{id}", s.updateIdentity)
-		mux.HandleFunc("PATCH "+p+"/identities/{id}", s.patchIdentity)
-		mux.HandleFunc("DELETE "+p+"/identities/{id}", s.deleteIdentity)
+		handle("GET "+p+"/identities", s.listIdentities)
+		handle("POST "+p+"/identities", s.createIdentity)
+		handle("GET "+p+"/identities/{id}", s.getIdentity)
+		handle("PUT "+p+"/identities/{id}", s.updateIdentity)
+		handle("PATCH "+p+"/identities/{id}", s.patchIdentity)
+		handle("DELETE "+p+"/identities/{id}", s.deleteIdentity)
 	}
-	mux.HandleFunc("GET /schemas", s.listSchemas)
-	mux.HandleFunc("GET /schemas/{id}", s.getSchema)
+	handle("GET /schemas", s.listSchemas)
+	handle("GET /schemas/{id}", s.getSchema)
 }

@@ -22,6 +22,9 @@ var (
 	// UTF-8). Decoders refuse such input first; this is the backstop that keeps a value that
 	// slipped through (a hook's answer, a new field) a 400 instead of a 500.
 	ErrInvalidText = errors.New("text with NUL characters or invalid UTF-8 cannot be stored")
+	// ErrTooLarge means a value is too large for the index it belongs to (an identifier of
+	// kilobytes that no schema limited).
+	ErrTooLarge = errors.New("a value is too large to be stored")
 )
 
 // DB is what the store needs from a pool or a transaction, so that every method works inside the
@@ -382,6 +385,8 @@ func translate(err error, what string) error {
 		}
 	case "22P05", "22021": // untranslatable_character (\u0000 in jsonb), character_not_in_repertoire (NUL in text)
 		return ErrInvalidText
+	case "54000": // program_limit_exceeded: a value too large for its index (a huge identifier)
+		return ErrTooLarge
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
