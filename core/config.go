@@ -2,12 +2,11 @@ package core
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/password"
 )
 
@@ -22,6 +21,12 @@ type Config struct {
 	Settings     SettingsConfig
 
 	PasswordPolicy password.Policy // selfservice.methods.password.config
+
+	// Hooks is every hook list of the configuration, resolved once (hooks.Compile): which hooks
+	// each flow runs before, before persisting, inside its transaction and after. It lives in
+	// the Config so that a reload swaps it with the rest, atomically. Nil: no hooks at all (a
+	// registration then issues no session; login still does, as Kratos' login always does).
+	Hooks *hooks.Plan
 
 	// HookDeadline bounds a before-persist web_hook call, worker and retries included
 	// (webhooks.call_deadline, default 10s).
@@ -45,7 +50,6 @@ type Config struct {
 type SessionConfig struct {
 	SelfServiceExtend  bool          // session.self_service_extend.enabled: PATCH /sessions/extend
 	ExtendMaxAge       time.Duration // session.self_service_extend.max_age; 0: no cap
-	ExtendBefore       []Hook        // session.extend.before.hooks: web_hooks that may refuse an extension
 	RevokeOnDeactivate bool          // session.revoke_on_deactivate (default true)
 }
 
@@ -63,8 +67,6 @@ type ThrottleConfig struct {
 type FlowConfig struct {
 	UIURL    string        // selfservice.flows.<flow>.ui_url: where browser flows are shown
 	Lifespan time.Duration // selfservice.flows.<flow>.lifespan, default 1h
-	Before   []Hook        // selfservice.flows.<flow>.before.hooks: web_hooks run when the flow is created
-	After    AfterHooks    // selfservice.flows.<flow>.after
 }
 
 // RegistrationConfig is selfservice.flows.registration.
@@ -79,51 +81,6 @@ type SettingsConfig struct {
 	// PrivilegedSessionMaxAge is how recently the session must have authenticated for a
 	// password or identifier change (Kratos' privileged_session_max_age, default 1h).
 	PrivilegedSessionMaxAge time.Duration
-}
-
-// Hook is one configured hook: `{hook: name, config: {...}}`. ID names a web_hook for the
-// workers that call it (its config.id, or where it stands in the configuration).
-type Hook struct {
-	ID     string
-	Name   string
-	Config json.RawMessage
-}
-
-// The inline hooks core runs inside the flow's transaction.
-const (
-	HookSession              = "session"
-	HookRevokeActiveSessions = "revoke_active_sessions"
-)
-
-// AfterHooks is an `after` block: a global list and per-method lists.
-type AfterHooks struct {
-	Global  []Hook
-	Methods map[string][]Hook // "password", "profile"
-}
-
-// For resolves the hooks of a method as Kratos does: the method's own list when it has any
-// hook, the global list otherwise (never both), with `session` moved last because it answers
-// the request.
-func (a AfterHooks) For(method string) []Hook {
-	hooks := a.Methods[method]
-	if len(hooks) == 0 {
-		hooks = a.Global
-	}
-	out := make([]Hook, 0, len(hooks))
-	var session []Hook
-	for _, h := range hooks {
-		if h.Name == HookSession {
-			session = append(session, h)
-			continue
-		}
-		out = append(out, h)
-	}
-	return append(out, session...)
-}
-
-// has reports whether a resolved hook list contains the named hook.
-func has(hooks []Hook, name string) bool {
-	return slices.ContainsFunc(hooks, func(h Hook) bool { return h.Name == name })
 }
 
 func (c *Config) normalize() error {

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/sessions"
 )
 
@@ -27,7 +28,7 @@ func (s *Service) extendOwnSession(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, api.Unauthorized().WithReason("No valid session credentials found in the request."))
 		return
 	}
-	if err := s.runHooks(r, nil, cfg.Session.ExtendBefore, sess.Identity, sess); err != nil {
+	if err := s.runHooks(r, nil, cfg.Hooks.Before(hooks.SessionExtend), sess.Identity, sess); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
@@ -24,83 +25,10 @@ import (
 // the internet itself: a worker makes the call (NATS request/reply) and answers within the
 // deadline. No answer is a 503-class error, never a silent pass.
 
-// HookCaller runs one before-persist web_hook through a worker. cmd/latch adapts the webhooks
-// package to it.
+// HookCaller runs one before-persist web_hook through a worker. webhooks.Caller is one; the
+// contract (request, reply, outcomes, the no-worker and no-answer errors) is core/hooks'.
 type HookCaller interface {
-	Call(ctx context.Context, call HookCall) (*HookReply, error)
-}
-
-// HookCall is one call: the hook, Kratos' template ctx and the deadline.
-type HookCall struct {
-	HookID     string
-	Ctx        json.RawMessage
-	Deadline   time.Time
-	IdentityID *uuid.UUID
-}
-
-// HookReply is what the endpoint decided, as the worker classified it.
-type HookReply struct {
-	Outcome    string // HookContinue, HookInterrupt, HookModify, HookCancelled, HookFailed
-	StatusCode int
-	Messages   json.RawMessage // interrupt: [{"instance_ptr", "messages": [...]}]
-	Identity   json.RawMessage // modify: the answer's "identity" object: {"traits", "metadata_public", ...}
-	ErrorClass string
-	Error      string
-}
-
-// Outcomes of a call.
-const (
-	HookContinue  = "continue"
-	HookInterrupt = "interrupt"
-	HookModify    = "modify"
-	HookCancelled = "cancelled"
-	HookFailed    = "failed"
-)
-
-// Errors a HookCaller returns when no worker took the call.
-var (
-	ErrHookNoWorker = errors.New("no webhook worker is running")
-	ErrHookNoAnswer = errors.New("no webhook worker answered before the deadline")
-)
-
-// HookWebHook is Kratos' name for an HTTP hook.
-const HookWebHook = "web_hook"
-
-// webHookFlags are the keys of a web_hook's config that decide its phase.
-type webHookFlags struct {
-	Response struct {
-		Parse bool `json:"parse"`
-	} `json:"response"`
-	CanInterrupt bool `json:"can_interrupt"`
-}
-
-// PrePersist reports whether Kratos runs this hook before persisting (it may refuse the flow
-// or, with response.parse, change the identity).
-func (h Hook) PrePersist() bool {
-	if h.Name != HookWebHook {
-		return false
-	}
-	var f webHookFlags
-	_ = json.Unmarshal(h.Config, &f)
-	return f.Response.Parse || f.CanInterrupt
-}
-
-// parses reports whether a 200 answer may modify the identity.
-func (h Hook) parses() bool {
-	var f webHookFlags
-	_ = json.Unmarshal(h.Config, &f)
-	return f.Response.Parse
-}
-
-// prePersistHooks picks the before-persist web_hooks of a resolved list.
-func prePersistHooks(hooks []Hook) []Hook {
-	var out []Hook
-	for _, h := range hooks {
-		if h.PrePersist() {
-			out = append(out, h)
-		}
-	}
-	return out
+	Call(ctx context.Context, req hooks.Request) (*hooks.Reply, error)
 }
 
 // hookCtx is Kratos' template ctx.
@@ -117,15 +45,15 @@ type hookCtx struct {
 // runHooks calls each hook in order (f is nil outside flows: session extension). It stops at the first interrupt (answered as a 400 flow
 // with the endpoint's messages on their nodes) or failure (a 502/503/504 error). A modify
 // answer is applied to id (when id is given and the hook parses) before the next hook runs.
-func (s *Service) runHooks(r *http.Request, f *Flow, hooks []Hook, id *identity.Identity, sess *sessions.Session) error {
-	if len(hooks) == 0 {
+func (s *Service) runHooks(r *http.Request, f *Flow, list []hooks.Hook, id *identity.Identity, sess *sessions.Session) error {
+	if len(list) == 0 {
 		return nil
 	}
 	if s.caller == nil {
 		return api.Unavailable().WithReason("A before-persist web_hook is configured but this process cannot reach webhook workers.")
 	}
 	meta := events.RequestFrom(r, nil)
-	for _, h := range hooks {
+	for _, h := range list {
 		var ctxID *identity.Identity
 		if id != nil {
 			ctxID = id.Public()
@@ -139,7 +67,7 @@ func (s *Service) runHooks(r *http.Request, f *Flow, hooks []Hook, id *identity.
 		if err != nil {
 			return fmt.Errorf("encode hook ctx: %w", err)
 		}
-		call := HookCall{HookID: h.ID, Ctx: raw, Deadline: time.Now().Add(s.config().HookDeadline)}
+		call := hooks.Request{HookID: h.ID, Ctx: raw, Deadline: time.Now().Add(s.config().HookDeadline)}
 		if id != nil && id.ID != uuid.Nil {
 			call.IdentityID = &id.ID
 		}
@@ -148,14 +76,14 @@ func (s *Service) runHooks(r *http.Request, f *Flow, hooks []Hook, id *identity.
 			return hookUnavailable(h, err)
 		}
 		switch reply.Outcome {
-		case HookContinue, HookCancelled:
-		case HookModify:
-			if id != nil && h.parses() {
+		case hooks.OutcomeContinue, hooks.OutcomeCancelled:
+		case hooks.OutcomeModify:
+			if id != nil && h.Parse {
 				if err := applyIdentityPatch(id, reply.Identity); err != nil {
 					return upstreamError(h, "malformed_response", err.Error())
 				}
 			}
-		case HookInterrupt:
+		case hooks.OutcomeInterrupt:
 			if f == nil { // no flow to show the messages on (session extension): a 403 carries them
 				return api.Forbidden().WithID("session_extend_denied").
 					WithReason("A web_hook refused to extend this session.").WithDetail("messages", reply.Messages)
@@ -172,12 +100,12 @@ func (s *Service) runHooks(r *http.Request, f *Flow, hooks []Hook, id *identity.
 }
 
 // hookUnavailable is the answer when no worker took the call: 503, never a silent pass.
-func hookUnavailable(h Hook, err error) error {
+func hookUnavailable(h hooks.Hook, err error) error {
 	return api.Unavailable().WithReason("The web_hook %q could not be run: %v. Please try again later.", h.ID, err).WithCause(err)
 }
 
 // upstreamError is Kratos' answer to a webhook that failed: 504 for a timeout, 502 otherwise.
-func upstreamError(h Hook, class, detail string) error {
+func upstreamError(h hooks.Hook, class, detail string) error {
 	if class == "timeout" {
 		return (&api.Error{Code: http.StatusGatewayTimeout, Status: http.StatusText(http.StatusGatewayTimeout),
 			Message: "A third-party upstream service could not be reached. Please try again later."}).

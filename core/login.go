@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/schemas"
@@ -45,7 +46,7 @@ func (s *Service) newLoginFlow(r *http.Request, refresh bool) (*Flow, error) {
 	if refresh {
 		f.UI.Messages = append(f.UI.Messages, *info(textReauth, "Please confirm this action by verifying that it is you."))
 	}
-	if err := s.runHooks(r, f, cfg.Login.Before, nil, nil); err != nil {
+	if err := s.runHooks(r, f, cfg.Hooks.Before(hooks.Login), nil, nil); err != nil {
 		return nil, err
 	}
 	if err := insertFlow(r.Context(), s.db, f); err != nil {
@@ -131,7 +132,7 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 	// session is ever written (this is how a denylist keeps users from getting a token).
 	// Identity changes they answer are not persisted at login, as in Kratos.
 	scratch := *id
-	if err := s.runHooks(r, f, prePersistHooks(s.config().Login.After.For("password")), &scratch, nil); err != nil {
+	if err := s.runHooks(r, f, s.config().Hooks.PrePersist(hooks.Login, hooks.Password), &scratch, nil); err != nil {
 		return nil, err
 	}
 	rehash := s.rehash(ctx, cred, sub.Password)
@@ -146,7 +147,7 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 		}
 	}
 
-	hooks := s.config().Login.After.For("password")
+	inline := s.config().Hooks.Inline(hooks.Login, hooks.Password)
 	res := &loginResult{}
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		sess, token := current, currentToken
@@ -158,7 +159,7 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 			return err
 		}
 		res.Session, res.SessionToken = sess, token
-		if has(hooks, HookRevokeActiveSessions) {
+		if hooks.Has(inline, hooks.RevokeActiveSessions) {
 			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
 				return err
 			}

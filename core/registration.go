@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
@@ -42,7 +43,7 @@ func (s *Service) newRegistrationFlow(r *http.Request) (*Flow, error) {
 	f := s.newFlow(kindRegistration, r, cfg.Registration.Lifespan)
 	f.State = stateChooseMethod
 	f.UI = registrationUI(s.action(kindRegistration, f.ID), schema.Fields())
-	if err := s.runHooks(r, f, cfg.Registration.Before, nil, nil); err != nil {
+	if err := s.runHooks(r, f, cfg.Hooks.Before(hooks.Registration), nil, nil); err != nil {
 		return nil, err
 	}
 	if err := insertFlow(r.Context(), s.db, f); err != nil {
@@ -157,7 +158,7 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 
 	id := &identity.Identity{SchemaID: schema.ID, Traits: traits, State: identity.StateActive}
 	// Before-persist web_hooks: Kratos consults the method's own list only.
-	if err := s.runHooks(r, f, prePersistHooks(cfg.Registration.After.Methods["password"]), id, nil); err != nil {
+	if err := s.runHooks(r, f, cfg.Hooks.PrePersist(hooks.Registration, hooks.Password), id, nil); err != nil {
 		return nil, err
 	}
 	if string(id.Traits) != string(traits) { // a hook changed the traits: validate them again
@@ -170,7 +171,7 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 	}
 	setAddresses(id, schema, id.Traits)
 	cred, _ := json.Marshal(identity.PasswordConfig{HashedPassword: string(hash)})
-	hooks := cfg.Registration.After.For("password")
+	inline := cfg.Hooks.Inline(hooks.Registration, hooks.Password)
 	res := &registrationResult{Identity: nil}
 
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
@@ -185,7 +186,7 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 		var sessionID *uuid.UUID
 		// A parse web_hook may have registered the identity as inactive: it exists, but gets
 		// no session.
-		if has(hooks, HookSession) && id.Active() {
+		if hooks.Has(inline, hooks.Session) && id.Active() {
 			sess, token, err := s.sessions.Issue(ctx, tx, id, "password", r)
 			if err != nil {
 				return err

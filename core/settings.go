@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/sessions"
@@ -65,7 +66,7 @@ func (s *Service) newSettingsFlow(r *http.Request, sess *sessions.Session) (*Flo
 	if err := s.renderSettings(f, id); err != nil {
 		return nil, err
 	}
-	if err := s.runHooks(r, f, cfg.Settings.Before, id, sess); err != nil {
+	if err := s.runHooks(r, f, cfg.Hooks.Before(hooks.Settings), id, sess); err != nil {
 		return nil, err
 	}
 	if err := insertFlow(r.Context(), s.db, f); err != nil {
@@ -164,7 +165,7 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 			return err
 		}
 		next.Traits = traits
-		if err := s.runHooks(r, f, prePersistHooks(cfg.Settings.After.Methods["profile"]), &next, sess); err != nil {
+		if err := s.runHooks(r, f, cfg.Hooks.PrePersist(hooks.Settings, hooks.Profile), &next, sess); err != nil {
 			return err
 		}
 		if string(next.Traits) != string(traits) {
@@ -211,7 +212,7 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 			f.UI.addMessage("password", msgNewPasswordSameAsOld())
 			return &flowError{f}
 		}
-		if err := s.runHooks(r, f, prePersistHooks(cfg.Settings.After.Methods["password"]), &next, sess); err != nil {
+		if err := s.runHooks(r, f, cfg.Hooks.PrePersist(hooks.Settings, hooks.Password), &next, sess); err != nil {
 			return err
 		}
 		hash, err := s.hasher.Hash(ctx, []byte(sub.Password))
@@ -245,7 +246,7 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 	}
 	f.Active = sub.Method
 
-	hooks := cfg.Settings.After.For(sub.Method)
+	inline := cfg.Hooks.Inline(hooks.Settings, sub.Method)
 	var updated *identity.Identity
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		id, err := s.ids.GetForUpdate(ctx, tx, current.ID)
@@ -255,7 +256,7 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 		if err := apply(tx, id); err != nil {
 			return err
 		}
-		if has(hooks, HookRevokeActiveSessions) {
+		if hooks.Has(inline, hooks.RevokeActiveSessions) {
 			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
 				return err
 			}

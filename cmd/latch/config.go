@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/schemas"
 )
 
@@ -185,10 +186,7 @@ type HookList struct {
 }
 
 // Hook is one `{hook: name, config: {...}}` entry.
-type Hook struct {
-	Hook   string          `json:"hook"`
-	Config json.RawMessage `json:"config"`
-}
+type Hook = hooks.Entry
 
 // MethodsConfig is `selfservice.methods`.
 type MethodsConfig struct {

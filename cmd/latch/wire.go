@@ -1,9 +1,7 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/latchhq/latch/core"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
@@ -61,7 +60,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	coreCfg, hooks, err := resolveConfig(cfg)
+	coreCfg, workerHooks, err := resolveConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +68,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	if err != nil {
 		return nil, err
 	}
-	svc, err := core.New(pool, reg, ids, sm, hasher, outbox, hookCaller{webhooks.NewCaller(b.nc)}, coreCfg, log)
+	svc, err := core.New(pool, reg, ids, sm, hasher, outbox, webhooks.NewCaller(b.nc), coreCfg, log)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -107,7 +106,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 		// --dev with its embedded NATS runs a webhook worker in this process, so a laptop needs
 		// nothing else. Pointed at a NATS server (nats.url), --dev leaves delivery to
 		// `latch worker` processes, as production does.
-		if d, err = newDelivery(pool, b, hooks, cfg, dev, metrics, log); err != nil {
+		if d, err = newDelivery(pool, b, workerHooks, cfg, dev, metrics, log); err != nil {
 			b.close()
 			return nil, err
 		}
@@ -136,32 +135,15 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	return a, nil
 }
 
-// resolveConfig turns a configuration into what the flows and the workers run: core's settings
-// and the webhook hooks.
+// resolveConfig turns a configuration into what the flows and the workers run: core's settings,
+// whose hook plan is compiled once here, and the workers' hooks built from that same plan.
 func resolveConfig(cfg *Config) (core.Config, []webhooks.Hook, error) {
 	c, err := coreConfig(cfg)
 	if err != nil {
 		return c, nil, err
 	}
-	hooks, err := webhookHooks(cfg, c)
-	return c, hooks, err
-}
-
-// hookCaller adapts the webhooks package's NATS caller to the flow core's HookCaller.
-type hookCaller struct{ c *webhooks.Caller }
-
-func (h hookCaller) Call(ctx context.Context, call core.HookCall) (*core.HookReply, error) {
-	r, err := h.c.Call(ctx, webhooks.CallRequest{HookID: call.HookID, Ctx: call.Ctx, Deadline: call.Deadline, IdentityID: call.IdentityID})
-	switch {
-	case errors.Is(err, webhooks.ErrNoWorker):
-		return nil, core.ErrHookNoWorker
-	case errors.Is(err, webhooks.ErrNoAnswer):
-		return nil, core.ErrHookNoAnswer
-	case err != nil:
-		return nil, err
-	}
-	return &core.HookReply{Outcome: r.Outcome, StatusCode: r.StatusCode, Messages: r.Messages, Identity: r.Identity,
-		ErrorClass: r.ErrorClass, Error: r.Error}, nil
+	workerHooks, err := webhooks.FromPlan(c.Hooks, cfg.Webhooks.SigningSecrets)
+	return c, workerHooks, err
 }
 
 // delivery is a worker's share of the pipeline: the after-persist webhook worker and the
@@ -175,9 +157,9 @@ type delivery struct {
 	log       *slog.Logger
 }
 
-func newDelivery(pool *pgxpool.Pool, b *bus, hooks []webhooks.Hook, cfg *Config, dev bool,
+func newDelivery(pool *pgxpool.Pool, b *bus, workerHooks []webhooks.Hook, cfg *Config, dev bool,
 	reg prometheus.Registerer, log *slog.Logger) (*delivery, error) {
-	registry, err := webhooks.NewRegistry(hooks)
+	registry, err := webhooks.NewRegistry(workerHooks)
 	if err != nil {
 		return nil, fmt.Errorf("config: selfservice.flows: %w", err)
 	}
@@ -259,9 +241,8 @@ func sameSite(v string) http.SameSite {
 	}
 }
 
-// coreConfig maps the flows' keys onto core.Config. Hooks that need the outside world
-// (web_hook) are refused here, naming the key, until the worker that runs them exists: a hook
-// that is configured but silently never runs would be worse than a start-up error.
+// coreConfig maps the flows' keys onto core.Config and compiles the hook lists into its plan;
+// an unknown hook or an unreadable web_hook config is an error naming the key.
 func coreConfig(cfg *Config) (core.Config, error) {
 	f := cfg.Selfservice.Flows
 	pw := cfg.Selfservice.Methods.Password.Config
@@ -286,7 +267,6 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	out.Settings.Lifespan = time.Duration(f.Settings.Lifespan)
 	out.Settings.PrivilegedSessionMaxAge = time.Duration(f.Settings.PrivilegedSessionMaxAge)
 
-	var err error
 	out.HookDeadline = time.Duration(cfg.Webhooks.CallDeadline)
 	out.DefaultBrowserReturnURL = cfg.Selfservice.DefaultBrowserReturnURL
 	out.LogoutReturnURL = f.Logout.After.DefaultBrowserReturnURL
@@ -294,63 +274,29 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	sc := cfg.Session
 	out.Session = core.SessionConfig{SelfServiceExtend: sc.SelfServiceExtend.Enabled, ExtendMaxAge: time.Duration(sc.SelfServiceExtend.MaxAge),
 		RevokeOnDeactivate: sc.RevokeOnDeactivate == nil || *sc.RevokeOnDeactivate}
-	if out.Session.ExtendBefore, err = convertHooks("session.extend.before.hooks", "session.extend.before", sc.Extend.Before.Hooks); err != nil {
-		return out, err
-	}
 	th := f.Login.Throttle
 	out.Throttle = core.ThrottleConfig{Enabled: th.Enabled == nil || *th.Enabled, MaxFailures: th.MaxFailures,
 		MaxAddressFailures: th.MaxAddressFailures, Window: time.Duration(th.Window), Lockout: time.Duration(th.Lockout)}
 
-	blocks := []struct {
-		flow   string
-		cfg    FlowConfig
-		before *[]core.Hook
-		after  *core.AfterHooks
-	}{
-		{"registration", f.Registration.FlowConfig, &out.Registration.Before, &out.Registration.After},
-		{"login", f.Login.FlowConfig, &out.Login.Before, &out.Login.After},
-		{"settings", f.Settings.FlowConfig, &out.Settings.Before, &out.Settings.After},
-	}
-	for _, b := range blocks {
-		key := "selfservice.flows." + b.flow
-		if *b.before, err = convertHooks(key+".before.hooks", b.flow+".before", b.cfg.Before.Hooks); err != nil {
-			return out, err
-		}
-		a := b.cfg.After
-		if b.after.Global, err = convertHooks(key+".after.hooks", b.flow+".after.global", a.Hooks); err != nil {
-			return out, err
-		}
-		b.after.Methods = map[string][]core.Hook{}
-		for method, list := range map[string][]Hook{"password": a.Password.Hooks, "profile": a.Profile.Hooks} {
-			if b.after.Methods[method], err = convertHooks(key+".after."+method+".hooks", b.flow+".after."+method, list); err != nil {
-				return out, err
-			}
-		}
-	}
-	return out, nil
+	var err error
+	out.Hooks, err = hooks.Compile(hookLists(cfg))
+	return out, err
 }
 
-// convertHooks converts a hook list for core, giving each web_hook its id: config.id, or
-// idPrefix and its index ("registration.after.password.1"), which is how workers and the
-// delivery records name it. Every hook Latch knows is kept, web_hooks included: core runs the
-// inline ones and the before-persist web_hooks, the event pipeline runs the rest, and a method
-// list that holds only a web_hook still replaces the global list (Kratos' rule).
-func convertHooks(key, idPrefix string, hooks []Hook) ([]core.Hook, error) {
-	out := make([]core.Hook, 0, len(hooks))
-	for n, h := range hooks {
-		id := ""
-		switch h.Hook {
-		case core.HookSession, core.HookRevokeActiveSessions:
-		case core.HookWebHook:
-			wh, err := parseWebHook(h.Config)
-			if err != nil {
-				return nil, fmt.Errorf("config: %s[%d].config: %w", key, n, err)
-			}
-			id = cmp.Or(wh.ID, fmt.Sprintf("%s.%d", idPrefix, n))
-		default:
-			return nil, fmt.Errorf("config: %s[%d].hook: %q is not available in this version of Latch (available: session, revoke_active_sessions, web_hook)", key, n, h.Hook)
-		}
-		out = append(out, core.Hook{ID: id, Name: h.Hook, Config: h.Config})
+// hookLists are the configuration's hook lists, as hooks.Compile reads them.
+func hookLists(cfg *Config) hooks.Lists {
+	f := cfg.Selfservice.Flows
+	flow := func(fc FlowConfig) hooks.FlowLists {
+		return hooks.FlowLists{Before: fc.Before.Hooks, After: fc.After.Hooks, Methods: map[string][]hooks.Entry{
+			hooks.Password: fc.After.Password.Hooks, hooks.Profile: fc.After.Profile.Hooks}}
 	}
-	return out, nil
+	return hooks.Lists{
+		Registration:        flow(f.Registration.FlowConfig),
+		Login:               flow(f.Login.FlowConfig),
+		Settings:            flow(f.Settings.FlowConfig),
+		SessionExtendBefore: cfg.Session.Extend.Before.Hooks,
+		SessionExtendAfter:  cfg.Session.Extend.After.Hooks,
+		SessionRevokeAfter:  cfg.Session.Revoke.After.Hooks,
+		LogoutAfter:         f.Logout.After.Hooks,
+	}
 }
