@@ -356,7 +356,7 @@ func (s *Service) replace(w http.ResponseWriter, r *http.Request, uid uuid.UUID,
 		id = cur
 		// Blocking blocks: deactivating ends every session (unless configured otherwise), and
 		// reactivating does not bring them back.
-		if previous == identity.StateActive && cur.State == identity.StateInactive && s.config().Session.RevokeOnDeactivate {
+		if previous == identity.StateActive && cur.State == identity.StateInactive && !s.config().Session.KeepSessionsOnDeactivate {
 			if _, err := s.sessions.RevokeOthers(ctx, tx, cur.ID, uuid.Nil, events.ReasonIdentityDeactivated); err != nil {
 				return err
 			}

@@ -170,7 +170,7 @@ func (s *Service) signedInAlready(w http.ResponseWriter, r *http.Request) {
 
 // createBrowserRegistrationFlow serves GET /self-service/registration/browser.
 func (s *Service) createBrowserRegistrationFlow(w http.ResponseWriter, r *http.Request) {
-	if !s.config().Registration.Enabled {
+	if s.config().Registration.Disabled {
 		s.fail(w, r, api.BadRequest().WithID("self_service_flow_disabled").WithReason("Registration is not allowed because it was disabled."))
 		return
 	}

@@ -10,17 +10,43 @@ import (
 	"github.com/latchhq/latch/core/password"
 )
 
+// Defaults of Config's zero fields, Kratos' where Kratos has the setting. Config is normalised
+// once, when the Service takes it (New, SetConfig): a zero field means its default, so the
+// configuration loader maps only the keys a file sets.
+const (
+	// FlowLifespanDefault is selfservice.flows.<flow>.lifespan's.
+	FlowLifespanDefault = time.Hour
+	// PrivilegedSessionMaxAgeDefault is selfservice.flows.settings.privileged_session_max_age's.
+	PrivilegedSessionMaxAgeDefault = time.Hour
+	// SchemaIDDefault is identity.default_schema_id's: the id of the built-in schema.
+	SchemaIDDefault = "default"
+	// HookDeadlineDefault is webhooks.call_deadline's: long enough for an endpoint and a retry
+	// or two, short enough that a flow never hangs on one.
+	HookDeadlineDefault = 10 * time.Second
+	// ThrottleMaxFailuresDefault is selfservice.flows.login.throttle.max_failures'.
+	ThrottleMaxFailuresDefault = 5
+	// ThrottleMaxAddressFailuresDefault is selfservice.flows.login.throttle.max_address_failures'.
+	ThrottleMaxAddressFailuresDefault = 50
+	// ThrottleWindowDefault is selfservice.flows.login.throttle.window's.
+	ThrottleWindowDefault = 15 * time.Minute
+	// ThrottleLockoutDefault is selfservice.flows.login.throttle.lockout's.
+	ThrottleLockoutDefault = 15 * time.Minute
+)
+
 // Config is what the flows read on every request. The process holds it behind an atomic
 // pointer so that a reloaded configuration takes effect without a restart (see Service.SetConfig).
+// The zero value of every field but PublicBaseURL works: it means the default its comment names.
 type Config struct {
-	PublicBaseURL   string // serve.public.base_url, without trailing slash
-	DefaultSchemaID string // identity.default_schema_id
+	PublicBaseURL   string // serve.public.base_url, without trailing slash; required
+	DefaultSchemaID string // identity.default_schema_id; zero: SchemaIDDefault
 
 	Registration RegistrationConfig
 	Login        FlowConfig
 	Settings     SettingsConfig
 
-	PasswordPolicy password.Policy // selfservice.methods.password.config
+	// PasswordPolicy is selfservice.methods.password.config. A zero MinLength means the
+	// password package's default.
+	PasswordPolicy password.Policy
 
 	// Hooks is every hook list of the configuration, resolved once (hooks.Compile): which hooks
 	// each flow runs before, before persisting, inside its transaction and after. It lives in
@@ -29,14 +55,14 @@ type Config struct {
 	Hooks *hooks.Plan
 
 	// HookDeadline bounds a before-persist web_hook call, worker and retries included
-	// (webhooks.call_deadline, default 10s).
+	// (webhooks.call_deadline). Zero: HookDeadlineDefault.
 	HookDeadline time.Duration
 
 	// DefaultBrowserReturnURL is where browser flows go when they end without a return_to
 	// (selfservice.default_browser_return_url).
 	DefaultBrowserReturnURL string
 	// LogoutReturnURL is where a browser goes after logout
-	// (selfservice.flows.logout.after.default_browser_return_url; default DefaultBrowserReturnURL).
+	// (selfservice.flows.logout.after.default_browser_return_url; zero: DefaultBrowserReturnURL).
 	LogoutReturnURL string
 
 	// Throttle slows and then locks repeated login failures (selfservice.flows.login.throttle).
@@ -48,41 +74,48 @@ type Config struct {
 
 // SessionConfig is what core decides about sessions beyond the sessions package.
 type SessionConfig struct {
-	SelfServiceExtend  bool          // session.self_service_extend.enabled: PATCH /sessions/extend
-	ExtendMaxAge       time.Duration // session.self_service_extend.max_age; 0: no cap
-	RevokeOnDeactivate bool          // session.revoke_on_deactivate (default true)
+	SelfServiceExtend bool          // session.self_service_extend.enabled: PATCH /sessions/extend
+	ExtendMaxAge      time.Duration // session.self_service_extend.max_age; 0: no cap
+	// KeepSessionsOnDeactivate is session.revoke_on_deactivate: false. By default (false) an
+	// identity made inactive loses its sessions in the same transaction.
+	KeepSessionsOnDeactivate bool
 }
 
 // ThrottleConfig limits password guessing, per identifier and per client address. State lives
 // in Postgres so that every `latch serve` process sees the same counts.
 type ThrottleConfig struct {
-	Enabled            bool          // default true
-	MaxFailures        int           // failures per identifier within Window before it locks; default 5
-	MaxAddressFailures int           // failures per client address within Window before it locks; default 50
-	Window             time.Duration // default 15m
-	Lockout            time.Duration // how long a lock lasts; default 15m
+	// Disabled is selfservice.flows.login.throttle.enabled: false. Throttling is on by default.
+	Disabled           bool
+	MaxFailures        int           // failures per identifier within Window before it locks; zero: ThrottleMaxFailuresDefault
+	MaxAddressFailures int           // failures per client address within Window before it locks; zero: ThrottleMaxAddressFailuresDefault
+	Window             time.Duration // zero: ThrottleWindowDefault
+	Lockout            time.Duration // how long a lock lasts; zero: ThrottleLockoutDefault
 }
 
 // FlowConfig is what every flow has.
 type FlowConfig struct {
 	UIURL    string        // selfservice.flows.<flow>.ui_url: where browser flows are shown
-	Lifespan time.Duration // selfservice.flows.<flow>.lifespan, default 1h
+	Lifespan time.Duration // selfservice.flows.<flow>.lifespan; zero: FlowLifespanDefault
 }
 
 // RegistrationConfig is selfservice.flows.registration.
 type RegistrationConfig struct {
 	FlowConfig
-	Enabled bool
+	// Disabled is selfservice.flows.registration.enabled: false. Registration is open by
+	// default, as in Kratos.
+	Disabled bool
 }
 
 // SettingsConfig is selfservice.flows.settings.
 type SettingsConfig struct {
 	FlowConfig
 	// PrivilegedSessionMaxAge is how recently the session must have authenticated for a
-	// password or identifier change (Kratos' privileged_session_max_age, default 1h).
+	// password or identifier change (Kratos' privileged_session_max_age); zero:
+	// PrivilegedSessionMaxAgeDefault.
 	PrivilegedSessionMaxAge time.Duration
 }
 
+// normalize fills every zero field with its default and refuses what cannot work.
 func (c *Config) normalize() error {
 	c.PublicBaseURL = strings.TrimRight(c.PublicBaseURL, "/")
 	if c.PublicBaseURL == "" {
@@ -90,25 +123,31 @@ func (c *Config) normalize() error {
 	}
 	for _, f := range []*FlowConfig{&c.Registration.FlowConfig, &c.Login, &c.Settings.FlowConfig} {
 		if f.Lifespan <= 0 {
-			f.Lifespan = time.Hour
+			f.Lifespan = FlowLifespanDefault
 		}
 	}
 	if c.Settings.PrivilegedSessionMaxAge <= 0 {
-		c.Settings.PrivilegedSessionMaxAge = time.Hour
+		c.Settings.PrivilegedSessionMaxAge = PrivilegedSessionMaxAgeDefault
 	}
-	if c.DefaultSchemaID == "" {
-		c.DefaultSchemaID = "default"
-	}
-	if c.PasswordPolicy.MinLength == 0 {
-		c.PasswordPolicy.MinLength = 8
+	c.DefaultSchemaID = cmp.Or(c.DefaultSchemaID, SchemaIDDefault)
+	if c.PasswordPolicy.MinLength <= 0 {
+		c.PasswordPolicy.MinLength = password.MinLengthDefault
 	}
 	if c.HookDeadline <= 0 {
-		c.HookDeadline = 10 * time.Second
+		c.HookDeadline = HookDeadlineDefault
 	}
 	t := &c.Throttle
-	t.MaxFailures = cmp.Or(t.MaxFailures, 5)
-	t.MaxAddressFailures = cmp.Or(t.MaxAddressFailures, 50)
-	t.Window = cmp.Or(t.Window, 15*time.Minute)
-	t.Lockout = cmp.Or(t.Lockout, 15*time.Minute)
+	if t.MaxFailures <= 0 {
+		t.MaxFailures = ThrottleMaxFailuresDefault
+	}
+	if t.MaxAddressFailures <= 0 {
+		t.MaxAddressFailures = ThrottleMaxAddressFailuresDefault
+	}
+	if t.Window <= 0 {
+		t.Window = ThrottleWindowDefault
+	}
+	if t.Lockout <= 0 {
+		t.Lockout = ThrottleLockoutDefault
+	}
 	return nil
 }

@@ -105,7 +105,9 @@ func setupWith(t *testing.T, caller core.HookCaller, opts ...option) *bundle {
 		PublicBaseURL:  b.public.URL,
 		PasswordPolicy: password.Policy{MinLength: 8, IdentifierSimilarityCheck: true, MaxBytes: 72},
 	}
-	cfg.Registration.Enabled = true
+	// Tests turn throttling and revocation on deactivation on where they test them.
+	cfg.Throttle.Disabled = true
+	cfg.Session.KeepSessionsOnDeactivate = true
 	withHooks(func(*hooks.Lists) {})(&cfg)
 	for _, o := range opts {
 		o(&cfg)

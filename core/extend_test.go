@@ -104,7 +104,7 @@ func TestDenylistedUserCannotExtend(t *testing.T) {
 
 func TestDeactivationRevokesSessionsForGood(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *core.Config) { c.Session.RevokeOnDeactivate = true })
+	b := setup(t, func(c *core.Config) { c.Session.KeepSessionsOnDeactivate = false })
 	_, reg := b.register(t, "revoke-on-block@example.com", goodPassword)
 	token := reg["session_token"].(string)
 	id := reg["identity"].(map[string]any)["id"].(string)

@@ -21,7 +21,7 @@ import (
 // createRegistrationFlow serves GET /self-service/registration/api.
 func (s *Service) createRegistrationFlow(w http.ResponseWriter, r *http.Request) {
 	cfg := s.config()
-	if !cfg.Registration.Enabled {
+	if cfg.Registration.Disabled {
 		s.fail(w, r, api.BadRequest().WithID("self_service_flow_disabled").WithReason("Registration is not allowed because it was disabled."))
 		return
 	}

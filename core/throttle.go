@@ -174,7 +174,7 @@ func (s *Service) clearAttempt(ctx context.Context, cfg ThrottleConfig, keys thr
 func (s *Service) authenticateThrottled(r *http.Request, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
 	ctx := r.Context()
 	cfg := s.config().Throttle
-	if !cfg.Enabled {
+	if cfg.Disabled {
 		return s.authenticate(ctx, identifier, pw)
 	}
 	keys := throttleKeysFor(r, identifier)

@@ -14,10 +14,10 @@ import (
 )
 
 // withThrottle turns login throttling on with the given limits (the test bundle's config
-// leaves it off, as a zero Config does).
+// turns it off).
 func withThrottle(maxFailures, maxAddressFailures int) option {
 	return func(c *core.Config) {
-		c.Throttle = core.ThrottleConfig{Enabled: true, MaxFailures: maxFailures, MaxAddressFailures: maxAddressFailures}
+		c.Throttle = core.ThrottleConfig{MaxFailures: maxFailures, MaxAddressFailures: maxAddressFailures}
 	}
 }
 
@@ -254,7 +254,7 @@ func TestThrottleConcurrentBurstsCountEveryFailure(t *testing.T) {
 
 func TestThrottleDisabledRecordsNothing(t *testing.T) {
 	t.Parallel()
-	b := setup(t) // the zero Config: throttling off
+	b := setup(t) // the bundle turns throttling off
 	if s, r := b.register(t, "off-throttle@example.com", goodPassword); s != 200 {
 		t.Fatalf("register: %d %v", s, r["_raw"])
 	}

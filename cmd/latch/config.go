@@ -1,11 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,14 +13,19 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/hooks"
+	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/schemas"
 )
 
 // Config is the configuration file, with Ory Kratos' key names where Kratos has the concept.
 // It is decoded from YAML (after environment overrides and JSON Schema validation against
 // schemas/config.schema.json) with encoding/json semantics, so the json tags are the keys.
-// Defaults are applied by withDefaults, not by the schema, so that one place says them.
+// Defaults are not the schema's: the command's own keys take theirs in withDefaults, every
+// other key is left zero and takes the default of the package that owns it (core, sessions,
+// password, events, webhooks), so that one place says each default. The "default" in a field's
+// comment is for the reader; the owning package's XxxDefault constant is what applies.
 type Config struct {
 	DSN         string            `json:"dsn"`
 	Serve       ServeConfig       `json:"serve"`
@@ -339,37 +344,20 @@ const (
 	devCookieSecret = "latch-development-cookie-secret-do-not-use-in-production"
 )
 
-// withDefaults fills every key the file left empty with the default its comment names. With
-// dev, it also supplies what a laptop needs and a production file must say: a DSN, loopback
-// hosts and a (public, fixed) cookie secret. Values from the file or the environment always win.
+// withDefaults fills the keys whose defaults belong to the command itself (listen addresses,
+// base URLs, secrets.cookie's fallback to secrets.default, the embedded NATS' folder, logging).
+// Every other key that the file leaves unset stays zero: the package that owns the setting
+// (core, sessions, password, events, webhooks) defines its default once, as the zero value of
+// its Config field, so this file never restates it. With dev, it also supplies what a laptop
+// needs and a production file must say: a DSN, loopback hosts, a (public, fixed) cookie secret,
+// a webhook signing secret and a registration that signs the user in. Values from the file or
+// the environment always win.
 func (c *Config) withDefaults(dev bool) {
 	if dev && c.DSN == "" {
 		c.DSN = devDSN
 	}
 	c.Serve.Public.withDefaults(4433, dev)
 	c.Serve.Admin.withDefaults(4434, dev)
-
-	if c.Identity.DefaultSchemaID == "" {
-		c.Identity.DefaultSchemaID = "default"
-	}
-
-	s := &c.Session
-	if s.Lifespan == 0 {
-		s.Lifespan = Duration(24 * time.Hour)
-	}
-	if s.EarliestPossibleExtend == 0 {
-		s.EarliestPossibleExtend = s.Lifespan
-	}
-	if s.Cookie.Name == "" {
-		s.Cookie.Name = "ory_kratos_session"
-	}
-	if s.Cookie.Path == "" {
-		s.Cookie.Path = "/"
-	}
-	if s.Cookie.SameSite == "" {
-		s.Cookie.SameSite = "Lax"
-	}
-	s.Cookie.Persistent = orTrue(s.Cookie.Persistent)
 
 	// secrets.cookie falls back to secrets.default; resolving it here means readers look at
 	// one list only.
@@ -379,8 +367,12 @@ func (c *Config) withDefaults(dev bool) {
 	if dev && len(c.Secrets.Cookie) == 0 {
 		c.Secrets.Cookie = []string{devCookieSecret}
 	}
-
-	c.eventDefaults(dev)
+	if c.NATS.StoreDir == "" {
+		c.NATS.StoreDir = ".latch-dev/nats"
+	}
+	if dev && len(c.Webhooks.SigningSecrets) == 0 {
+		c.Webhooks.SigningSecrets = []string{devWebhookSecret}
+	}
 
 	// A laptop wants a registration to sign the user in, as Kratos' quickstart configures it;
 	// a production file says what it wants.
@@ -388,58 +380,6 @@ func (c *Config) withDefaults(dev bool) {
 	if dev && len(reg.Hooks) == 0 && len(reg.Password.Hooks) == 0 {
 		reg.Password.Hooks = []Hook{{Hook: "session"}}
 	}
-
-	h := &c.Hashers
-	if h.Algorithm == "" {
-		h.Algorithm = "bcrypt"
-	}
-	if h.Bcrypt.Cost == 0 {
-		h.Bcrypt.Cost = 12
-	}
-	a := &h.Argon2
-	if a.Memory == 0 {
-		a.Memory = 128 << 20
-	}
-	if a.Iterations == 0 {
-		a.Iterations = 1
-	}
-	if a.Parallelism == 0 {
-		a.Parallelism = uint8(min(2*runtime.NumCPU(), 255))
-	}
-	if a.SaltLength == 0 {
-		a.SaltLength = 16
-	}
-	if a.KeyLength == 0 {
-		a.KeyLength = 32
-	}
-	if a.MaxConcurrent == 0 {
-		a.MaxConcurrent = runtime.NumCPU()
-	}
-
-	f := &c.Selfservice.Flows
-	for _, fc := range []*FlowConfig{&f.Registration.FlowConfig, &f.Login.FlowConfig, &f.Settings.FlowConfig} {
-		if fc.Lifespan == 0 {
-			fc.Lifespan = Duration(time.Hour)
-		}
-	}
-	f.Registration.Enabled = orTrue(f.Registration.Enabled)
-	if f.Settings.PrivilegedSessionMaxAge == 0 {
-		f.Settings.PrivilegedSessionMaxAge = Duration(time.Hour)
-	}
-	for _, l := range c.hookLists() {
-		for i := range *l.hooks {
-			if len((*l.hooks)[i].Config) == 0 || string((*l.hooks)[i].Config) == "null" {
-				(*l.hooks)[i].Config = json.RawMessage(`{}`) // Kratos normalises a missing config to {}
-			}
-		}
-	}
-
-	p := &c.Selfservice.Methods.Password
-	p.Enabled = orTrue(p.Enabled)
-	if p.Config.MinPasswordLength == 0 {
-		p.Config.MinPasswordLength = 8
-	}
-	p.Config.IdentifierSimilarityCheckEnabled = orTrue(p.Config.IdentifierSimilarityCheckEnabled)
 
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -467,14 +407,6 @@ func (l *ListenConfig) withDefaults(port int, dev bool) {
 
 // Addr is the host:port to listen on.
 func (l ListenConfig) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(l.Port)) }
-
-func orTrue(b *bool) *bool {
-	if b != nil {
-		return b
-	}
-	t := true
-	return &t
-}
 
 // hookList is one configured hook list, with its dotted key and the hook names Latch runs
 // there. Kratos accepts more names at most places (see the schema); those Latch does not
@@ -529,8 +461,8 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 		if len(c.Secrets.Cookie) == 0 {
 			bad("secrets.cookie", "is required (or secrets.default): at least one secret of 16 or more characters; the first signs, all verify")
 		}
-		if c.Hashers.Bcrypt.Cost < 12 && !dev {
-			bad("hashers.bcrypt.cost", "must be >= 12 outside --dev (got %d)", c.Hashers.Bcrypt.Cost)
+		if cost := c.Hashers.Bcrypt.Cost; cost != 0 && cost < password.BcryptCostDefault && !dev {
+			bad("hashers.bcrypt.cost", "must be >= %d outside --dev (got %d)", password.BcryptCostDefault, cost)
 		}
 		if c.NATS.URL == "" && !dev {
 			bad("nats.url", "is required (the NATS server with JetStream that carries events; --dev embeds one)")
@@ -550,8 +482,8 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 			}
 			ids[s.ID] = true
 		}
-		if len(c.Identity.Schemas) > 0 && !ids[c.Identity.DefaultSchemaID] {
-			bad("identity.default_schema_id", "%q is not the id of any identity.schemas entry", c.Identity.DefaultSchemaID)
+		if def := cmp.Or(c.Identity.DefaultSchemaID, core.SchemaIDDefault); len(c.Identity.Schemas) > 0 && !ids[def] {
+			bad("identity.default_schema_id", "%q is not the id of any identity.schemas entry", def)
 		}
 		if hibp := c.Selfservice.Methods.Password.Config.HaveIBeenPwnedEnabled; hibp != nil && *hibp {
 			warnings = append(warnings, "config key selfservice.methods.password.config.haveibeenpwned_enabled is accepted but Latch makes no outbound breach check")
@@ -585,40 +517,4 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 func sameHost(a, b string) bool {
 	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	return a == b || wild(a) || wild(b)
-}
-
-// eventDefaults fills the defaults of nats, events and webhooks.
-func (c *Config) eventDefaults(dev bool) {
-	if c.NATS.StoreDir == "" {
-		c.NATS.StoreDir = ".latch-dev/nats"
-	}
-	e := &c.Events
-	if e.OutboxRetention == 0 {
-		e.OutboxRetention = Duration(24 * time.Hour)
-	}
-	if e.Stream.MaxAge == 0 {
-		e.Stream.MaxAge = Duration(7 * 24 * time.Hour)
-	}
-	if e.Stream.Duplicates == 0 {
-		e.Stream.Duplicates = Duration(10 * time.Minute)
-	}
-	if e.Stream.Replicas == 0 {
-		e.Stream.Replicas = 1
-	}
-	w := &c.Webhooks
-	if dev && len(w.SigningSecrets) == 0 {
-		w.SigningSecrets = []string{devWebhookSecret}
-	}
-	if w.CallDeadline == 0 {
-		w.CallDeadline = Duration(10 * time.Second)
-	}
-	if w.Worker.Concurrency == 0 {
-		w.Worker.Concurrency = 256
-	}
-	if w.Worker.PerHookConcurrency == 0 {
-		w.Worker.PerHookConcurrency = 16
-	}
-	if w.Worker.ShutdownTimeout == 0 {
-		w.Worker.ShutdownTimeout = Duration(30 * time.Second)
-	}
 }

@@ -2,14 +2,16 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchhq/latch/core/password"
 )
 
 // secret16 is a cookie secret long enough for the schema.
@@ -57,7 +59,7 @@ func TestDefaults(t *testing.T) {
 	if len(warnings) != 0 {
 		t.Errorf("warnings: %q", warnings)
 	}
-	d := func(s string) Duration { v, _ := time.ParseDuration(s); return Duration(v) }
+	// The command's own keys take their defaults here.
 	checks := []struct {
 		key       string
 		got, want any
@@ -67,30 +69,8 @@ func TestDefaults(t *testing.T) {
 		{"serve.public.base_url", cfg.Serve.Public.BaseURL, "http://127.0.0.1:4433"},
 		{"serve.admin.port", cfg.Serve.Admin.Port, 4434},
 		{"serve.admin.base_url", cfg.Serve.Admin.BaseURL, "http://127.0.0.1:4434"},
-		{"identity.default_schema_id", cfg.Identity.DefaultSchemaID, "default"},
-		{"session.lifespan", cfg.Session.Lifespan, d("24h")},
-		{"session.earliest_possible_extend", cfg.Session.EarliestPossibleExtend, d("24h")},
-		{"session.cookie.name", cfg.Session.Cookie.Name, "ory_kratos_session"},
-		{"session.cookie.path", cfg.Session.Cookie.Path, "/"},
-		{"session.cookie.same_site", cfg.Session.Cookie.SameSite, "Lax"},
-		{"session.cookie.persistent", *cfg.Session.Cookie.Persistent, true},
 		{"secrets.cookie", cfg.Secrets.Cookie, []string{secret16}},
-		{"hashers.algorithm", cfg.Hashers.Algorithm, "bcrypt"},
-		{"hashers.bcrypt.cost", cfg.Hashers.Bcrypt.Cost, 12},
-		{"hashers.argon2.memory", cfg.Hashers.Argon2.Memory, ByteSize(128 << 20)},
-		{"hashers.argon2.iterations", cfg.Hashers.Argon2.Iterations, uint32(1)},
-		{"hashers.argon2.parallelism", cfg.Hashers.Argon2.Parallelism, uint8(min(2*runtime.NumCPU(), 255))},
-		{"hashers.argon2.salt_length", cfg.Hashers.Argon2.SaltLength, uint32(16)},
-		{"hashers.argon2.key_length", cfg.Hashers.Argon2.KeyLength, uint32(32)},
-		{"hashers.argon2.max_concurrent", cfg.Hashers.Argon2.MaxConcurrent, runtime.NumCPU()},
-		{"selfservice.flows.registration.enabled", *cfg.Selfservice.Flows.Registration.Enabled, true},
-		{"selfservice.flows.registration.lifespan", cfg.Selfservice.Flows.Registration.Lifespan, d("1h")},
-		{"selfservice.flows.login.lifespan", cfg.Selfservice.Flows.Login.Lifespan, d("1h")},
-		{"selfservice.flows.settings.lifespan", cfg.Selfservice.Flows.Settings.Lifespan, d("1h")},
-		{"selfservice.flows.settings.privileged_session_max_age", cfg.Selfservice.Flows.Settings.PrivilegedSessionMaxAge, d("1h")},
-		{"selfservice.methods.password.enabled", *cfg.Selfservice.Methods.Password.Enabled, true},
-		{"selfservice.methods.password.config.min_password_length", cfg.Selfservice.Methods.Password.Config.MinPasswordLength, 8},
-		{"selfservice.methods.password.config.identifier_similarity_check_enabled", *cfg.Selfservice.Methods.Password.Config.IdentifierSimilarityCheckEnabled, true},
+		{"nats.store_dir", cfg.NATS.StoreDir, ".latch-dev/nats"},
 		{"log.level", cfg.Log.Level, "info"},
 		{"log.format", cfg.Log.Format, "text"},
 	}
@@ -98,6 +78,61 @@ func TestDefaults(t *testing.T) {
 		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("%s = %#v, want %#v", c.key, c.got, c.want)
 		}
+	}
+	// Every other unset key stays zero, so the package owning it applies its default, once.
+	owned := map[string]any{
+		"identity.default_schema_id":                            cfg.Identity.DefaultSchemaID,
+		"session.lifespan":                                      cfg.Session.Lifespan,
+		"session.earliest_possible_extend":                      cfg.Session.EarliestPossibleExtend,
+		"session.cookie":                                        cfg.Session.Cookie,
+		"hashers":                                               cfg.Hashers,
+		"selfservice.flows.registration.enabled":                cfg.Selfservice.Flows.Registration.Enabled,
+		"selfservice.flows.registration.lifespan":               cfg.Selfservice.Flows.Registration.Lifespan,
+		"selfservice.flows.login.throttle":                      cfg.Selfservice.Flows.Login.Throttle,
+		"selfservice.flows.settings.privileged_session_max_age": cfg.Selfservice.Flows.Settings.PrivilegedSessionMaxAge,
+		"selfservice.methods.password":                          cfg.Selfservice.Methods.Password,
+		"events":                                                cfg.Events,
+		"webhooks":                                              cfg.Webhooks,
+	}
+	for key, v := range owned {
+		if !reflect.ValueOf(v).IsZero() {
+			t.Errorf("%s = %+v; an unset key must stay zero (its package's default)", key, v)
+		}
+	}
+	c, err := coreConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Registration.Disabled || c.Throttle.Disabled || c.Session.KeepSessionsOnDeactivate || !c.PasswordPolicy.IdentifierSimilarityCheck {
+		t.Errorf("core config = %+v; registration, throttling, revocation on deactivation and the similarity check are on by default", c)
+	}
+	if c.PasswordPolicy.MinLength != password.MinLengthDefault || c.PasswordPolicy.MaxBytes != password.BcryptMaxPasswordBytes {
+		t.Errorf("password policy = %+v", c.PasswordPolicy)
+	}
+	if sc := sessionsConfig(cfg, false); sc.Lifespan != 0 || sc.Cookie.Name != "" || sc.Cookie.SameSite != 0 || sc.Cookie.Persistent != nil {
+		t.Errorf("sessions config = %+v; unset keys must reach sessions as zero", sc)
+	}
+}
+
+// Keys that turn a default-on behaviour off reach core as its zero-means-default fields.
+func TestOffSwitches(t *testing.T) {
+	t.Parallel()
+	cfg, _ := mustLoad(t, false, nil, minimal+`
+session: {revoke_on_deactivate: false, cookie: {same_site: Strict}}
+selfservice:
+  flows:
+    registration: {enabled: false}
+    login: {throttle: {enabled: false, max_failures: 3}}
+`)
+	c, err := coreConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Registration.Disabled || !c.Throttle.Disabled || c.Throttle.MaxFailures != 3 || !c.Session.KeepSessionsOnDeactivate {
+		t.Errorf("core config = %+v", c)
+	}
+	if sc := sessionsConfig(cfg, false); sc.Cookie.SameSite != http.SameSiteStrictMode {
+		t.Errorf("same_site = %v", sc.Cookie.SameSite)
 	}
 }
 
@@ -240,8 +275,12 @@ secrets:
 			if len(h) != 2 || h[0].Hook != "revoke_active_sessions" || h[1].Hook != "web_hook" {
 				t.Fatalf("hooks = %+v", h)
 			}
-			if string(h[0].Config) != "{}" {
-				t.Errorf("missing config not normalised to {}: %s", h[0].Config)
+			cc, err := coreConfig(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if inline := cc.Hooks.Inline("login", "password"); len(inline) != 1 || string(inline[0].Config) != "{}" {
+				t.Errorf("missing config not normalised to {}: %+v", inline)
 			}
 			var wh struct{ URL string }
 			if err := json.Unmarshal(h[1].Config, &wh); err != nil || wh.URL != "https://hooks.example/login" {

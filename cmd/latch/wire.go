@@ -236,8 +236,10 @@ func sameSite(v string) http.SameSite {
 		return http.SameSiteStrictMode
 	case "none":
 		return http.SameSiteNoneMode
-	default:
+	case "lax":
 		return http.SameSiteLaxMode
+	default:
+		return 0 // unset: the sessions package's default
 	}
 }
 
@@ -261,7 +263,8 @@ func coreConfig(cfg *Config) (core.Config, error) {
 		DefaultSchemaID: cfg.Identity.DefaultSchemaID,
 		PasswordPolicy:  policy,
 	}
-	out.Registration.Enabled = f.Registration.Enabled == nil || *f.Registration.Enabled
+	// Only keys the file sets are mapped; a zero field takes core's default.
+	out.Registration.Disabled = f.Registration.Enabled != nil && !*f.Registration.Enabled
 	out.Registration.Lifespan = time.Duration(f.Registration.Lifespan)
 	out.Login.Lifespan = time.Duration(f.Login.Lifespan)
 	out.Settings.Lifespan = time.Duration(f.Settings.Lifespan)
@@ -273,9 +276,9 @@ func coreConfig(cfg *Config) (core.Config, error) {
 	out.Registration.UIURL, out.Login.UIURL, out.Settings.UIURL = f.Registration.UIURL, f.Login.UIURL, f.Settings.UIURL
 	sc := cfg.Session
 	out.Session = core.SessionConfig{SelfServiceExtend: sc.SelfServiceExtend.Enabled, ExtendMaxAge: time.Duration(sc.SelfServiceExtend.MaxAge),
-		RevokeOnDeactivate: sc.RevokeOnDeactivate == nil || *sc.RevokeOnDeactivate}
+		KeepSessionsOnDeactivate: sc.RevokeOnDeactivate != nil && !*sc.RevokeOnDeactivate}
 	th := f.Login.Throttle
-	out.Throttle = core.ThrottleConfig{Enabled: th.Enabled == nil || *th.Enabled, MaxFailures: th.MaxFailures,
+	out.Throttle = core.ThrottleConfig{Disabled: th.Enabled != nil && !*th.Enabled, MaxFailures: th.MaxFailures,
 		MaxAddressFailures: th.MaxAddressFailures, Window: time.Duration(th.Window), Lockout: time.Duration(th.Lockout)}
 
 	var err error
