@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -13,16 +12,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/webhooks"
 )
 
 // This file wires the event pipeline: the NATS connection (or the embedded server in --dev),
 // the stream, and the webhook hooks the configuration declares.
-
-// devWebhookSecret signs webhooks in --dev when no secret is configured, so that every delivery
-// is signed even on a laptop. It is public: the --dev warning says so.
-var devWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("latch-development-webhook-key!!!"))
 
 // bus is a process's link to NATS: the connection, and in --dev the embedded server.
 type bus struct {
@@ -34,7 +30,7 @@ type bus struct {
 // openBus connects to nats.url, or in --dev without one starts an embedded JetStream server
 // reachable in-process only. The connection retries forever in the background: flows keep
 // working while NATS is down (events wait in the outbox).
-func openBus(cfg *Config, dev bool, log *slog.Logger) (*bus, error) {
+func openBus(cfg *config.Config, dev bool, log *slog.Logger) (*bus, error) {
 	b := &bus{}
 	opts := []nats.Option{
 		nats.Name("latch"),
@@ -79,7 +75,7 @@ func (b *bus) close() {
 	}
 }
 
-func streamConfig(cfg *Config) events.StreamConfig {
+func streamConfig(cfg *config.Config) events.StreamConfig {
 	s := cfg.Events.Stream
 	return events.StreamConfig{MaxAge: time.Duration(s.MaxAge), Duplicates: time.Duration(s.Duplicates), Replicas: s.Replicas}
 }
@@ -99,7 +95,7 @@ func declareStream(ctx context.Context, js jetstream.JetStream, cfg events.Strea
 
 // senderConfig is the delivery HTTP client's policy: non-public targets refused unless listed
 // in webhooks.allowed_networks; --dev also allows loopback.
-func senderConfig(cfg *Config, dev bool) (webhooks.SenderConfig, error) {
+func senderConfig(cfg *config.Config, dev bool) (webhooks.SenderConfig, error) {
 	sc := webhooks.SenderConfig{AllowLoopback: dev, UserAgent: "Latch-Webhooks/" + version}
 	for n, c := range cfg.Webhooks.AllowedNetworks {
 		p, err := netip.ParsePrefix(c)
@@ -111,7 +107,7 @@ func senderConfig(cfg *Config, dev bool) (webhooks.SenderConfig, error) {
 	return sc, nil
 }
 
-func workerConfig(cfg *Config) webhooks.WorkerConfig {
+func workerConfig(cfg *config.Config) webhooks.WorkerConfig {
 	w := cfg.Webhooks.Worker
 	return webhooks.WorkerConfig{
 		Concurrency: w.Concurrency, PerHookConcurrency: w.PerHookConcurrency,
@@ -120,6 +116,6 @@ func workerConfig(cfg *Config) webhooks.WorkerConfig {
 }
 
 // relayConfig is the outbox relay's.
-func relayConfig(cfg *Config) events.RelayConfig {
+func relayConfig(cfg *config.Config) events.RelayConfig {
 	return events.RelayConfig{Retention: time.Duration(cfg.Events.OutboxRetention)}
 }

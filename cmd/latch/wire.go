@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
@@ -30,7 +31,7 @@ import (
 type app struct {
 	public, admin http.Handler
 	background    []func(ctx context.Context)
-	apply         applyFunc // takes a reloaded configuration
+	apply         config.ApplyFunc // takes a reloaded configuration
 	close         func()
 }
 
@@ -41,7 +42,7 @@ const (
 )
 
 // wire builds every service from the configuration, explicitly, in dependency order.
-func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *slog.Logger) (*app, error) {
+func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool, log *slog.Logger) (*app, error) {
 	defs := make([]schemas.Definition, 0, len(cfg.Identity.Schemas))
 	for _, s := range cfg.Identity.Schemas {
 		defs = append(defs, schemas.Definition{ID: s.ID, URL: s.URL})
@@ -113,7 +114,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 		a.background = append(a.background, func(ctx context.Context) { runLogged(ctx, "webhook worker", d.run, log) })
 	}
 	// A reloaded configuration changes the flows' settings and hooks of this process.
-	a.apply = func(next *Config) error {
+	a.apply = func(next *config.Config) error {
 		nextCore, nextHooks, err := resolveConfig(next)
 		if err != nil {
 			return err
@@ -137,7 +138,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 
 // resolveConfig turns a configuration into what the flows and the workers run: core's settings,
 // whose hook plan is compiled once here, and the workers' hooks built from that same plan.
-func resolveConfig(cfg *Config) (core.Config, []webhooks.Hook, error) {
+func resolveConfig(cfg *config.Config) (core.Config, []webhooks.Hook, error) {
 	c, err := coreConfig(cfg)
 	if err != nil {
 		return c, nil, err
@@ -157,7 +158,7 @@ type delivery struct {
 	log       *slog.Logger
 }
 
-func newDelivery(pool *pgxpool.Pool, b *bus, workerHooks []webhooks.Hook, cfg *Config, dev bool,
+func newDelivery(pool *pgxpool.Pool, b *bus, workerHooks []webhooks.Hook, cfg *config.Config, dev bool,
 	reg prometheus.Registerer, log *slog.Logger) (*delivery, error) {
 	registry, err := webhooks.NewRegistry(workerHooks)
 	if err != nil {
@@ -198,7 +199,7 @@ func runLogged(ctx context.Context, what string, run func(context.Context) error
 	}
 }
 
-func hasherConfig(h HashersConfig) password.Config {
+func hasherConfig(h config.HashersConfig) password.Config {
 	return password.Config{
 		Algorithm:  h.Algorithm,
 		BcryptCost: h.Bcrypt.Cost,
@@ -213,9 +214,9 @@ func hasherConfig(h HashersConfig) password.Config {
 	}
 }
 
-func sessionsConfig(cfg *Config, dev bool) sessions.Config {
+func sessionsConfig(cfg *config.Config, dev bool) sessions.Config {
 	c := cfg.Session.Cookie
-	secrets := cfg.Secrets.Cookie // withDefaults falls back to secrets.default
+	secrets := cfg.Secrets.Cookie // config falls back to secrets.default
 	sc := sessions.Config{
 		Lifespan:               time.Duration(cfg.Session.Lifespan),
 		EarliestPossibleExtend: time.Duration(cfg.Session.EarliestPossibleExtend),
@@ -245,7 +246,7 @@ func sameSite(v string) http.SameSite {
 
 // coreConfig maps the flows' keys onto core.Config and compiles the hook lists into its plan;
 // an unknown hook or an unreadable web_hook config is an error naming the key.
-func coreConfig(cfg *Config) (core.Config, error) {
+func coreConfig(cfg *config.Config) (core.Config, error) {
 	f := cfg.Selfservice.Flows
 	pw := cfg.Selfservice.Methods.Password.Config
 	policy := password.DefaultPolicy()
@@ -282,24 +283,6 @@ func coreConfig(cfg *Config) (core.Config, error) {
 		MaxAddressFailures: th.MaxAddressFailures, Window: time.Duration(th.Window), Lockout: time.Duration(th.Lockout)}
 
 	var err error
-	out.Hooks, err = hooks.Compile(hookLists(cfg))
+	out.Hooks, err = hooks.Compile(cfg.HookLists())
 	return out, err
-}
-
-// hookLists are the configuration's hook lists, as hooks.Compile reads them.
-func hookLists(cfg *Config) hooks.Lists {
-	f := cfg.Selfservice.Flows
-	flow := func(fc FlowConfig) hooks.FlowLists {
-		return hooks.FlowLists{Before: fc.Before.Hooks, After: fc.After.Hooks, Methods: map[string][]hooks.Entry{
-			hooks.Password: fc.After.Password.Hooks, hooks.Profile: fc.After.Profile.Hooks}}
-	}
-	return hooks.Lists{
-		Registration:        flow(f.Registration.FlowConfig),
-		Login:               flow(f.Login.FlowConfig),
-		Settings:            flow(f.Settings.FlowConfig),
-		SessionExtendBefore: cfg.Session.Extend.Before.Hooks,
-		SessionExtendAfter:  cfg.Session.Extend.After.Hooks,
-		SessionRevokeAfter:  cfg.Session.Revoke.After.Hooks,
-		LogoutAfter:         f.Logout.After.Hooks,
-	}
 }

@@ -1,7 +1,8 @@
-package main
+package config
 
 import (
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -339,10 +340,16 @@ func (b ByteSize) String() string {
 
 // Development defaults, used only with --dev. They are public, hence the loud warning.
 const (
-	devDSN          = "postgres://postgres@127.0.0.1:5432/latch?sslmode=disable"
-	devHost         = "127.0.0.1"
-	devCookieSecret = "latch-development-cookie-secret-do-not-use-in-production"
+	devDSN  = "postgres://postgres@127.0.0.1:5432/latch?sslmode=disable"
+	devHost = "127.0.0.1"
+	// DevCookieSecret seals session cookies in --dev when no secret is configured. It is
+	// public: the --dev warning says so.
+	DevCookieSecret = "latch-development-cookie-secret-do-not-use-in-production"
 )
+
+// DevWebhookSecret signs webhooks in --dev when no secret is configured, so that every delivery
+// is signed even on a laptop. It is public: the --dev warning says so.
+var DevWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("latch-development-webhook-key!!!"))
 
 // withDefaults fills the keys whose defaults belong to the command itself (listen addresses,
 // base URLs, secrets.cookie's fallback to secrets.default, the embedded NATS' folder, logging).
@@ -365,13 +372,13 @@ func (c *Config) withDefaults(dev bool) {
 		c.Secrets.Cookie = slices.Clone(c.Secrets.Default)
 	}
 	if dev && len(c.Secrets.Cookie) == 0 {
-		c.Secrets.Cookie = []string{devCookieSecret}
+		c.Secrets.Cookie = []string{DevCookieSecret}
 	}
 	if c.NATS.StoreDir == "" {
 		c.NATS.StoreDir = ".latch-dev/nats"
 	}
 	if dev && len(c.Webhooks.SigningSecrets) == 0 {
-		c.Webhooks.SigningSecrets = []string{devWebhookSecret}
+		c.Webhooks.SigningSecrets = []string{DevWebhookSecret}
 	}
 
 	// A laptop wants a registration to sign the user in, as Kratos' quickstart configures it;
@@ -407,6 +414,25 @@ func (l *ListenConfig) withDefaults(port int, dev bool) {
 
 // Addr is the host:port to listen on.
 func (l ListenConfig) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(l.Port)) }
+
+// HookLists are the configuration's hook lists as hooks.Compile reads them: the self-service
+// flows' before, after and after.<method> lists, and Latch's session lifecycle lists.
+func (c *Config) HookLists() hooks.Lists {
+	f := c.Selfservice.Flows
+	flow := func(fc FlowConfig) hooks.FlowLists {
+		return hooks.FlowLists{Before: fc.Before.Hooks, After: fc.After.Hooks, Methods: map[string][]hooks.Entry{
+			hooks.Password: fc.After.Password.Hooks, hooks.Profile: fc.After.Profile.Hooks}}
+	}
+	return hooks.Lists{
+		Registration:        flow(f.Registration.FlowConfig),
+		Login:               flow(f.Login.FlowConfig),
+		Settings:            flow(f.Settings.FlowConfig),
+		SessionExtendBefore: c.Session.Extend.Before.Hooks,
+		SessionExtendAfter:  c.Session.Extend.After.Hooks,
+		SessionRevokeAfter:  c.Session.Revoke.After.Hooks,
+		LogoutAfter:         f.Logout.After.Hooks,
+	}
+}
 
 // hookList is one configured hook list, with its dotted key and the hook names Latch runs
 // there. Kratos accepts more names at most places (see the schema); those Latch does not

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 // maxConfigFileSize caps a config file; a real one is a few KiB.
 const maxConfigFileSize = 4 << 20
 
-// loadConfig reads the configuration for `latch serve`, Kratos-style:
+// Load reads the configuration for `latch serve`, Kratos-style:
 //
 //  1. every file in paths, in order, deep-merged (later files win; lists are replaced whole);
 //  2. environment overrides on top (see applyEnv);
@@ -31,13 +31,13 @@ const maxConfigFileSize = 4 << 20
 // Kratos keys Latch accepts but ignores come back as warnings. With dev and no file at all,
 // no configuration is needed. Errors name the key in dotted form ("config: serve.public.port:
 // must be <= 65535 but found 70000").
-func loadConfig(paths []string, dev bool, env []string) (*Config, []string, error) {
-	return loadConfigFor(paths, dev, env, true)
+func Load(paths []string, dev bool, env []string) (*Config, []string, error) {
+	return LoadFor(paths, dev, env, true)
 }
 
-// loadConfigFor is loadConfig; requireServe=false skips the checks that only `latch serve`
+// LoadFor is Load; requireServe=false skips the checks that only `latch serve`
 // needs (secrets, hashing cost, ports), for `latch migrate`.
-func loadConfigFor(paths []string, dev bool, env []string, requireServe bool) (*Config, []string, error) {
+func LoadFor(paths []string, dev bool, env []string, requireServe bool) (*Config, []string, error) {
 	tree, warnings, err := readConfigTree(paths, env)
 	if err != nil {
 		return nil, warnings, err
