@@ -305,6 +305,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 			[]string{"config: serve.public.prot: unknown key"}},
 		{"unknown top-level key", false, nil, minimal + "webhookz: {}",
 			[]string{"config: webhookz: unknown key"}},
+		{"YAML's not-a-number", false, nil, minimal + "session: {lifespan: .nan}\nserve: {public: {port: -.inf}}",
+			[]string{"config: serve.public.port:", "config: session.lifespan:"}},
 		{"unknown key in a hook", false, nil, minimal + `
 selfservice: {flows: {login: {before: {hooks: [{hook: web_hook, config: {url: "https://x", methd: POST}}]}}}}`,
 			[]string{"config: selfservice.flows.login.before.hooks[0].config.methd: unknown key"}},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -142,7 +143,7 @@ func mergeTrees(dst, src map[string]any) map[string]any {
 func toJSONTree(v any) (any, error) {
 	raw, err := json.Marshal(jsonable(v))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -154,7 +155,8 @@ func toJSONTree(v any) (any, error) {
 }
 
 // jsonable rewrites mappings with non-string keys (YAML allows `1: x`) into string-keyed ones,
-// so json.Marshal accepts them; the schema then reports the key as unknown.
+// and non-finite numbers into strings, so json.Marshal accepts them; the schema then reports the
+// key as unknown or of the wrong type.
 func jsonable(v any) any {
 	switch t := v.(type) {
 	case map[string]any:
@@ -175,6 +177,13 @@ func jsonable(v any) any {
 			out[i] = jsonable(e)
 		}
 		return out
+	case float64:
+		// YAML has .nan and .inf; JSON has neither. As strings they reach the schema, which
+		// names the key whose type they do not fit.
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return strconv.FormatFloat(t, 'g', -1, 64)
+		}
+		return v
 	default:
 		return v
 	}
