@@ -25,8 +25,8 @@ import (
 // schemas/config.schema.json) with encoding/json semantics, so the json tags are the keys.
 // Defaults are not the schema's: the command's own keys take theirs in withDefaults, every
 // other key is left zero and takes the default of the package that owns it (core, sessions,
-// password, events, webhooks), so that one place says each default. The "default" in a field's
-// comment is for the reader; the owning package's XxxDefault constant is what applies.
+// password, events, webhooks), so that one place says each default. A field's comment names
+// the constant or package whose default applies when the key is unset.
 type Config struct {
 	DSN         string            `json:"dsn"`
 	Serve       ServeConfig       `json:"serve"`
@@ -56,7 +56,7 @@ type ListenConfig struct {
 
 // IdentityConfig is `identity`.
 type IdentityConfig struct {
-	DefaultSchemaID string      `json:"default_schema_id"` // default "default"
+	DefaultSchemaID string      `json:"default_schema_id"` // unset: core.SchemaIDDefault
 	Schemas         []SchemaRef `json:"schemas"`           // empty: the built-in default schema
 }
 
@@ -68,8 +68,8 @@ type SchemaRef struct {
 
 // SessionConfig is `session`.
 type SessionConfig struct {
-	Lifespan               Duration     `json:"lifespan"`                 // default 24h
-	EarliestPossibleExtend Duration     `json:"earliest_possible_extend"` // default = lifespan
+	Lifespan               Duration     `json:"lifespan"`                 // unset: sessions.DefaultLifespan
+	EarliestPossibleExtend Duration     `json:"earliest_possible_extend"` // unset: the lifespan (sessions)
 	Cookie                 CookieConfig `json:"cookie"`
 	// Latch's own session keys.
 	SelfServiceExtend struct {
@@ -83,16 +83,16 @@ type SessionConfig struct {
 	Revoke struct {
 		After HookList `json:"after"`
 	} `json:"revoke"`
-	RevokeOnDeactivate *bool `json:"revoke_on_deactivate"` // default true
+	RevokeOnDeactivate *bool `json:"revoke_on_deactivate"` // unset: true (core.SessionConfig.KeepSessionsOnDeactivate false)
 }
 
 // CookieConfig is `session.cookie`.
 type CookieConfig struct {
-	Name       string `json:"name"` // default ory_kratos_session
+	Name       string `json:"name"` // unset: sessions.DefaultCookieName
 	Domain     string `json:"domain"`
-	Path       string `json:"path"`       // default /
-	SameSite   string `json:"same_site"`  // Strict | Lax | None, default Lax
-	Persistent *bool  `json:"persistent"` // default true
+	Path       string `json:"path"`       // unset: the sessions package's default
+	SameSite   string `json:"same_site"`  // Strict | Lax | None; unset: the sessions package's default
+	Persistent *bool  `json:"persistent"` // unset: the sessions package's default
 }
 
 // SecretsConfig is `secrets`.
@@ -103,25 +103,25 @@ type SecretsConfig struct {
 
 // HashersConfig is `hashers`.
 type HashersConfig struct {
-	Algorithm string       `json:"algorithm"` // bcrypt (default) | argon2
+	Algorithm string       `json:"algorithm"` // bcrypt | argon2; unset: password's default (bcrypt)
 	Bcrypt    BcryptConfig `json:"bcrypt"`
 	Argon2    Argon2Config `json:"argon2"`
 }
 
 // BcryptConfig is `hashers.bcrypt`.
 type BcryptConfig struct {
-	Cost int `json:"cost"` // default 12; below 12 only with --dev (Kratos' rule), never below 4
+	Cost int `json:"cost"` // unset: password.BcryptCostDefault; below it only with --dev (Kratos' rule), never below 4
 }
 
 // Argon2Config is `hashers.argon2`.
 type Argon2Config struct {
-	Memory      ByteSize `json:"memory"`      // default 128MB
-	Iterations  uint32   `json:"iterations"`  // default 1
-	Parallelism uint8    `json:"parallelism"` // default 2 x CPUs (Kratos), at most 255
-	SaltLength  uint32   `json:"salt_length"` // default 16
-	KeyLength   uint32   `json:"key_length"`  // default 32
+	Memory      ByteSize `json:"memory"`      // unset: password.Argon2MemoryDefault
+	Iterations  uint32   `json:"iterations"`  // unset: password.Argon2IterationsDefault
+	Parallelism uint8    `json:"parallelism"` // unset: password's default (2 x CPUs, as Kratos), at most 255
+	SaltLength  uint32   `json:"salt_length"` // unset: password.Argon2SaltLengthDefault
+	KeyLength   uint32   `json:"key_length"`  // unset: password.Argon2KeyLengthDefault
 	// MaxConcurrent is Latch's own key: hashes computed at once per process (argon2 allocates its
-	// whole memory per hash). Default: number of CPUs.
+	// whole memory per hash). Unset: the password package's default (the number of CPUs).
 	MaxConcurrent int `json:"max_concurrent"`
 }
 
@@ -148,7 +148,7 @@ type FlowsConfig struct {
 // FlowConfig is the part every flow shares.
 type FlowConfig struct {
 	UIURL    string      `json:"ui_url"`
-	Lifespan Duration    `json:"lifespan"` // default 1h
+	Lifespan Duration    `json:"lifespan"` // unset: core.FlowLifespanDefault
 	Before   HookList    `json:"before"`
 	After    AfterConfig `json:"after"`
 }
@@ -156,25 +156,25 @@ type FlowConfig struct {
 // RegistrationFlowConfig is `selfservice.flows.registration`.
 type RegistrationFlowConfig struct {
 	FlowConfig
-	Enabled *bool `json:"enabled"` // default true
+	Enabled *bool `json:"enabled"` // unset: true (core.RegistrationConfig.Disabled false)
 }
 
 // LoginFlowConfig is `selfservice.flows.login`.
 type LoginFlowConfig struct {
 	FlowConfig
 	Throttle struct {
-		Enabled            *bool    `json:"enabled"`              // default true
-		MaxFailures        int      `json:"max_failures"`         // default 5 per identifier
-		MaxAddressFailures int      `json:"max_address_failures"` // default 50 per client address
-		Window             Duration `json:"window"`               // default 15m
-		Lockout            Duration `json:"lockout"`              // default 15m
+		Enabled            *bool    `json:"enabled"`              // unset: true (core.ThrottleConfig.Disabled false)
+		MaxFailures        int      `json:"max_failures"`         // per identifier; unset: core.ThrottleMaxFailuresDefault
+		MaxAddressFailures int      `json:"max_address_failures"` // per client address; unset: core.ThrottleMaxAddressFailuresDefault
+		Window             Duration `json:"window"`               // unset: core.ThrottleWindowDefault
+		Lockout            Duration `json:"lockout"`              // unset: core.ThrottleLockoutDefault
 	} `json:"throttle"`
 }
 
 // SettingsFlowConfig is `selfservice.flows.settings`.
 type SettingsFlowConfig struct {
 	FlowConfig
-	PrivilegedSessionMaxAge Duration `json:"privileged_session_max_age"` // default 1h
+	PrivilegedSessionMaxAge Duration `json:"privileged_session_max_age"` // unset: core.PrivilegedSessionMaxAgeDefault
 }
 
 // AfterConfig is `...after`: a global hook list plus per-method lists (`after.password.hooks`,
@@ -201,10 +201,10 @@ type MethodsConfig struct {
 
 // PasswordMethodConfig is `selfservice.methods.password`.
 type PasswordMethodConfig struct {
-	Enabled *bool `json:"enabled"` // default true
+	Enabled *bool `json:"enabled"` // accepted; the password method is always on
 	Config  struct {
-		MinPasswordLength                int   `json:"min_password_length"`                 // default 8
-		IdentifierSimilarityCheckEnabled *bool `json:"identifier_similarity_check_enabled"` // default true
+		MinPasswordLength                int   `json:"min_password_length"`                 // unset: password.MinLengthDefault
+		IdentifierSimilarityCheckEnabled *bool `json:"identifier_similarity_check_enabled"` // unset: true (password.DefaultPolicy)
 		HaveIBeenPwnedEnabled            *bool `json:"haveibeenpwned_enabled"`              // accepted; Latch makes no outbound check
 	} `json:"config"`
 }
@@ -217,24 +217,24 @@ type NATSConfig struct {
 
 // EventsConfig is Latch's `events`.
 type EventsConfig struct {
-	OutboxRetention Duration `json:"outbox_retention"` // published rows kept this long; default 24h
+	OutboxRetention Duration `json:"outbox_retention"` // published rows kept this long; unset: events.DefaultRetention
 	Stream          struct {
-		MaxAge     Duration `json:"max_age"`    // default 168h
-		Duplicates Duration `json:"duplicates"` // Nats-Msg-Id window, default 10m
-		Replicas   int      `json:"replicas"`   // default 1
+		MaxAge     Duration `json:"max_age"`    // unset: events.DefaultStreamMaxAge
+		Duplicates Duration `json:"duplicates"` // Nats-Msg-Id window; unset: events.DefaultStreamDuplicates
+		Replicas   int      `json:"replicas"`   // unset: the events package's default (1)
 	} `json:"stream"`
 }
 
 // WebhooksConfig is Latch's `webhooks`.
 type WebhooksConfig struct {
 	SigningSecrets  []string `json:"signing_secrets"`  // default for hooks without their own; --dev supplies one
-	CallDeadline    Duration `json:"call_deadline"`    // before-persist web_hook calls, worker and retries included; default 10s
+	CallDeadline    Duration `json:"call_deadline"`    // before-persist web_hook calls, worker and retries included; unset: core.HookDeadlineDefault
 	AllowedNetworks []string `json:"allowed_networks"` // CIDRs webhooks may reach although not public
 	Worker          struct {
-		Concurrency        int      `json:"concurrency"`          // default 256
-		PerHookConcurrency int      `json:"per_hook_concurrency"` // default 16
-		ShutdownTimeout    Duration `json:"shutdown_timeout"`     // default 30s
-		LeaseMargin        Duration `json:"lease_margin"`         // default 30s: takeover after a crash = hook timeout + this
+		Concurrency        int      `json:"concurrency"`          // unset: webhooks.WorkerConfig's default
+		PerHookConcurrency int      `json:"per_hook_concurrency"` // unset: webhooks.WorkerConfig's default
+		ShutdownTimeout    Duration `json:"shutdown_timeout"`     // unset: webhooks.WorkerConfig's default
+		LeaseMargin        Duration `json:"lease_margin"`         // takeover after a crash = hook timeout + this; unset: webhooks.WorkerConfig's default
 	} `json:"worker"`
 }
 
