@@ -158,7 +158,7 @@ func (s *Service) answerBrowserFlow(w http.ResponseWriter, r *http.Request, f *F
 // sends the browser on to where it was going and tells scripts session_already_available.
 func (s *Service) signedInAlready(w http.ResponseWriter, r *http.Request) {
 	if wantsJSON(r) {
-		s.fail(w, r, errSessionAlreadyAvailable())
+		s.fail(w, r, ErrSessionAlreadyAvailable)
 		return
 	}
 	to := r.URL.Query().Get("return_to")
@@ -171,7 +171,7 @@ func (s *Service) signedInAlready(w http.ResponseWriter, r *http.Request) {
 // createBrowserRegistrationFlow serves GET /self-service/registration/browser.
 func (s *Service) createBrowserRegistrationFlow(w http.ResponseWriter, r *http.Request) {
 	if s.config().Registration.Disabled {
-		s.fail(w, r, api.BadRequest().WithID("self_service_flow_disabled").WithReason("Registration is not allowed because it was disabled."))
+		s.fail(w, r, ErrRegistrationDisabled)
 		return
 	}
 	if s.currentSession(r) != nil {
@@ -182,7 +182,7 @@ func (s *Service) createBrowserRegistrationFlow(w http.ResponseWriter, r *http.R
 		s.fail(w, r, err)
 		return
 	}
-	f, err := s.newRegistrationFlow(r)
+	f, err := s.newRegistrationFlow(r.Context(), s.flowRequestOf(r))
 	if err != nil {
 		s.failCreate(w, r, err)
 		return
@@ -197,15 +197,15 @@ func (s *Service) createBrowserLoginFlow(w http.ResponseWriter, r *http.Request)
 		s.signedInAlready(w, r)
 		return
 	}
-	if aal := r.URL.Query().Get("aal"); aal != "" && aal != "aal1" {
-		s.fail(w, r, api.BadRequest().WithReason("Unable to find a login strategy for the requested authenticator assurance level %q: Latch supports aal1 (password) only.", aal))
+	if err := checkAAL(r); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if err := s.checkReturnTo(r.URL.Query().Get("return_to")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	f, err := s.newLoginFlow(r, refresh)
+	f, err := s.newLoginFlow(r.Context(), s.flowRequestOf(r), refresh)
 	if err != nil {
 		s.failCreate(w, r, err)
 		return
@@ -220,7 +220,7 @@ func (s *Service) createBrowserSettingsFlow(w http.ResponseWriter, r *http.Reque
 	sess := s.currentSession(r)
 	if sess == nil {
 		if wantsJSON(r) {
-			s.fail(w, r, errNoSessionForFlow())
+			s.fail(w, r, ErrNoSession)
 			return
 		}
 		redirect(w, r, s.config().PublicBaseURL+"/self-service/login/browser")
@@ -230,29 +230,12 @@ func (s *Service) createBrowserSettingsFlow(w http.ResponseWriter, r *http.Reque
 		s.fail(w, r, err)
 		return
 	}
-	f, err := s.newSettingsFlow(r, sess)
+	f, err := s.newSettingsFlow(r.Context(), s.flowRequestOf(r), sess)
 	if err != nil {
 		s.failCreate(w, r, err)
 		return
 	}
 	s.answerBrowserFlow(w, r, f, http.StatusOK)
-}
-
-// replacementRequest is the request a replacement for the expired flow f is created from. A
-// browser flow is replaced by a browser flow, as if its init endpoint had been called again
-// with the old flow's return_to; an API flow is replaced from the submit request itself.
-func replacementRequest(r *http.Request, f *Flow) *http.Request {
-	if f.Type != flowTypeBrowser {
-		return r
-	}
-	r2 := r.Clone(r.Context())
-	r2.URL.Path, r2.URL.RawPath = "/self-service/"+string(f.kind)+"/browser", ""
-	q := url.Values{}
-	if f.ReturnTo != "" {
-		q.Set("return_to", f.ReturnTo)
-	}
-	r2.URL.RawQuery = q.Encode()
-	return r2
 }
 
 // redirectBrowserTo is the continue_with item that tells a single-page app where to go next.

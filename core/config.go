@@ -3,6 +3,7 @@ package core
 import (
 	"cmp"
 	"errors"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -37,7 +38,10 @@ const (
 // pointer so that a reloaded configuration takes effect without a restart (see Service.SetConfig).
 // The zero value of every field but PublicBaseURL works: it means the default its comment names.
 type Config struct {
-	PublicBaseURL   string // serve.public.base_url, without trailing slash; required
+	PublicBaseURL string // serve.public.base_url, without trailing slash; required
+	// TrustedProxies are the peers whose forwarding headers name the client address
+	// (serve.public.trusted_proxies); see api.Edge. None: only the TCP peer counts.
+	TrustedProxies  []netip.Prefix
 	DefaultSchemaID string // identity.default_schema_id; zero: SchemaIDDefault
 
 	Registration RegistrationConfig

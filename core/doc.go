@@ -3,14 +3,21 @@
 // the inline hooks inside the flow's transaction), the admin identity API and the HTTP handlers
 // of both.
 //
-// Every flow step that changes state runs in one Postgres transaction: identity, credentials,
-// the session the `session` hook issues and the sessions `revoke_active_sessions` ends commit
-// together or not at all. Handlers turn domain errors into Kratos' JSON (a flow with UI messages
-// for validation problems, the generic error container otherwise); nothing below the handlers
-// speaks HTTP status codes.
+// HTTP is a transport. The handlers (http_flows.go, browser.go, csrf.go, public.go, admin.go,
+// extend.go's handler) turn a request into values: the flow id, the decoded submission, the
+// request's session and one api.Meta (client address, user agent, URL, allow-listed headers).
+// Flows take (ctx, input, meta) and return domain errors (errors.go); publicError is the one
+// mapping from those to Kratos' answers.
+//
+// State changes only under the lock. Every step that writes runs in inTx: one transaction that
+// reads the rows it changes with FOR UPDATE (or FOR SHARE), writes only the fields the step
+// changes, writes the events it caused in the same commit and wakes the relay afterwards.
+// Nothing read before a hook call or a password hash is written back: hashes and hooks run
+// first, the transaction re-reads. Registration and login claim their flow row, so a flow
+// yields at most one identity or session however often it is submitted.
 //
 // Subpackages: identity (the identity model and its SQL, shared with sessions), password
-// (hashing and policy), api (Kratos' error and pagination conventions), hooks (the hook plan
-// compiled once from the configuration and the before-persist call contract, a leaf shared with
-// webhooks), dbtest (test databases).
+// (hashing and policy), api (Kratos' wire conventions and the HTTP edge), hooks (the hook plan
+// compiled once from the configuration and the before-persist call contract, a leaf shared
+// with webhooks), dbtest (test databases).
 package core

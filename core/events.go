@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/sessions"
@@ -35,27 +35,28 @@ func flowRef(f *Flow, method string) *events.FlowRef {
 	return &events.FlowRef{ID: f.ID, Type: string(f.kind), Method: method, TransientPayload: f.TransientPayload}
 }
 
-// requestMeta is the request part of an event, with headers filtered by Kratos' allow-list.
-func requestMeta(r *http.Request) *events.RequestMeta {
-	if r == nil {
+// requestMeta is the request part of an event: what the HTTP edge established (nil for admin
+// and internal actions, which have no end user's request to describe).
+func requestMeta(m *api.Meta) *events.RequestMeta {
+	if m == nil {
 		return nil
 	}
-	return events.RequestFrom(r, nil)
+	return &events.RequestMeta{IP: m.Address(), UserAgent: m.UserAgent, Method: m.Method, URL: m.URL, Headers: m.Headers}
 }
 
 // identityEvent builds identity.* events.
-func identityEvent(typ string, id *identity.Identity, flow *events.FlowRef, sessionID *uuid.UUID, r *http.Request) (events.Event, error) {
+func identityEvent(typ string, id *identity.Identity, flow *events.FlowRef, sessionID *uuid.UUID, m *api.Meta) (events.Event, error) {
 	raw, err := identityJSON(id)
 	if err != nil {
 		return events.Event{}, err
 	}
 	return events.Event{Type: typ, Data: events.IdentityData{
-		Identity: raw, Flow: flow, SessionID: sessionID, Request: requestMeta(r),
+		Identity: raw, Flow: flow, SessionID: sessionID, Request: requestMeta(m),
 	}}, nil
 }
 
 // sessionCreated builds session.created for a session a flow issued.
-func sessionCreated(sess *sessions.Session, id *identity.Identity, flow *events.FlowRef, r *http.Request) (events.Event, error) {
+func sessionCreated(sess *sessions.Session, id *identity.Identity, flow *events.FlowRef, m *api.Meta) (events.Event, error) {
 	data, err := sessions.SessionEventData(sess)
 	if err != nil {
 		return events.Event{}, err
@@ -63,8 +64,35 @@ func sessionCreated(sess *sessions.Session, id *identity.Identity, flow *events.
 	if data.Identity, err = identityJSON(id); err != nil {
 		return events.Event{}, err
 	}
-	data.Flow, data.Request = flow, requestMeta(r)
+	data.Flow, data.Request = flow, requestMeta(m)
 	return events.Event{Type: events.TypeSessionCreated, Data: data}, nil
+}
+
+// step is one flow or admin step inside its transaction: the rows it changes go through tx, the
+// events the change causes through record, and inTx writes both in one commit.
+type step struct {
+	tx  pgx.Tx
+	evs []events.Event
+}
+
+// record adds events to the step; they are written in the step's transaction.
+func (st *step) record(evs ...events.Event) { st.evs = append(st.evs, evs...) }
+
+// inTx runs one step's writes in one transaction, writes the events it recorded in that same
+// transaction (no dual writes: they exist if and only if the change commits), and wakes the
+// relay once it has committed. Every state change of core goes through it.
+func (s *Service) inTx(ctx context.Context, fn func(st *step) error) error {
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		st := &step{tx: tx}
+		if err := fn(st); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, st.evs...)
+	})
+	if err == nil {
+		s.outbox.Wake()
+	}
+	return err
 }
 
 // record writes events in tx. Call s.outbox.Wake() after the commit.

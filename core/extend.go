@@ -1,10 +1,9 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"net/http"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/hooks"
@@ -17,40 +16,42 @@ import (
 // session is not found), session.self_service_extend.max_age, and the before-extend web_hooks,
 // which may refuse (this is how a denylisted user is kept from staying signed in).
 func (s *Service) extendOwnSession(w http.ResponseWriter, r *http.Request) {
+	sess := s.currentSession(r)
+	if sess == nil && s.config().Session.SelfServiceExtend {
+		s.fail(w, r, api.Unauthorized().WithReason("No valid session credentials found in the request."))
+		return
+	}
+	out, err := s.extendOwn(r.Context(), sess, s.edge().Meta(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, out)
+}
+
+// extendOwn extends sess on its holder's request, after the before-extend web_hooks agreed.
+// The extension itself re-reads the session under its lock (sessions.ExtendOwnTx), so a
+// session revoked while the hooks ran stays revoked.
+func (s *Service) extendOwn(ctx context.Context, sess *sessions.Session, meta api.Meta) (*sessions.Session, error) {
 	cfg := s.config()
 	if !cfg.Session.SelfServiceExtend {
-		s.fail(w, r, api.Forbidden().WithID("self_service_flow_disabled").
-			WithReason("Extending a session yourself is disabled (session.self_service_extend.enabled)."))
-		return
+		return nil, ErrExtendDisabled
 	}
-	sess := s.currentSession(r)
-	if sess == nil {
-		s.fail(w, r, api.Unauthorized().WithReason("No valid session credentials found in the request."))
-		return
-	}
-	if err := s.runHooks(r, nil, cfg.Hooks.Before(hooks.SessionExtend), sess.Identity, sess); err != nil {
-		s.fail(w, r, err)
-		return
+	if _, err := s.runHooks(ctx, meta, nil, cfg.Hooks.Before(hooks.SessionExtend), sess.Identity, sess); err != nil {
+		return nil, err
 	}
 	var out *sessions.Session
-	err := pgx.BeginFunc(r.Context(), s.db, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(st *step) error {
 		var err error
-		out, err = s.sessions.ExtendOwnTx(r.Context(), tx, sess.ID, cfg.Session.ExtendMaxAge)
+		out, err = s.sessions.ExtendOwnTx(ctx, st.tx, sess.ID, cfg.Session.ExtendMaxAge)
 		return err
 	})
-	switch {
-	case errors.Is(err, sessions.ErrExtendNotAllowed):
-		s.fail(w, r, api.BadRequest().WithID("session_extend_not_allowed").
-			WithReason("The session cannot be extended yet, or has reached its maximum age; sign in again when it expires."))
-		return
-	case errors.Is(err, sessions.ErrInactive), errors.Is(err, sessions.ErrNotFound):
-		s.fail(w, r, api.Unauthorized().WithReason("No valid session credentials found in the request."))
-		return
-	case err != nil:
-		s.fail(w, r, err)
-		return
+	if errors.Is(err, sessions.ErrExtendNotAllowed) {
+		return nil, ErrExtendNotAllowed
 	}
-	s.outbox.Wake()
-	out.Identity = sess.Identity.Public()
-	api.WriteJSON(w, http.StatusOK, out)
+	if err != nil {
+		return nil, err
+	}
+	out.Identity = out.Identity.Public()
+	return out, nil
 }

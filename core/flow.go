@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 )
 
@@ -22,12 +24,21 @@ const (
 	kindSettings     flowKind = "settings"
 )
 
-// Flow states, as Kratos names them.
+// FlowState is where a flow stands, with Kratos' names.
+type FlowState string
+
+// The states Latch's flows take. Registration and login start at choose_method and end at
+// passed_challenge, after which they cannot be submitted again; settings start at show_form and
+// go to success, which (as in Kratos) still accepts further changes.
 const (
-	stateChooseMethod = "choose_method"
-	stateShowForm     = "show_form"
-	stateSuccess      = "success"
+	StateChooseMethod    FlowState = "choose_method"
+	StateShowForm        FlowState = "show_form"
+	StatePassedChallenge FlowState = "passed_challenge"
+	StateSuccess         FlowState = "success"
 )
+
+// used reports whether a flow in this state was completed and may not be submitted again.
+func (s FlowState) used() bool { return s == StatePassedChallenge }
 
 // Flow is a self-service flow in Kratos' JSON shape. One struct serves the three kinds; the
 // fields a kind does not have stay empty and are omitted.
@@ -40,7 +51,7 @@ type Flow struct {
 	ReturnTo         string             `json:"return_to,omitempty"`
 	Active           string             `json:"active,omitempty"`
 	UI               UI                 `json:"ui"`
-	State            string             `json:"state"`
+	State            FlowState          `json:"state"`
 	Refresh          *bool              `json:"refresh,omitempty"`
 	RequestedAAL     string             `json:"requested_aal,omitempty"`
 	Identity         *identity.Identity `json:"identity,omitempty"`
@@ -54,11 +65,6 @@ type Flow struct {
 	identityID uuid.UUID // settings: whose flow this is
 	sessionID  uuid.UUID // settings: the session that created it
 }
-
-// Errors of the flow store.
-var (
-	errFlowNotFound = errors.New("flow not found")
-)
 
 func (f *Flow) expired(now time.Time) bool { return !now.Before(f.ExpiresAt) }
 
@@ -79,17 +85,52 @@ func insertFlow(ctx context.Context, db identity.DB, f *Flow) error {
 	return nil
 }
 
-// updateFlow writes the flow's state and UI after a submit.
-func updateFlow(ctx context.Context, db identity.DB, f *Flow) error {
+// completeFlow moves a flow to its final state, with its UI, inside the step's transaction.
+// lockFlow must have been called in tx first.
+func completeFlow(ctx context.Context, tx pgx.Tx, f *Flow, state FlowState) error {
+	ui, err := json.Marshal(f.UI)
+	if err != nil {
+		return fmt.Errorf("encode flow ui: %w", err)
+	}
+	f.State, f.UpdatedAt = state, time.Now().UTC()
+	_, err = tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, ui = $3, updated_at = $4 WHERE id = $1`,
+		f.ID, f.State, ui, f.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("complete flow: %w", err)
+	}
+	return nil
+}
+
+// saveFlowUI stores the messages of a failed submit so that a UI fetching the flow shows them.
+// It writes the UI only, and only while the flow is not used: a failed submit racing a
+// successful one must not put a completed flow back into play.
+func saveFlowUI(ctx context.Context, db identity.DB, f *Flow) error {
 	ui, err := json.Marshal(f.UI)
 	if err != nil {
 		return fmt.Errorf("encode flow ui: %w", err)
 	}
 	f.UpdatedAt = time.Now().UTC()
-	_, err = db.Exec(ctx, `UPDATE selfservice_flows SET state = $2, ui = $3, updated_at = $4 WHERE id = $1`,
-		f.ID, f.State, ui, f.UpdatedAt)
+	_, err = db.Exec(ctx, `UPDATE selfservice_flows SET ui = $2, updated_at = $3 WHERE id = $1 AND state <> $4`,
+		f.ID, ui, f.UpdatedAt, StatePassedChallenge)
 	if err != nil {
-		return fmt.Errorf("update flow: %w", err)
+		return fmt.Errorf("save flow messages: %w", err)
+	}
+	return nil
+}
+
+// lockFlow locks a flow's row until tx ends and fails with ErrFlowUsed when the flow was
+// completed meanwhile: of concurrent submits of one flow, exactly one commits.
+func lockFlow(ctx context.Context, tx pgx.Tx, f *Flow) error {
+	var state FlowState
+	err := tx.QueryRow(ctx, `SELECT state FROM selfservice_flows WHERE id = $1 FOR UPDATE`, f.ID).Scan(&state)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return &FlowNotFoundError{Kind: f.kind}
+	}
+	if err != nil {
+		return fmt.Errorf("lock flow: %w", err)
+	}
+	if state.used() {
+		return &FlowUsedError{Flow: f}
 	}
 	return nil
 }
@@ -106,7 +147,7 @@ func getFlow(ctx context.Context, db identity.DB, kind flowKind, id uuid.UUID) (
 		Scan(&f.ID, &f.Type, &f.State, &f.RequestURL, &f.ReturnTo, &identityID, &sessionID, &refresh,
 			&f.RequestedAAL, &ui, &f.IssuedAt, &f.ExpiresAt, &f.CreatedAt, &f.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errFlowNotFound
+		return nil, &FlowNotFoundError{Kind: kind}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load flow: %w", err)
@@ -166,4 +207,55 @@ func (s *Service) RunJanitor(ctx context.Context, interval, grace time.Duration)
 			}
 		}
 	}
+}
+
+// flowRequest is what a new flow is created from, as the HTTP edge established it.
+type flowRequest struct {
+	Type     string // "api" or "browser"
+	URL      string // the absolute URL that created it (request_url)
+	ReturnTo string // return_to, already checked by the edge
+	Meta     api.Meta
+}
+
+// newFlow builds a flow of kind, ready to be given its UI.
+func (s *Service) newFlow(kind flowKind, req flowRequest, lifespan time.Duration) *Flow {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return &Flow{
+		ID: uuid.New(), Type: req.Type, IssuedAt: now, ExpiresAt: now.Add(lifespan), CreatedAt: now, UpdatedAt: now,
+		RequestURL: req.URL, ReturnTo: req.ReturnTo, kind: kind,
+	}
+}
+
+// action is where a flow's form is submitted.
+func (s *Service) action(kind flowKind, id uuid.UUID) string {
+	return fmt.Sprintf("%s/self-service/%s?flow=%s", s.config().PublicBaseURL, kind, id)
+}
+
+// replaceExpired answers a submit to the expired flow old, as Kratos does: a replacement flow
+// is created (carrying the expiry message) and the error names it. A browser flow is replaced
+// by a browser flow, as if its init endpoint had been called again with the old return_to; an
+// API flow from the submit itself.
+func (s *Service) replaceExpired(ctx context.Context, old *Flow, submit flowRequest,
+	create func(context.Context, flowRequest) (*Flow, error)) error {
+	req := submit
+	if old.Type == flowTypeBrowser {
+		q := url.Values{}
+		if old.ReturnTo != "" {
+			q.Set("return_to", old.ReturnTo)
+		}
+		req.URL = s.config().PublicBaseURL + "/self-service/" + string(old.kind) + "/browser"
+		if len(q) > 0 {
+			req.URL += "?" + q.Encode()
+		}
+		req.Type, req.ReturnTo = flowTypeBrowser, old.ReturnTo
+	}
+	nf, err := create(ctx, req)
+	if err != nil {
+		return err
+	}
+	nf.UI.Messages = append(nf.UI.Messages, msgFlowExpired(old.kind, old.ExpiresAt))
+	if err := saveFlowUI(ctx, s.db, nf); err != nil {
+		return err
+	}
+	return &FlowExpiredError{Kind: old.kind, ExpiredAt: old.ExpiresAt, Replacement: nf.ID}
 }

@@ -1,20 +1,19 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
-	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
 )
@@ -42,17 +41,19 @@ type hookCtx struct {
 	TransientPayload json.RawMessage     `json:"transient_payload,omitempty"`
 }
 
-// runHooks calls each hook in order (f is nil outside flows: session extension). It stops at the first interrupt (answered as a 400 flow
-// with the endpoint's messages on their nodes) or failure (a 502/503/504 error). A modify
-// answer is applied to id (when id is given and the hook parses) before the next hook runs.
-func (s *Service) runHooks(r *http.Request, f *Flow, list []hooks.Hook, id *identity.Identity, sess *sessions.Session) error {
+// runHooks calls each hook in order (f is nil outside flows: session extension). It stops at
+// the first interrupt (a *FlowError carrying the endpoint's messages on their nodes) or failure
+// (a *HookError). A parse hook's answer is applied to id, so the next hook and the caller's
+// validation see it, and collected in the returned patch, which is what the caller writes
+// under its lock: only the fields a hook set, never a snapshot of the rest.
+func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, list []hooks.Hook, id *identity.Identity, sess *sessions.Session) (identityPatch, error) {
+	var patch identityPatch
 	if len(list) == 0 {
-		return nil
+		return patch, nil
 	}
 	if s.caller == nil {
-		return api.Unavailable().WithReason("A before-persist web_hook is configured but this process cannot reach webhook workers.")
+		return patch, &HookError{HookID: list[0].ID, Unavailable: true, Cause: errors.New("this process cannot reach webhook workers")}
 	}
-	meta := events.RequestFrom(r, nil)
 	for _, h := range list {
 		var ctxID *identity.Identity
 		if id != nil {
@@ -63,57 +64,43 @@ func (s *Service) runHooks(r *http.Request, f *Flow, list []hooks.Hook, id *iden
 			transient = f.TransientPayload
 		}
 		raw, err := json.Marshal(hookCtx{Flow: f, Identity: ctxID, Session: sess, RequestHeaders: meta.Headers,
-			RequestMethod: r.Method, RequestURL: s.config().PublicBaseURL + r.URL.RequestURI(), TransientPayload: transient})
+			RequestMethod: meta.Method, RequestURL: meta.URL, TransientPayload: transient})
 		if err != nil {
-			return fmt.Errorf("encode hook ctx: %w", err)
+			return patch, fmt.Errorf("encode hook ctx: %w", err)
 		}
 		call := hooks.Request{HookID: h.ID, Ctx: raw, Deadline: time.Now().Add(s.config().HookDeadline)}
 		if id != nil && id.ID != uuid.Nil {
 			call.IdentityID = &id.ID
 		}
-		reply, err := s.caller.Call(r.Context(), call)
+		reply, err := s.caller.Call(ctx, call)
 		if err != nil {
-			return hookUnavailable(h, err)
+			return patch, &HookError{HookID: h.ID, Unavailable: true, Cause: err}
 		}
 		switch reply.Outcome {
 		case hooks.OutcomeContinue, hooks.OutcomeCancelled:
 		case hooks.OutcomeModify:
-			if id != nil && h.Parse {
-				if err := applyIdentityPatch(id, reply.Identity); err != nil {
-					return upstreamError(h, "malformed_response", err.Error())
-				}
+			if id == nil || !h.Parse {
+				continue
 			}
+			p, err := parseIdentityPatch(reply.Identity)
+			if err != nil {
+				return patch, &HookError{HookID: h.ID, Class: "malformed_response", Detail: err.Error()}
+			}
+			p.applyTo(id)
+			patch.merge(p)
 		case hooks.OutcomeInterrupt:
-			if f == nil { // no flow to show the messages on (session extension): a 403 carries them
-				return api.Forbidden().WithID("session_extend_denied").
-					WithReason("A web_hook refused to extend this session.").WithDetail("messages", reply.Messages)
+			if f == nil { // no flow to show the messages on (session extension)
+				return patch, &HookDeniedError{Messages: reply.Messages}
 			}
 			if err := interruptFlow(f, reply.Messages); err != nil {
-				return upstreamError(h, "malformed_response", err.Error())
+				return patch, &HookError{HookID: h.ID, Class: "malformed_response", Detail: err.Error()}
 			}
-			return &flowError{f}
+			return patch, &FlowError{f}
 		default:
-			return upstreamError(h, reply.ErrorClass, reply.Error)
+			return patch, &HookError{HookID: h.ID, Class: reply.ErrorClass, Detail: reply.Error}
 		}
 	}
-	return nil
-}
-
-// hookUnavailable is the answer when no worker took the call: 503, never a silent pass.
-func hookUnavailable(h hooks.Hook, err error) error {
-	return api.Unavailable().WithReason("The web_hook %q could not be run: %v. Please try again later.", h.ID, err).WithCause(err)
-}
-
-// upstreamError is Kratos' answer to a webhook that failed: 504 for a timeout, 502 otherwise.
-func upstreamError(h hooks.Hook, class, detail string) error {
-	if class == "timeout" {
-		return (&api.Error{Code: http.StatusGatewayTimeout, Status: http.StatusText(http.StatusGatewayTimeout),
-			Message: "A third-party upstream service could not be reached. Please try again later."}).
-			WithReason("The web_hook %q timed out.", h.ID).WithDetail("error_class", class)
-	}
-	return (&api.Error{Code: http.StatusBadGateway, Status: http.StatusText(http.StatusBadGateway),
-		Message: "A third-party upstream service responded improperly. Please try again later."}).
-		WithReason("The web_hook %q failed: %s", h.ID, strings.TrimSpace(detail)).WithDetail("error_class", class)
+	return patch, nil
 }
 
 // interruptMessages is Kratos' interrupt payload.
@@ -147,8 +134,8 @@ func interruptFlow(f *Flow, raw json.RawMessage) error {
 	return nil
 }
 
-// identityPatch is what a parse web_hook may change (the "identity" object of its answer):
-// each field present replaces the whole field, as in Kratos.
+// identityPatch is what parse web_hooks changed (the "identity" object of their answers): each
+// field that is set replaces the identity's whole field, as in Kratos; nil or "" means untouched.
 type identityPatch struct {
 	Traits         json.RawMessage `json:"traits"`
 	MetadataPublic json.RawMessage `json:"metadata_public"`
@@ -157,27 +144,96 @@ type identityPatch struct {
 	ExternalID     *string         `json:"external_id"`
 }
 
-func applyIdentityPatch(id *identity.Identity, raw json.RawMessage) error {
+// maxExternalIDLength bounds an external_id a hook may set; it is an index key.
+const maxExternalIDLength = 1024
+
+// parseIdentityPatch reads a parse hook's "identity" object and checks it as the admin API
+// checks its input: traits and metadata must be JSON objects (metadata may be null, which
+// leaves it unchanged), the state must be one Latch knows, and no value may hold text Postgres
+// cannot store. A reply that fails is the endpoint's fault: a 502, never a 500.
+func parseIdentityPatch(raw json.RawMessage) (identityPatch, error) {
 	var p identityPatch
+	if !utf8.Valid(raw) || hasEscapedNUL(raw) {
+		return p, errors.New("the identity in the answer holds NUL characters or invalid UTF-8")
+	}
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return fmt.Errorf("the identity in the answer is not valid JSON: %w", err)
+		return p, fmt.Errorf("the identity in the answer is not a JSON object of Kratos' identity fields: %w", err)
 	}
-	set := func(dst *json.RawMessage, v json.RawMessage) {
-		if len(v) > 0 && string(v) != "null" {
-			*dst = v
+	for name, v := range map[string]*json.RawMessage{"traits": &p.Traits, "metadata_public": &p.MetadataPublic, "metadata_admin": &p.MetadataAdmin} {
+		trimmed := bytes.TrimSpace(*v)
+		switch {
+		case len(trimmed) == 0, string(trimmed) == "null":
+			*v = nil
+		case trimmed[0] != '{':
+			return p, fmt.Errorf("%s in the answer must be a JSON object", name)
+		default:
+			*v = compact(trimmed)
 		}
 	}
-	set(&id.Traits, p.Traits)
-	set(&id.MetadataPublic, p.MetadataPublic)
-	set(&id.MetadataAdmin, p.MetadataAdmin)
+	if p.State != "" && !p.State.Valid() {
+		return p, fmt.Errorf("the state %q in the answer is invalid", p.State)
+	}
+	if p.ExternalID != nil && (*p.ExternalID == "" || len(*p.ExternalID) > maxExternalIDLength) {
+		return p, fmt.Errorf("the external_id in the answer must be 1 to %d bytes", maxExternalIDLength)
+	}
+	return p, nil
+}
+
+// hasEscapedNUL reports whether JSON text holds a \u0000 escape (raw NUL bytes are not valid
+// JSON and fail decoding on their own). It follows escapes, so "\\u0000" (a backslash and
+// "u0000") is not mistaken for one.
+func hasEscapedNUL(raw []byte) bool {
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' || i+1 >= len(raw) {
+			continue
+		}
+		if raw[i+1] == 'u' && i+5 < len(raw) && string(raw[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // skip the escaped character
+	}
+	return false
+}
+
+// applyTo sets the patched fields on id.
+func (p identityPatch) applyTo(id *identity.Identity) {
+	if p.Traits != nil {
+		id.Traits = p.Traits
+	}
+	if p.MetadataPublic != nil {
+		id.MetadataPublic = p.MetadataPublic
+	}
+	if p.MetadataAdmin != nil {
+		id.MetadataAdmin = p.MetadataAdmin
+	}
 	if p.State != "" {
-		if !p.State.Valid() {
-			return fmt.Errorf("the state %q in the answer is invalid", p.State)
-		}
 		id.State = p.State
 	}
 	if p.ExternalID != nil {
 		id.ExternalID = p.ExternalID
 	}
-	return nil
+}
+
+// merge adds q's fields to p; q, from a later hook, wins.
+func (p *identityPatch) merge(q identityPatch) {
+	if q.Traits != nil {
+		p.Traits = q.Traits
+	}
+	if q.MetadataPublic != nil {
+		p.MetadataPublic = q.MetadataPublic
+	}
+	if q.MetadataAdmin != nil {
+		p.MetadataAdmin = q.MetadataAdmin
+	}
+	if q.State != "" {
+		p.State = q.State
+	}
+	if q.ExternalID != nil {
+		p.ExternalID = q.ExternalID
+	}
+}
+
+// empty reports whether no hook changed anything.
+func (p identityPatch) empty() bool {
+	return p.Traits == nil && p.MetadataPublic == nil && p.MetadataAdmin == nil && p.State == "" && p.ExternalID == nil
 }

@@ -62,7 +62,10 @@ func setupHooks(t *testing.T, workerHooks []webhooks.Hook, withWorker bool, conf
 	}
 	t.Cleanup(nc.Close)
 	caller := webhooks.NewCaller(nc) // core speaks the caller's contract: no adapter
-	b := setupWith(t, caller, func(c *core.Config) { configure(c); c.HookDeadline = 2 * time.Second })
+	b := setupWith(t, caller, func(c *core.Config) {
+		c.HookDeadline = 2 * time.Second
+		configure(c)
+	})
 	if !withWorker {
 		return b
 	}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/latchhq/latch/events"
-	"net/http"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/latchhq/latch/events"
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/hooks"
@@ -17,39 +15,22 @@ import (
 	"github.com/latchhq/latch/sessions"
 )
 
-// createLoginFlow serves GET /self-service/login/api.
-func (s *Service) createLoginFlow(w http.ResponseWriter, r *http.Request) {
-	refresh := r.URL.Query().Get("refresh") == "true"
-	if !refresh && s.currentSession(r) != nil {
-		s.fail(w, r, errSessionAlreadyAvailable())
-		return
-	}
-	if aal := r.URL.Query().Get("aal"); aal != "" && aal != "aal1" {
-		s.fail(w, r, api.BadRequest().WithReason("Unable to find a login strategy for the requested authenticator assurance level %q: Latch supports aal1 (password) only.", aal))
-		return
-	}
-	f, err := s.newLoginFlow(r, refresh)
-	if err != nil {
-		s.failCreate(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, f)
-}
-
-func (s *Service) newLoginFlow(r *http.Request, refresh bool) (*Flow, error) {
+// newLoginFlow creates a login flow (refresh: re-authenticate the request's session); before
+// hooks may refuse it.
+func (s *Service) newLoginFlow(ctx context.Context, req flowRequest, refresh bool) (*Flow, error) {
 	cfg := s.config()
-	f := s.newFlow(kindLogin, r, cfg.Login.Lifespan)
-	f.State = stateChooseMethod
+	f := s.newFlow(kindLogin, req, cfg.Login.Lifespan)
+	f.State = StateChooseMethod
 	f.Refresh = &refresh
 	f.RequestedAAL = "aal1"
 	f.UI = loginUI(s.action(kindLogin, f.ID), s.identifierLabel())
 	if refresh {
 		f.UI.Messages = append(f.UI.Messages, *info(textReauth, "Please confirm this action by verifying that it is you."))
 	}
-	if err := s.runHooks(r, f, cfg.Hooks.Before(hooks.Login), nil, nil); err != nil {
+	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Hooks.Before(hooks.Login), nil, nil); err != nil {
 		return nil, err
 	}
-	if err := insertFlow(r.Context(), s.db, f); err != nil {
+	if err := insertFlow(ctx, s.db, f); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -81,34 +62,19 @@ type loginResult struct {
 	ContinueWith []any             `json:"continue_with"`
 }
 
-// submitLogin serves POST /self-service/login?flow=.
-func (s *Service) submitLogin(w http.ResponseWriter, r *http.Request) {
-	f, sub, err := s.startSubmit(w, r, kindLogin, func(r *http.Request) (*Flow, error) { return s.newLoginFlow(r, false) })
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	res, err := s.login(r, f, sub)
-	var fe *flowError
-	switch {
-	case errors.As(err, &fe):
-		s.answerFlowError(w, r, fe.flow)
-	case err != nil:
-		s.fail(w, r, err)
-	default:
-		s.answerLogin(w, r, f, res)
-	}
-}
-
 // login checks the password and issues a session. An unknown identifier, a wrong password and
 // an inactive identity all get the same answer (4000006) after the same hashing work, so that
-// neither the body nor the timing tells whether an account exists or is disabled.
-func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult, error) {
-	ctx := r.Context()
+// neither the body nor the timing tells whether an account exists or is disabled. current is
+// the session a refresh login renews (with its token), nil otherwise.
+//
+// The hash and the hooks run outside any transaction; the transaction then claims the flow and
+// re-reads the identity under a share lock, so an identity deactivated meanwhile gets no
+// session and a flow submitted twice yields one.
+func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.Meta, current *sessions.Session, currentToken string) (*loginResult, error) {
 	f.UI.setValues(map[string]any{"identifier": sub.Identifier})
 	if sub.Method != "password" {
 		f.UI.addMessage("", msgNoStrategy(kindLogin))
-		return nil, &flowError{f}
+		return nil, &FlowError{f}
 	}
 	f.Active = "password"
 	if sub.Identifier == "" || sub.Password == "" {
@@ -118,12 +84,12 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 		if sub.Password == "" {
 			f.UI.addMessage("password", msgRequired("password"))
 		}
-		return nil, &flowError{f}
+		return nil, &FlowError{f}
 	}
-	id, cred, err := s.authenticateThrottled(r, sub.Identifier, sub.Password)
+	id, cred, err := s.authenticateThrottled(ctx, meta.ClientAddress, sub.Identifier, sub.Password)
 	if errors.Is(err, password.ErrMismatch) {
 		f.UI.addMessage("", msgInvalidCredentials())
-		return nil, &flowError{f}
+		return nil, &FlowError{f}
 	}
 	if err != nil {
 		return nil, err
@@ -132,61 +98,68 @@ func (s *Service) login(r *http.Request, f *Flow, sub *submission) (*loginResult
 	// session is ever written (this is how a denylist keeps users from getting a token).
 	// Identity changes they answer are not persisted at login, as in Kratos.
 	scratch := *id
-	if err := s.runHooks(r, f, s.config().Hooks.PrePersist(hooks.Login, hooks.Password), &scratch, nil); err != nil {
+	plan := s.config().Hooks
+	if _, err := s.runHooks(ctx, meta, f, plan.PrePersist(hooks.Login, hooks.Password), &scratch, nil); err != nil {
 		return nil, err
 	}
 	rehash := s.rehash(ctx, cred, sub.Password)
 
 	// A refresh login by the session's own identity renews that session and keeps its token
 	// (Kratos' behaviour); with another identity's credentials it is a new session.
-	var current *sessions.Session
-	var currentToken string
-	if f.Refresh != nil && *f.Refresh {
-		if sess, token, err := s.sessions.FromRequestWithToken(ctx, r); err == nil && sess.IdentityID == id.ID {
-			current, currentToken = sess, token
-		}
+	if current != nil && current.IdentityID != id.ID {
+		current, currentToken = nil, ""
 	}
-
-	inline := s.config().Hooks.Inline(hooks.Login, hooks.Password)
 	res := &loginResult{}
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(st *step) error {
+		if err := lockFlow(ctx, st.tx, f); err != nil {
+			return err
+		}
+		locked, err := s.ids.GetForShare(ctx, st.tx, id.ID)
+		if errors.Is(err, identity.ErrNotFound) || (err == nil && !locked.Active()) {
+			return password.ErrMismatch // deleted or deactivated while the password was checked
+		}
+		if err != nil {
+			return err
+		}
 		sess, token := current, currentToken
 		if sess != nil {
-			if err := s.sessions.Reauthenticate(ctx, tx, sess, "password", r); err != nil {
+			if err := s.sessions.Reauthenticate(ctx, st.tx, sess, "password", sessions.NewDevice(meta)); err != nil {
 				return err
 			}
-		} else if sess, token, err = s.sessions.Issue(ctx, tx, id, "password", r); err != nil {
+		} else if sess, token, err = s.sessions.Issue(ctx, st.tx, locked, "password", sessions.NewDevice(meta)); err != nil {
 			return err
 		}
 		res.Session, res.SessionToken = sess, token
-		if hooks.Has(inline, hooks.RevokeActiveSessions) {
-			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
+		if hooks.Has(plan.Inline(hooks.Login, hooks.Password), hooks.RevokeActiveSessions) {
+			if _, err := s.sessions.RevokeOthers(ctx, st.tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
 				return err
 			}
 		}
 		// A refresh renews a session rather than creating one; after-login webhooks follow
 		// session.created, so they fire for new sessions only.
 		if current == nil {
-			ev, err := sessionCreated(sess, id, flowRef(f, "password"), r)
+			ev, err := sessionCreated(sess, locked, flowRef(f, "password"), &meta)
 			if err != nil {
 				return err
 			}
-			if err := s.record(ctx, tx, ev); err != nil {
-				return err
-			}
+			st.record(ev)
 		}
 		if rehash != nil {
-			if err := s.ids.SetCredentialConfig(ctx, tx, cred.ID, rehash); err != nil {
+			// Only while the stored hash is still the one just checked: a password an
+			// admin set meanwhile wins.
+			if _, err := s.ids.SetCredentialConfigIf(ctx, st.tx, cred.ID, cred.Config, rehash); err != nil {
 				return err
 			}
 		}
-		f.State = "passed_challenge"
-		return updateFlow(ctx, tx, f)
+		return completeFlow(ctx, st.tx, f, StatePassedChallenge)
 	})
+	if errors.Is(err, password.ErrMismatch) {
+		f.UI.addMessage("", msgInvalidCredentials())
+		return nil, &FlowError{f}
+	}
 	if err != nil {
 		return nil, err
 	}
-	s.outbox.Wake()
 	return res, nil
 }
 

@@ -1,13 +1,11 @@
 package core
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/hooks"
@@ -18,35 +16,20 @@ import (
 	"github.com/latchhq/latch/sessions"
 )
 
-// createRegistrationFlow serves GET /self-service/registration/api.
-func (s *Service) createRegistrationFlow(w http.ResponseWriter, r *http.Request) {
+// newRegistrationFlow creates a registration flow; before hooks may refuse it.
+func (s *Service) newRegistrationFlow(ctx context.Context, req flowRequest) (*Flow, error) {
 	cfg := s.config()
 	if cfg.Registration.Disabled {
-		s.fail(w, r, api.BadRequest().WithID("self_service_flow_disabled").WithReason("Registration is not allowed because it was disabled."))
-		return
+		return nil, ErrRegistrationDisabled
 	}
-	if s.currentSession(r) != nil {
-		s.fail(w, r, errSessionAlreadyAvailable())
-		return
-	}
-	f, err := s.newRegistrationFlow(r)
-	if err != nil {
-		s.failCreate(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, f)
-}
-
-func (s *Service) newRegistrationFlow(r *http.Request) (*Flow, error) {
-	cfg := s.config()
 	schema, _ := s.schemas.Get(cfg.DefaultSchemaID)
-	f := s.newFlow(kindRegistration, r, cfg.Registration.Lifespan)
-	f.State = stateChooseMethod
+	f := s.newFlow(kindRegistration, req, cfg.Registration.Lifespan)
+	f.State = StateChooseMethod
 	f.UI = registrationUI(s.action(kindRegistration, f.ID), schema.Fields())
-	if err := s.runHooks(r, f, cfg.Hooks.Before(hooks.Registration), nil, nil); err != nil {
+	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Hooks.Before(hooks.Registration), nil, nil); err != nil {
 		return nil, err
 	}
-	if err := insertFlow(r.Context(), s.db, f); err != nil {
+	if err := insertFlow(ctx, s.db, f); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -60,75 +43,16 @@ type registrationResult struct {
 	ContinueWith []any              `json:"continue_with"`
 }
 
-// submitRegistration serves POST /self-service/registration?flow=.
-func (s *Service) submitRegistration(w http.ResponseWriter, r *http.Request) {
-	f, sub, err := s.startSubmit(w, r, kindRegistration, s.newRegistrationFlow)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if f == nil {
-		return // answered
-	}
-	res, err := s.register(r, f, sub)
-	var fe *flowError
-	switch {
-	case errors.As(err, &fe):
-		s.answerFlowError(w, r, fe.flow)
-	case err != nil:
-		s.fail(w, r, err)
-	default:
-		s.answerRegistration(w, r, f, res)
-	}
-}
-
-// startSubmit is the part of every submit before the method runs: parse the flow id, load the
-// flow, answer expired flows, refuse a second session, decode the body and, for browser flows,
-// check CSRF. A nil flow with a nil error means the response was already written.
-func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowKind,
-	replacement func(*http.Request) (*Flow, error)) (*Flow, *submission, error) {
-	id, err := flowParam(r, "flow")
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := s.loadFlow(r.Context(), kind, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	if f.expired(time.Now()) {
-		rr := replacementRequest(r, f)
-		return nil, nil, s.expiredError(rr, f, func() (*Flow, error) { return replacement(rr) })
-	}
-	if kind != kindSettings && s.currentSession(r) != nil {
-		if kind == kindLogin && f.Refresh != nil && *f.Refresh {
-			// A refresh login re-authenticates an existing session.
-		} else {
-			return nil, nil, errSessionAlreadyAvailable()
-		}
-	}
-	sub, err := decodeSubmission(w, r)
-	if err != nil {
-		return nil, nil, err
-	}
-	if f.Type == flowTypeBrowser {
-		if err := s.checkCSRF(r, sub); err != nil {
-			return nil, nil, err
-		}
-	}
-	f.UI.resetMessages()
-	f.TransientPayload = sub.TransientPayload
-	return f, sub, nil
-}
-
-// register runs the password registration: validate, hash, then one transaction for the
-// identity, its credential and (with the `session` hook) its session.
-func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registrationResult, error) {
-	ctx := r.Context()
+// register runs the password registration: validate, hash and run the before-persist hooks
+// outside any transaction, then one transaction that claims the flow (a used flow, or one a
+// concurrent submit completed first, fails with FlowUsedError) and writes the identity, its
+// credential and (with the `session` hook) its session.
+func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta api.Meta) (*registrationResult, error) {
 	cfg := s.config()
 	f.UI.setValues(traitValues(sub.Traits))
 	if sub.Method != "password" {
 		f.UI.addMessage("", msgNoStrategy(kindRegistration))
-		return nil, &flowError{f}
+		return nil, &FlowError{f}
 	}
 	f.Active = "password"
 	schema, _ := s.schemas.Get(cfg.DefaultSchemaID)
@@ -142,11 +66,11 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 	}
 	if len(identifiers) == 0 {
 		f.UI.addMessage("", errorMessage(4000001, "No identifier was found in the traits: the identity schema marks none as a password identifier, or it is empty.", nil))
-		return nil, &flowError{f}
+		return nil, &FlowError{f}
 	}
 	if sub.Password == "" {
 		f.UI.addMessage("password", msgRequired("password"))
-		return nil, &flowError{f}
+		return nil, &FlowError{f}
 	}
 	if err := cfg.PasswordPolicy.Check(sub.Password, identifiers); err != nil {
 		return nil, s.policyFlowError(f, err)
@@ -157,11 +81,13 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 	}
 
 	id := &identity.Identity{SchemaID: schema.ID, Traits: traits, State: identity.StateActive}
-	// Before-persist web_hooks: Kratos consults the method's own list only.
-	if err := s.runHooks(r, f, cfg.Hooks.PrePersist(hooks.Registration, hooks.Password), id, nil); err != nil {
+	// Before-persist web_hooks: Kratos consults the method's own list only. The identity does
+	// not exist yet, so their changes simply become part of it.
+	patch, err := s.runHooks(ctx, meta, f, cfg.Hooks.PrePersist(hooks.Registration, hooks.Password), id, nil)
+	if err != nil {
 		return nil, err
 	}
-	if string(id.Traits) != string(traits) { // a hook changed the traits: validate them again
+	if patch.Traits != nil { // a hook changed the traits: validate them again
 		if err := s.validateTraits(f, schema, id.Traits); err != nil {
 			return nil, err
 		}
@@ -172,52 +98,53 @@ func (s *Service) register(r *http.Request, f *Flow, sub *submission) (*registra
 	setAddresses(id, schema, id.Traits)
 	cred, _ := json.Marshal(identity.PasswordConfig{HashedPassword: string(hash)})
 	inline := cfg.Hooks.Inline(hooks.Registration, hooks.Password)
-	res := &registrationResult{Identity: nil}
+	res := &registrationResult{}
 
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		err := s.ids.Insert(ctx, tx, id, []identity.Credential{{
+	err = s.inTx(ctx, func(st *step) error {
+		if err := lockFlow(ctx, st.tx, f); err != nil {
+			return err
+		}
+		err := s.ids.Insert(ctx, st.tx, id, []identity.Credential{{
 			Type: identity.CredentialsTypePassword, Identifiers: identifiers, Config: cred,
 		}})
 		if err != nil {
 			return err
 		}
 		flow := flowRef(f, "password")
-		var evs []events.Event
 		var sessionID *uuid.UUID
+		var evs []events.Event
 		// A parse web_hook may have registered the identity as inactive: it exists, but gets
 		// no session.
 		if hooks.Has(inline, hooks.Session) && id.Active() {
-			sess, token, err := s.sessions.Issue(ctx, tx, id, "password", r)
+			sess, token, err := s.sessions.Issue(ctx, st.tx, id, "password", sessions.NewDevice(meta))
 			if err != nil {
 				return err
 			}
 			res.Session, res.SessionToken = sess, token
 			res.ContinueWith = []any{setSessionToken(token)}
 			sessionID = &sess.ID
-			ev, err := sessionCreated(sess, id, flow, r)
+			ev, err := sessionCreated(sess, id, flow, &meta)
 			if err != nil {
 				return err
 			}
 			evs = append(evs, ev)
 		}
-		created, err := identityEvent(events.TypeIdentityCreated, id, flow, sessionID, r)
+		created, err := identityEvent(events.TypeIdentityCreated, id, flow, sessionID, &meta)
 		if err != nil {
 			return err
 		}
-		if err := s.record(ctx, tx, append([]events.Event{created}, evs...)...); err != nil {
-			return err
-		}
-		f.State = "passed_challenge"
-		return updateFlow(ctx, tx, f)
+		st.record(append([]events.Event{created}, evs...)...)
+		return completeFlow(ctx, st.tx, f, StatePassedChallenge)
 	})
-	if errors.Is(err, identity.ErrDuplicateIdentifier) {
+	if errors.Is(err, identity.ErrDuplicateIdentifier) || errors.Is(err, identity.ErrDuplicateExternalID) {
+		// A parse hook's external_id that is taken answers like a taken identifier: the
+		// account cannot be created with these details, and nothing says which one clashed.
 		f.UI.addMessage("", msgDuplicateIdentifier())
-		return nil, &flowError{f}
+		return nil, &FlowError{f}
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.outbox.Wake()
 	res.Identity = id.Public()
 	return res, nil
 }
@@ -263,7 +190,7 @@ func (s *Service) policyFlowError(f *Flow, err error) error {
 		return err
 	}
 	f.UI.addMessage("password", schemas.Message{ID: perr.ID, Text: perr.Text, Type: "error", Context: perr.Context})
-	return &flowError{f}
+	return &FlowError{f}
 }
 
 // validateTraits checks traits against the schema; violations become the flow's messages.
@@ -272,7 +199,7 @@ func (s *Service) validateTraits(f *Flow, schema *schemas.IdentitySchema, traits
 	var verr *schemas.ValidationError
 	if errors.As(err, &verr) {
 		applyValidation(&f.UI, verr)
-		return &flowError{f}
+		return &FlowError{f}
 	}
 	return err
 }

@@ -4,12 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/google/uuid"
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
@@ -17,59 +15,26 @@ import (
 	"github.com/latchhq/latch/sessions"
 )
 
-// errNoSessionForFlow is Kratos' answer to GET /self-service/settings/api without a session.
-func errNoSessionForFlow() error {
-	return api.Unauthorized().WithID("session_inactive").
-		WithReason("This endpoint can only be accessed with a valid session. Please log in and try again.")
-}
-
-// errNoSessionOnSubmit is Kratos' answer to a settings submit without a session (it has no id).
-func errNoSessionOnSubmit() error {
-	return api.Unauthorized().WithReason("A valid Ory Session Cookie or Ory Session Token is missing.")
-}
-
-func errIdentityMismatch() error {
-	return api.Forbidden().WithID("security_identity_mismatch").
-		WithReason("The flow was interrupted because it belongs to another identity.")
-}
-
-func (s *Service) errRefreshRequired() error {
-	return api.Forbidden().WithID("session_refresh_required").
-		WithReason("The login session is too old and thus not allowed to update these fields. Please re-authenticate.").
-		WithExtra("redirect_browser_to", s.config().PublicBaseURL+"/self-service/login/browser?refresh=true")
-}
-
-// createSettingsFlow serves GET /self-service/settings/api.
-func (s *Service) createSettingsFlow(w http.ResponseWriter, r *http.Request) {
-	sess := s.currentSession(r)
-	if sess == nil {
-		s.fail(w, r, errNoSessionForFlow())
-		return
-	}
-	f, err := s.newSettingsFlow(r, sess)
-	if err != nil {
-		s.failCreate(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, f)
-}
-
-func (s *Service) newSettingsFlow(r *http.Request, sess *sessions.Session) (*Flow, error) {
+// newSettingsFlow creates a settings flow for the session's identity; before hooks may refuse it.
+func (s *Service) newSettingsFlow(ctx context.Context, req flowRequest, sess *sessions.Session) (*Flow, error) {
 	cfg := s.config()
-	f := s.newFlow(kindSettings, r, cfg.Settings.Lifespan)
-	f.State = stateShowForm
+	f := s.newFlow(kindSettings, req, cfg.Settings.Lifespan)
+	f.State = StateShowForm
 	f.identityID, f.sessionID = sess.IdentityID, sess.ID
-	id, err := s.ids.Get(r.Context(), s.db, sess.IdentityID)
+	id, err := s.ids.Get(ctx, s.db, sess.IdentityID)
+	if errors.Is(err, identity.ErrNotFound) {
+		return nil, ErrNoSession // deleted since the session was read
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := s.renderSettings(f, id); err != nil {
 		return nil, err
 	}
-	if err := s.runHooks(r, f, cfg.Hooks.Before(hooks.Settings), id, sess); err != nil {
+	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Hooks.Before(hooks.Settings), id, sess); err != nil {
 		return nil, err
 	}
-	if err := insertFlow(r.Context(), s.db, f); err != nil {
+	if err := insertFlow(ctx, s.db, f); err != nil {
 		return nil, err
 	}
 	return f, nil
@@ -90,16 +55,18 @@ func (s *Service) renderSettings(f *Flow, id *identity.Identity) error {
 	return nil
 }
 
-// attachSettingsIdentity checks that the caller owns a settings flow and fills its identity.
-func (s *Service) attachSettingsIdentity(r *http.Request, f *Flow) error {
-	sess := s.currentSession(r)
+// attachSettingsIdentity checks that sess owns a settings flow and fills its identity.
+func (s *Service) attachSettingsIdentity(ctx context.Context, f *Flow, sess *sessions.Session) error {
 	if sess == nil {
-		return errNoSessionForFlow()
+		return ErrNoSession
 	}
 	if sess.IdentityID != f.identityID {
-		return errIdentityMismatch()
+		return ErrIdentityMismatch
 	}
-	id, err := s.ids.Get(r.Context(), s.db, f.identityID)
+	id, err := s.ids.Get(ctx, s.db, f.identityID)
+	if errors.Is(err, identity.ErrNotFound) {
+		return ErrNoSession
+	}
 	if err != nil {
 		return err
 	}
@@ -107,39 +74,25 @@ func (s *Service) attachSettingsIdentity(r *http.Request, f *Flow) error {
 	return nil
 }
 
-// submitSettings serves POST /self-service/settings?flow=.
-func (s *Service) submitSettings(w http.ResponseWriter, r *http.Request) {
-	sess := s.currentSession(r)
-	if sess == nil {
-		s.fail(w, r, errNoSessionOnSubmit())
-		return
-	}
-	f, sub, err := s.startSubmit(w, r, kindSettings, func(r *http.Request) (*Flow, error) { return s.newSettingsFlow(r, sess) })
-	if err == nil && f.identityID != sess.IdentityID {
-		err = errIdentityMismatch()
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	err = s.updateSettings(r, f, sub, sess)
-	var fe *flowError
-	switch {
-	case errors.As(err, &fe):
-		s.answerFlowError(w, r, fe.flow)
-	case err != nil:
-		s.fail(w, r, err)
-	default:
-		s.answerSettings(w, r, f)
-	}
+// settingsChange is what a settings submit changes, prepared outside the transaction (input
+// validated, hooks called, password hashed) and applied to the identity as it is under the lock.
+type settingsChange struct {
+	method      string
+	traits      json.RawMessage // profile: the new traits
+	passwordCfg json.RawMessage // password: the new credential config
+	patch       identityPatch   // what before-persist hooks changed
 }
 
-// updateSettings applies a profile or password change in one transaction with its hooks.
-func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess *sessions.Session) error {
-	ctx := r.Context()
+// updateSettings applies a profile or password change. Everything slow (hooks, hashing) happens
+// first; then one transaction locks the flow, the identity and the session, re-checks that both
+// are still active and the session still privileged enough, and writes only what this change
+// sets on the identity as it is now: a concurrent admin update of other fields survives.
+func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, sess *sessions.Session, meta api.Meta) error {
 	cfg := s.config()
-	privileged := time.Since(sess.AuthenticatedAt) <= cfg.Settings.PrivilegedSessionMaxAge
 	current, err := s.ids.Get(ctx, s.db, sess.IdentityID)
+	if errors.Is(err, identity.ErrNotFound) {
+		return ErrNoSession
+	}
 	if err != nil {
 		return err
 	}
@@ -148,15 +101,9 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 	if !ok {
 		return errors.New("identity uses unknown schema " + current.SchemaID)
 	}
-	creds, err := s.ids.Credentials(ctx, s.db, current.ID)
-	if err != nil {
-		return err
-	}
-	oldCred, hasPassword := creds[identity.CredentialsTypePassword]
-
-	// next is the identity as it will be saved; before-persist web_hooks see it and may change it.
+	ch := settingsChange{method: sub.Method}
+	// next is the identity as hooks see it; only ch is written.
 	next := *current
-	var apply func(tx pgx.Tx, id *identity.Identity) error
 	switch sub.Method {
 	case "profile":
 		f.UI.setValues(traitValues(sub.Traits))
@@ -165,41 +112,17 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 			return err
 		}
 		next.Traits = traits
-		if err := s.runHooks(r, f, cfg.Hooks.PrePersist(hooks.Settings, hooks.Profile), &next, sess); err != nil {
+		if ch.patch, err = s.runHooks(ctx, meta, f, cfg.Hooks.PrePersist(hooks.Settings, hooks.Profile), &next, sess); err != nil {
 			return err
 		}
-		if string(next.Traits) != string(traits) {
-			if err := s.validateTraits(f, schema, next.Traits); err != nil {
-				return err
-			}
-		}
-		identifiers, err := schema.PasswordIdentifiers(next.Traits)
-		if err != nil {
-			return err
-		}
-		if hasPassword && !sameSet(identifiers, oldCred.Identifiers) && !privileged {
-			return s.errRefreshRequired()
-		}
-		apply = func(tx pgx.Tx, id *identity.Identity) error {
-			id.Traits, id.MetadataPublic, id.MetadataAdmin, id.State, id.ExternalID =
-				next.Traits, next.MetadataPublic, next.MetadataAdmin, next.State, next.ExternalID
-			setAddresses(id, schema, id.Traits)
-			if err := s.ids.Update(ctx, tx, id); err != nil {
-				return err
-			}
-			if !hasPassword {
-				return nil
-			}
-			oldCred.Identifiers = identifiers
-			return s.ids.PutCredential(ctx, tx, id.ID, oldCred)
-		}
+		ch.traits = next.Traits
 	case "password":
-		if !privileged {
-			return s.errRefreshRequired()
+		if !privileged(sess, cfg) {
+			return ErrRefreshRequired
 		}
 		if sub.Password == "" {
 			f.UI.addMessage("password", msgRequired("password"))
-			return &flowError{f}
+			return &FlowError{f}
 		}
 		identifiers, err := schema.PasswordIdentifiers(current.Traits)
 		if err != nil {
@@ -208,83 +131,166 @@ func (s *Service) updateSettings(r *http.Request, f *Flow, sub *submission, sess
 		if err := cfg.PasswordPolicy.Check(sub.Password, identifiers); err != nil {
 			return s.policyFlowError(f, err)
 		}
-		if hasPassword && s.samePassword(ctx, oldCred, sub.Password) {
-			f.UI.addMessage("password", msgNewPasswordSameAsOld())
-			return &flowError{f}
+		creds, err := s.ids.Credentials(ctx, s.db, current.ID)
+		if err != nil {
+			return err
 		}
-		if err := s.runHooks(r, f, cfg.Hooks.PrePersist(hooks.Settings, hooks.Password), &next, sess); err != nil {
+		if old, ok := creds[identity.CredentialsTypePassword]; ok && s.samePassword(ctx, old, sub.Password) {
+			f.UI.addMessage("password", msgNewPasswordSameAsOld())
+			return &FlowError{f}
+		}
+		if ch.patch, err = s.runHooks(ctx, meta, f, cfg.Hooks.PrePersist(hooks.Settings, hooks.Password), &next, sess); err != nil {
 			return err
 		}
 		hash, err := s.hasher.Hash(ctx, []byte(sub.Password))
 		if err != nil {
 			return err
 		}
-		config, _ := json.Marshal(identity.PasswordConfig{HashedPassword: string(hash)})
-		apply = func(tx pgx.Tx, id *identity.Identity) error {
-			if string(next.Traits) != string(current.Traits) || string(next.MetadataPublic) != string(current.MetadataPublic) ||
-				string(next.MetadataAdmin) != string(current.MetadataAdmin) || next.State != current.State {
-				// A parse web_hook changed the identity: save that too.
-				if err := s.validateTraits(f, schema, next.Traits); err != nil {
-					return err
-				}
-				id.Traits, id.MetadataPublic, id.MetadataAdmin, id.State = next.Traits, next.MetadataPublic, next.MetadataAdmin, next.State
-				setAddresses(id, schema, id.Traits)
-				if err := s.ids.Update(ctx, tx, id); err != nil {
-					return err
-				}
-				if identifiers, err = schema.PasswordIdentifiers(id.Traits); err != nil {
-					return err
-				}
-			}
-			return s.ids.PutCredential(ctx, tx, id.ID, identity.Credential{
-				Type: identity.CredentialsTypePassword, Identifiers: identifiers, Config: config, Version: oldCred.Version,
-			})
-		}
+		ch.passwordCfg, _ = json.Marshal(identity.PasswordConfig{HashedPassword: string(hash)})
 	default:
 		f.UI.addMessage("", msgNoStrategy(kindSettings))
-		return &flowError{f}
+		return &FlowError{f}
+	}
+	if ch.patch.Traits != nil || ch.traits != nil {
+		if err := s.validateTraits(f, schema, next.Traits); err != nil {
+			return err
+		}
 	}
 	f.Active = sub.Method
 
-	inline := cfg.Hooks.Inline(hooks.Settings, sub.Method)
 	var updated *identity.Identity
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		id, err := s.ids.GetForUpdate(ctx, tx, current.ID)
+	err = s.inTx(ctx, func(st *step) error {
+		id, err := s.applySettings(ctx, st, f, sess, ch, meta)
 		if err != nil {
-			return err
-		}
-		if err := apply(tx, id); err != nil {
-			return err
-		}
-		if hooks.Has(inline, hooks.RevokeActiveSessions) {
-			if _, err := s.sessions.RevokeOthers(ctx, tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
-				return err
-			}
-		}
-		ev, err := identityEvent(events.TypeIdentityUpdated, id, flowRef(f, sub.Method), &sess.ID, r)
-		if err != nil {
-			return err
-		}
-		if err := s.record(ctx, tx, ev); err != nil {
 			return err
 		}
 		updated = id
 		if err := s.renderSettings(f, id); err != nil {
 			return err
 		}
-		f.State = stateSuccess
 		f.UI.Messages = append(f.UI.Messages, msgSettingsSaved())
-		return updateFlow(ctx, tx, f)
+		return completeFlow(ctx, st.tx, f, StateSuccess)
 	})
-	if errors.Is(err, identity.ErrDuplicateIdentifier) {
+	if errors.Is(err, identity.ErrDuplicateIdentifier) || errors.Is(err, identity.ErrDuplicateExternalID) {
 		f.UI.addMessage("", msgDuplicateIdentifier())
-		return &flowError{f}
+		return &FlowError{f}
 	}
 	if err != nil {
 		return err
 	}
-	s.outbox.Wake()
 	f.Identity = updated.Public()
+	return nil
+}
+
+// privileged reports whether sess authenticated recently enough for a password or identifier
+// change (privileged_session_max_age).
+func privileged(sess *sessions.Session, cfg *Config) bool {
+	return time.Since(sess.AuthenticatedAt) <= cfg.Settings.PrivilegedSessionMaxAge
+}
+
+// applySettings is the locked part of a settings submit, in st's transaction. Lock order:
+// identity, session, flow, the order in which admin updates and deletions reach those rows.
+func (s *Service) applySettings(ctx context.Context, st *step, f *Flow, sess *sessions.Session, ch settingsChange, meta api.Meta) (*identity.Identity, error) {
+	cfg := s.config()
+	id, err := s.ids.GetForUpdate(ctx, st.tx, sess.IdentityID)
+	if errors.Is(err, identity.ErrNotFound) {
+		return nil, ErrNoSession // deleted while the submit ran
+	}
+	if err != nil {
+		return nil, err
+	}
+	locked, err := s.sessions.LockActive(ctx, st.tx, sess.ID)
+	if errors.Is(err, sessions.ErrInactive) || errors.Is(err, sessions.ErrNotFound) || (err == nil && !id.Active()) {
+		return nil, ErrNoSession // revoked, expired or deactivated while the submit ran
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The flow goes with its session when that is deleted; locked last, as the cascade of an
+	// identity's deletion reaches it last.
+	var gone *FlowNotFoundError
+	if err := lockFlow(ctx, st.tx, f); errors.As(err, &gone) {
+		return nil, ErrNoSession
+	} else if err != nil {
+		return nil, err
+	}
+	schema, ok := s.schemas.Get(id.SchemaID)
+	if !ok {
+		return nil, errors.New("identity uses unknown schema " + id.SchemaID)
+	}
+	creds, err := s.ids.Credentials(ctx, st.tx, id.ID)
+	if err != nil {
+		return nil, err
+	}
+	cred, hasPassword := creds[identity.CredentialsTypePassword]
+
+	previous := id.State
+	if ch.traits != nil {
+		id.Traits = ch.traits
+	}
+	ch.patch.applyTo(id)
+	identifiers, err := schema.PasswordIdentifiers(id.Traits)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ch.passwordCfg != nil:
+		cred = identity.Credential{Type: identity.CredentialsTypePassword, Identifiers: identifiers, Config: ch.passwordCfg, Version: cred.Version}
+		hasPassword = true
+	case hasPassword && !sameSet(identifiers, cred.Identifiers):
+		// Changing what one signs in with needs a recent sign-in, judged by the session as it
+		// is now.
+		if !privileged(locked, cfg) {
+			return nil, ErrRefreshRequired
+		}
+		cred.Identifiers = identifiers
+	}
+	setAddresses(id, schema, id.Traits)
+	if err := s.ids.Update(ctx, st.tx, id); err != nil {
+		return nil, err
+	}
+	if hasPassword {
+		if err := s.ids.PutCredential(ctx, st.tx, id.ID, cred); err != nil {
+			return nil, err
+		}
+	}
+	if hooks.Has(cfg.Hooks.Inline(hooks.Settings, ch.method), hooks.RevokeActiveSessions) && id.Active() {
+		if _, err := s.sessions.RevokeOthers(ctx, st.tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.identityChanged(ctx, st, id, previous, flowRef(f, ch.method), &sess.ID, &meta); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// identityChanged is what every update of an identity does after writing it, whoever made it
+// (an admin, or a parse web_hook during settings): identity.updated, identity.state_changed when
+// the state changed, and on deactivation the end of every session (unless
+// session.revoke_on_deactivate is off). Blocking blocks: reactivating brings no session back.
+func (s *Service) identityChanged(ctx context.Context, st *step, id *identity.Identity, previous identity.State,
+	flow *events.FlowRef, sessionID *uuid.UUID, meta *api.Meta) error {
+	if previous == identity.StateActive && id.State == identity.StateInactive && !s.config().Session.KeepSessionsOnDeactivate {
+		if _, err := s.sessions.RevokeOthers(ctx, st.tx, id.ID, uuid.Nil, events.ReasonIdentityDeactivated); err != nil {
+			return err
+		}
+	}
+	updated, err := identityEvent(events.TypeIdentityUpdated, id, flow, sessionID, meta)
+	if err != nil {
+		return err
+	}
+	st.record(updated)
+	if id.State != previous {
+		changed, err := identityEvent(events.TypeIdentityStateChanged, id, flow, sessionID, meta)
+		if err != nil {
+			return err
+		}
+		data := changed.Data.(events.IdentityData)
+		data.PreviousState = string(previous)
+		changed.Data = data
+		st.record(changed)
+	}
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
-	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 )
 
@@ -77,10 +75,10 @@ WHERE kind = 'identifier' AND key = @identifier::bytea`
 type throttleKeys struct{ identifier, address []byte }
 
 // throttleKeysFor hashes the normalised identifier and the client address (the one events
-// record; see events.RequestFrom for which proxy headers it believes).
-func throttleKeysFor(r *http.Request, identifier string) throttleKeys {
+// record; see api.Edge for which proxy headers it believes).
+func throttleKeysFor(client netip.Addr, identifier string) throttleKeys {
 	id := sha256.Sum256([]byte(schemas.NormalizeIdentifier(identifier)))
-	addr := sha256.Sum256([]byte(throttleAddress(events.RequestFrom(r, []string{}).IP)))
+	addr := sha256.Sum256([]byte(throttleAddress(client.String())))
 	return throttleKeys{identifier: id[:], address: addr[:]}
 }
 
@@ -171,13 +169,12 @@ func (s *Service) clearAttempt(ctx context.Context, cfg ThrottleConfig, keys thr
 // reached, does the work of checking an unknown one and fails as a wrong password would. A
 // wrong password (or a locked attempt) also counts against the client address; anything but a
 // correct password stays counted against the identifier, errors included.
-func (s *Service) authenticateThrottled(r *http.Request, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
-	ctx := r.Context()
+func (s *Service) authenticateThrottled(ctx context.Context, client netip.Addr, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
 	cfg := s.config().Throttle
 	if cfg.Disabled {
 		return s.authenticate(ctx, identifier, pw)
 	}
-	keys := throttleKeysFor(r, identifier)
+	keys := throttleKeysFor(client, identifier)
 	v, err := s.reserveAttempt(ctx, cfg, keys)
 	if err != nil {
 		return nil, nil, err

@@ -99,7 +99,7 @@ type FlowRef struct {
 }
 
 // RequestMeta describes the HTTP request that caused an event, as Kratos exposes it to webhook
-// templates. Headers are filtered by an allow-list and never hold credentials; see RequestFrom.
+// templates. Headers are filtered by an allow-list and never hold credentials; core/api.Edge builds it.
 type RequestMeta struct {
 	// IP is the client address as the proxies in front of Latch reported it (informational:
 	// headers can be forged by clients when no proxy overwrites them).

@@ -1,10 +1,13 @@
 // Package sessions owns Latch's sessions: the Kratos-shaped session model, issuing a session and
 // its token inside the caller's transaction (only SHA-256 of the token is stored), sealing the
-// session cookie with rotating secrets, finding a request's session (whoami), listing, revoking
-// and extending sessions, and the public and admin HTTP handlers for all of that.
+// session cookie with rotating secrets, finding a session by its token (whoami), listing,
+// revoking and extending sessions, the session lifecycle events (session.revoked,
+// session.extended, written to the outbox in the same transaction), and the public and admin
+// HTTP handlers for all of that.
 //
-// It reads identities through core/identity (whoami joins the identity row into its one query)
-// and answers HTTP errors through core/api. It must not know about flows, hooks, events or
-// webhooks: callers that need a session step to emit events or run hooks do it themselves, in
-// the transaction they pass to Issue, RevokeOthers or ExtendTx. It never writes identities.
+// Domain functions take values: a token, a session id, a Device built from what the HTTP edge
+// established (NewDevice); only edge.go and the handlers read requests, and the client address
+// comes from api.Meta, never from a header read here. It reads identities through
+// core/identity (whoami joins the identity row into its one query) and answers HTTP errors
+// through core/api. It must not know about flows or hooks, and it never writes identities.
 package sessions

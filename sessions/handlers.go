@@ -2,9 +2,10 @@ package sessions
 
 import (
 	"errors"
-	"github.com/latchhq/latch/events"
 	"net/http"
 	"strconv"
+
+	"github.com/latchhq/latch/events"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"

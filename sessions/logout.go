@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
-	"net/http"
 )
 
 // ErrLogoutTokenMismatch means a browser logout presented a logout token that is not the one of
@@ -46,30 +45,19 @@ func logoutToken(sessionToken string) string {
 	return string(out)
 }
 
-// LogoutToken returns the request's active session and its logout token, for
-// GET /self-service/logout/browser. Errors are FromRequest's.
-func (m *Manager) LogoutToken(ctx context.Context, r *http.Request) (*Session, string, error) {
-	s, cred, err := m.fromRequest(ctx, r)
-	if err != nil {
-		return nil, "", err
-	}
-	return s, logoutToken(cred.token), nil
-}
-
-// Logout revokes the request's session when token is that session's logout token, as Kratos'
-// GET /self-service/logout?token= does: the token alone ends nothing (it comes in a URL, which
-// ends up in histories and logs), and the session alone ends nothing either (so that a link
-// on another site cannot sign the user out). Errors: FromRequest's, or ErrLogoutTokenMismatch.
-// The caller clears the cookie.
-func (m *Manager) Logout(ctx context.Context, r *http.Request, token string) error {
-	_, cred, err := m.fromRequest(ctx, r)
-	if err != nil {
+// LogoutWith revokes the session holding sessionToken when logoutToken is that session's
+// logout token, as Kratos' GET /self-service/logout?token= does: the logout token alone ends
+// nothing (it comes in a URL, which ends up in histories and logs), and the session alone ends
+// nothing either (so that a link on another site cannot sign the user out). Errors: Find's, or
+// ErrLogoutTokenMismatch.
+func (m *Manager) LogoutWith(ctx context.Context, sessionToken, logoutTok string) error {
+	if _, err := m.Find(ctx, sessionToken); err != nil {
 		return err
 	}
-	if subtle.ConstantTimeCompare([]byte(logoutToken(cred.token)), []byte(token)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(logoutToken(sessionToken)), []byte(logoutTok)) != 1 {
 		return ErrLogoutTokenMismatch
 	}
-	return m.RevokeToken(ctx, cred.token)
+	return m.RevokeToken(ctx, sessionToken)
 }
 
 // CookieConfig is the session cookie's configuration, defaults applied. Browser flows scope

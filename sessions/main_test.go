@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/dbtest"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/events"
@@ -88,14 +90,12 @@ func (b *testBundle) newIdentity(t testing.TB, email string) *identity.Identity 
 // issue issues a committed session for i from a request with a recognisable device.
 func (b *testBundle) issue(t testing.TB, i *identity.Identity) (*Session, string) {
 	t.Helper()
-	r := httptest.NewRequest(http.MethodPost, "/self-service/login?flow=x", nil)
-	r.Header.Set("User-Agent", "latch-test/1.0")
-	r.Header.Set("X-Forwarded-For", "203.0.113.7, 10.0.0.1")
+	dev := NewDevice(api.Meta{ClientAddress: netip.MustParseAddr("203.0.113.7"), UserAgent: "latch-test/1.0"})
 	var s *Session
 	var token string
 	b.inTx(t, func(tx pgx.Tx) error {
 		var err error
-		s, token, err = b.mgr.Issue(context.Background(), tx, i, "password", r)
+		s, token, err = b.mgr.Issue(context.Background(), tx, i, "password", dev)
 		return err
 	})
 	return s, token

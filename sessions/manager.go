@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -112,10 +111,9 @@ func (m *Manager) scanSession(row pgx.Row, e expand, now time.Time) (*Session, e
 
 // Issue creates an active session for the identity inside the caller's transaction, so that
 // identity, session and outbox rows commit together (the `session` hook). method is the
-// credential type that was just completed ("password"); r supplies the device (nil records
-// none). It returns the session with Identity set, and the token, which is never stored: the
+// credential type that was just completed ("password"); dev is where it is used (NewDevice). It returns the session with Identity set, and the token, which is never stored: the
 // caller hands it to the client (session_token, or SetCookie) and forgets it.
-func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, method string, r *http.Request) (*Session, string, error) {
+func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, method string, dev Device) (*Session, string, error) {
 	if id == nil || method == "" {
 		return nil, "", errors.New("issue session: an identity and a method are required")
 	}
@@ -136,13 +134,10 @@ func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, m
 		AuthenticationMethods:       methods,
 		IssuedAt:                    now,
 		Identity:                    id,
-		Devices:                     []Device{},
+		Devices:                     []Device{dev},
 		IdentityID:                  id.ID,
 		createdAt:                   now,
 		stored:                      true,
-	}
-	if r != nil {
-		s.Devices = append(s.Devices, deviceFrom(r))
 	}
 	_, err = tx.Exec(ctx, insertSession, s.ID, s.IdentityID, hashToken(token), string(s.AuthenticatorAssuranceLevel),
 		s.AuthenticationMethods, s.Devices, now, s.ExpiresAt)
@@ -153,55 +148,21 @@ func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, m
 	return s, token, nil
 }
 
-// credential is how a request presented its session.
-type credential struct {
-	token         string
-	fromCookie    bool
-	cookieExpires time.Time // the expiry the cookie was sealed with
-}
-
-// tokenFromRequest finds the session token as Kratos does: X-Session-Token, then the session
-// cookie, then Authorization: Bearer (also when the cookie is present but cannot be opened).
-func (m *Manager) tokenFromRequest(r *http.Request) (credential, bool) {
-	if t := r.Header.Get("X-Session-Token"); t != "" {
-		return credential{token: t}, true
-	}
-	if p, ok := m.readCookie(r); ok {
-		return credential{token: p.SessionToken, fromCookie: true, cookieExpires: p.ExpiresAt}, true
-	}
-	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		if t := strings.TrimSpace(a[7:]); t != "" {
-			return credential{token: t}, true
-		}
-	}
-	return credential{}, false
-}
-
-// FromRequest finds the request's active session, with its identity, in one query. Errors:
-// ErrNoCredentials (nothing sent, or a cookie no secret opens), ErrNotFound (unknown token),
-// ErrInactive (revoked, expired, or the identity is not active: blocking an identity stops its
-// sessions at once without revoking them, as in Kratos).
-func (m *Manager) FromRequest(ctx context.Context, r *http.Request) (*Session, error) {
-	s, _, err := m.fromRequest(ctx, r)
-	return s, err
-}
-
-func (m *Manager) fromRequest(ctx context.Context, r *http.Request) (*Session, credential, error) {
-	cred, ok := m.tokenFromRequest(r)
-	if !ok {
-		return nil, cred, ErrNoCredentials
-	}
-	s, err := m.scanSession(m.db.QueryRow(ctx, queryByToken, hashToken(cred.token)), expandAll, time.Now())
+// Find returns the active session holding token, with its identity, in one query. Errors:
+// ErrNotFound (unknown token), ErrInactive (revoked, expired, or the identity is not active:
+// blocking an identity stops its sessions at once without revoking them, as in Kratos).
+func (m *Manager) Find(ctx context.Context, token string) (*Session, error) {
+	s, err := m.scanSession(m.db.QueryRow(ctx, queryByToken, hashToken(token)), expandAll, time.Now())
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, cred, ErrNotFound
+		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, cred, fmt.Errorf("load session: %w", err)
+		return nil, fmt.Errorf("load session: %w", err)
 	}
 	if !s.Active {
-		return nil, cred, ErrInactive
+		return nil, ErrInactive
 	}
-	return s, cred, nil
+	return s, nil
 }
 
 // RevokeToken deactivates the session holding token (API logout). Revoking a revoked session is
@@ -357,4 +318,23 @@ func (m *Manager) deleteByIdentity(ctx context.Context, identityID uuid.UUID) er
 		m.wake()
 	}
 	return err
+}
+
+// LockActive locks session id until tx ends and returns it, or ErrInactive when it has been
+// revoked, has expired or its identity is no longer active, and ErrNotFound when it is gone (its
+// identity deleted). A step that acts on behalf of a session (settings) calls it inside its own
+// transaction, after locking the identity (the order admin updates take too), so that a session
+// revoked while the step waited on a hook or a hash cannot commit anything.
+func (m *Manager) LockActive(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Session, error) {
+	s, err := m.scanSession(tx.QueryRow(ctx, queryLockByID, id), expandAll, time.Now())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock session: %w", err)
+	}
+	if !s.Active {
+		return nil, ErrInactive
+	}
+	return s, nil
 }

@@ -5,13 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"github.com/latchhq/latch/events"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/events"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -49,7 +52,7 @@ func TestIssueRefusesInactiveIdentity(t *testing.T) {
 	i := b.newIdentity(t, "blocked@example.com")
 	i.State = "inactive"
 	err := pgx.BeginFunc(context.Background(), b.pool, func(tx pgx.Tx) error {
-		_, _, err := b.mgr.Issue(context.Background(), tx, i, "password", nil)
+		_, _, err := b.mgr.Issue(context.Background(), tx, i, "password", Device{})
 		return err
 	})
 	if !errors.Is(err, ErrIdentityInactive) {
@@ -309,33 +312,15 @@ func TestRevokeOthersInCallersTransaction(t *testing.T) {
 	wantStatus(t, serve(b.public, http.MethodGet, "/sessions/whoami", tokenHeader(keepToken)), http.StatusOK)
 }
 
-func TestClientIP(t *testing.T) {
+func TestNewDevice(t *testing.T) {
 	t.Parallel()
-	cases := []struct {
-		name   string
-		header map[string]string
-		want   string
-	}{
-		{"peer", nil, "192.0.2.1"},
-		{"forwarded first", map[string]string{"X-Forwarded-For": " 198.51.100.2 , 10.0.0.1"}, "198.51.100.2"},
-		{"real ip over forwarded", map[string]string{"X-Real-IP": "198.51.100.3", "X-Forwarded-For": "198.51.100.2"}, "198.51.100.3"},
-		{"cloudflare over real ip", map[string]string{"Cf-Connecting-IP": "198.51.100.4", "X-Real-IP": "198.51.100.3"}, "198.51.100.4"},
-		{"true client ip first", map[string]string{"True-Client-IP": "198.51.100.5", "Cf-Connecting-IP": "198.51.100.4"}, "198.51.100.5"},
-	}
-	for _, c := range cases {
-		r := httptest.NewRequest(http.MethodGet, "/", nil) // RemoteAddr 192.0.2.1:1234
-		for k, v := range c.header {
-			r.Header.Set(k, v)
-		}
-		if got := clientIP(r); got != c.want {
-			t.Errorf("%s: clientIP = %q, want %q", c.name, got, c.want)
-		}
-	}
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.Header.Set("Cf-Ipcity", "Berlin")
-	r.Header.Set("Cf-Ipcountry", "DE")
-	if d := deviceFrom(r); *d.Location != "Berlin, DE" || d.UserAgent != nil {
+	d := NewDevice(api.Meta{ClientAddress: netip.MustParseAddr("198.51.100.2"), UserAgent: "ua/1", Location: "Berlin, DE"})
+	if *d.IPAddress != "198.51.100.2" || *d.UserAgent != "ua/1" || *d.Location != "Berlin, DE" || d.ID == uuid.Nil {
 		t.Errorf("device = %+v", d)
+	}
+	// Without an address or agent the device says so with nulls, as Kratos' does.
+	if d := NewDevice(api.Meta{}); d.IPAddress != nil || d.UserAgent != nil {
+		t.Errorf("empty device = %+v", d)
 	}
 }
 

@@ -3,31 +3,21 @@ package sessions
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// FromRequestWithToken is FromRequest that also returns the token the request presented, so
-// that a refresh login can hand the same token back, as Kratos does.
-func (m *Manager) FromRequestWithToken(ctx context.Context, r *http.Request) (*Session, string, error) {
-	s, cred, err := m.fromRequest(ctx, r)
-	return s, cred.token, err
-}
-
 // Reauthenticate renews a session after its holder proved the password again (a login flow with
 // refresh=true): the same session and token stay valid, with authenticated_at, issued_at and
 // expires_at moved to now, the method recorded and the device added. It runs in the login's
 // transaction. This is how a Kratos native app renews its session without a new token.
-func (m *Manager) Reauthenticate(ctx context.Context, tx pgx.Tx, s *Session, method string, r *http.Request) error {
+func (m *Manager) Reauthenticate(ctx context.Context, tx pgx.Tx, s *Session, method string, dev Device) error {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	s.AuthenticatedAt, s.IssuedAt, s.ExpiresAt = now, now, now.Add(m.cfg.Lifespan)
 	s.AuthenticationMethods = []AuthenticationMethod{{Method: method, AAL: methodAAL(method), CompletedAt: now}}
 	s.AuthenticatorAssuranceLevel = sessionAAL(s.AuthenticationMethods)
-	if r != nil {
-		s.Devices = append(s.Devices, deviceFrom(r))
-	}
+	s.Devices = append(s.Devices, dev)
 	tag, err := tx.Exec(ctx, `UPDATE sessions SET authenticated_at = $2, issued_at = $2, expires_at = $3,
 			authentication_methods = $4, aal = $5, devices = $6, updated_at = $2
 		WHERE id = $1 AND active`,

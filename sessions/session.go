@@ -4,13 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
-	"net"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 )
 
@@ -147,46 +145,20 @@ func hashToken(token string) []byte {
 	return h[:]
 }
 
-// deviceFrom records the request's client as Kratos does: address from True-Client-IP,
-// Cf-Connecting-IP, X-Real-IP, the first X-Forwarded-For entry, then the peer; user agent;
-// location from Cloudflare's city and country headers.
-func deviceFrom(r *http.Request) Device {
+// NewDevice records where a session is used, from what the HTTP edge established about the
+// request: its client address (only the edge reads one; see api.Edge), user agent and, when a
+// trusted CDN said so, location. Kratos shows these for users to recognise their sessions; they
+// are informational, never a security boundary.
+func NewDevice(m api.Meta) Device {
 	d := Device{ID: uuid.New()}
-	if r == nil {
-		return d
+	if addr := m.Address(); addr != "" {
+		d.IPAddress = &addr
 	}
-	ip := clientIP(r)
-	d.IPAddress = &ip
-	if ua := r.Header.Values("User-Agent"); len(ua) > 0 {
-		s := strings.Join(ua, " ")
-		d.UserAgent = &s
+	if m.UserAgent != "" {
+		ua := m.UserAgent
+		d.UserAgent = &ua
 	}
-	var loc []string
-	for _, h := range []string{"Cf-Ipcity", "Cf-Ipcountry"} {
-		if v := r.Header.Get(h); v != "" {
-			loc = append(loc, v)
-		}
-	}
-	l := strings.Join(loc, ", ")
-	d.Location = &l
+	loc := m.Location
+	d.Location = &loc
 	return d
-}
-
-// clientIP is the address deviceFrom records.
-func clientIP(r *http.Request) string {
-	for _, h := range []string{"True-Client-IP", "Cf-Connecting-IP", "X-Real-IP"} {
-		if v := strings.TrimSpace(r.Header.Get(h)); v != "" {
-			return v
-		}
-	}
-	if v := r.Header.Get("X-Forwarded-For"); v != "" {
-		first, _, _ := strings.Cut(v, ",")
-		if first = strings.TrimSpace(first); first != "" {
-			return first
-		}
-	}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
 }

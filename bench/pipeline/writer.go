@@ -13,8 +13,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/events"
+	"github.com/latchhq/latch/sessions"
 )
 
 // ledger holds, per event sequence number, when its transaction started, when it committed and
@@ -81,7 +83,7 @@ func (r *rig) register(ctx context.Context, seq int) error {
 	email := "pb-" + strconv.Itoa(seq) + "@bench.example.org"
 	traits, _ := json.Marshal(map[string]any{"email": email, "name": map[string]string{"first": "Pipe", "last": "Bench"}})
 	cred, _ := json.Marshal(identity.PasswordConfig{HashedPassword: fakeHash})
-	req := registrationRequest()
+	meta := registrationMeta()
 	flowID := uuid.New()
 
 	t0 := time.Now().UnixNano()
@@ -99,7 +101,7 @@ func (r *rig) register(ctx context.Context, seq int) error {
 		if err != nil {
 			return err
 		}
-		sess, _, err := r.sessions.Issue(ctx, tx, id, "password", req)
+		sess, _, err := r.sessions.Issue(ctx, tx, id, "password", sessions.NewDevice(meta))
 		if err != nil {
 			return err
 		}
@@ -113,7 +115,7 @@ func (r *rig) register(ctx context.Context, seq int) error {
 			Identity:  raw,
 			Flow:      &events.FlowRef{ID: flowID, Type: "registration", Method: "password", TransientPayload: transient},
 			SessionID: &sess.ID,
-			Request:   events.RequestFrom(req, nil),
+			Request:   &events.RequestMeta{IP: meta.Address(), UserAgent: meta.UserAgent, Method: meta.Method, URL: meta.URL, Headers: meta.Headers},
 		}})
 		return err
 	})
@@ -128,16 +130,17 @@ func (r *rig) register(ctx context.Context, seq int) error {
 	return nil
 }
 
-// registrationRequest is the HTTP request the session's device and the event's request part
-// are taken from: an API-flow registration submitted from a browser-like client.
-func registrationRequest() *http.Request {
+// registrationMeta is what the HTTP edge would make of a browser's registration request, for
+// the session's device and the event's request part, so events are the size real ones are.
+func registrationMeta() api.Meta {
 	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:4433/self-service/registration?flow="+uuid.NewString(), nil)
 	req.RemoteAddr = "203.0.113.7:52311"
 	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) pipebench/1")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Accept-Language", "en-GB,en;q=0.9")
 	req.Header.Set("Content-Type", "application/json")
-	return req
+	edge := api.Edge{PublicBaseURL: "http://127.0.0.1:4433"}
+	return edge.Meta(req)
 }
 
 // runClosed runs n writers, each committing registrations back to back until the deadline or

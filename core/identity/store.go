@@ -18,6 +18,10 @@ var (
 	ErrNotFound            = errors.New("identity not found")
 	ErrDuplicateIdentifier = errors.New("an identity with the same identifier exists already")
 	ErrDuplicateExternalID = errors.New("an identity with the same external_id exists already")
+	// ErrInvalidText means a value holds text Postgres cannot store (a NUL character, invalid
+	// UTF-8). Decoders refuse such input first; this is the backstop that keeps a value that
+	// slipped through (a hook's answer, a new field) a 400 instead of a 500.
+	ErrInvalidText = errors.New("text with NUL characters or invalid UTF-8 cannot be stored")
 )
 
 // DB is what the store needs from a pool or a transaction, so that every method works inside the
@@ -83,7 +87,7 @@ func (s *Store) Get(ctx context.Context, db DB, id uuid.UUID) (*Identity, error)
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load identity: %w", err)
+		return nil, translate(err, "load identity")
 	}
 	s.Finish(&i)
 	return &i, nil
@@ -119,7 +123,7 @@ func (s *Store) FindByIdentifier(ctx context.Context, db DB, credType, identifie
 		return nil, nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("find identity by identifier: %w", err)
+		return nil, nil, translate(err, "find identity by identifier")
 	}
 	s.Finish(&i)
 	return &i, &c, nil
@@ -302,7 +306,7 @@ func (s *Store) List(ctx context.Context, db DB, p ListParams) ([]*Identity, *Cu
 	q += fmt.Sprintf(" ORDER BY i.created_at, i.id LIMIT $%d", len(args))
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list identities: %w", err)
+		return nil, nil, translate(err, "list identities")
 	}
 	defer rows.Close()
 	var out []*Identity
@@ -315,7 +319,7 @@ func (s *Store) List(ctx context.Context, db DB, p ListParams) ([]*Identity, *Cu
 		out = append(out, &i)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("list identities: %w", err)
+		return nil, nil, translate(err, "list identities")
 	}
 	var next *Cursor
 	if len(out) > p.PageSize {
@@ -365,15 +369,49 @@ func nullJSON(m json.RawMessage) any {
 // translate turns unique violations into the store's sentinels.
 func translate(err error, what string) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+	if !errors.As(err, &pgErr) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	switch pgErr.Code {
+	case "23505": // unique_violation
 		switch pgErr.ConstraintName {
 		case "identity_credential_identifiers_pkey":
 			return ErrDuplicateIdentifier
 		case "identities_external_id_key":
 			return ErrDuplicateExternalID
 		}
+	case "22P05", "22021": // untranslatable_character (\u0000 in jsonb), character_not_in_repertoire (NUL in text)
+		return ErrInvalidText
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// SetCredentialConfigIf replaces a credential's secret material (a re-hashed password) only
+// while it still holds old, the material the caller read before hashing: a password an admin
+// set in the meantime is never overwritten. It reports whether the row was changed.
+func (s *Store) SetCredentialConfigIf(ctx context.Context, tx pgx.Tx, credentialID uuid.UUID, old, config json.RawMessage) (bool, error) {
+	tag, err := tx.Exec(ctx, `UPDATE identity_credentials SET config = $3, updated_at = now() WHERE id = $1 AND config = $2`,
+		credentialID, []byte(old), []byte(config))
+	if err != nil {
+		return false, fmt.Errorf("update credential: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// GetForShare loads one identity and holds a share lock on its row until the transaction ends:
+// concurrent admin updates wait for the transaction, so a step that must not act on a
+// deactivated identity (a login issuing a session) sees the state it commits against.
+func (s *Store) GetForShare(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Identity, error) {
+	var i Identity
+	err := tx.QueryRow(ctx, `SELECT `+Columns("i")+` FROM identities i WHERE i.id = $1 FOR SHARE`, id).Scan(Targets(&i)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, translate(err, "lock identity")
+	}
+	s.Finish(&i)
+	return &i, nil
 }
 
 // SetCredentialConfig replaces a credential's secret material (a re-hashed password) and leaves

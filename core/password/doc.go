@@ -2,10 +2,11 @@
 // Kratos' `hashers.*` and `selfservice.methods.password.config` that can be decided from the
 // password, the stored hash and the identifiers alone.
 //
-// It is a leaf: it imports nothing from Latch. It must not know about flows, HTTP, identities
-// or the database. Callers hand it bytes and get back bytes, nil, ErrMismatch,
-// ErrUnsupportedHash or a *PolicyError; the flow code decides what a failed login shows
-// (Kratos' 4000006) and the HTTP layer renders *PolicyError as a Kratos UI message.
+// It imports nothing from Latch and only core uses it (cmd builds the Hasher and hands it to
+// core). It must not know about flows, HTTP, identities or the database. Callers hand it a
+// password (and, for the policy, the identifiers) and get back a hash, nil, ErrMismatch,
+// ErrUnsupportedHash or a *PolicyError; the flow code decides what a failed login shows (Kratos'
+// 4000006) and the HTTP layer renders *PolicyError as a Kratos UI message.
 //
 // # Compatibility
 //

@@ -5,7 +5,7 @@
 // outcome from the page's DOM and the browser's cookie jar.
 //
 // It needs Postgres at TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
-// and Chromium at /usr/bin/chromium (Debian's chromium package; .ci/run installs it). It never
+// and Chromium at /usr/bin/chromium (Debian's chromium package; .ci/test installs it). It never
 // skips: without either it fails and says what is missing.
 package browser
 
@@ -70,7 +70,7 @@ func startChromium(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("Chromium is not installed at %s (%v). Install Debian's package: "+
-			"apt-get update && apt-get install -y --no-install-recommends chromium (.ci/run does this). "+
+			"apt-get update && apt-get install -y --no-install-recommends chromium (.ci/test does this). "+
 			"This test never skips.", chromiumPath, err)
 	}
 	opts := []chromedp.ExecAllocatorOption{
