@@ -41,7 +41,10 @@ type Config struct {
 	PublicBaseURL string // serve.public.base_url, without trailing slash; required
 	// TrustedProxies are the peers whose forwarding headers name the client address
 	// (serve.public.trusted_proxies); see api.Edge. None: only the TCP peer counts.
-	TrustedProxies  []netip.Prefix
+	TrustedProxies []netip.Prefix
+	// ClientIPHeader is a header those proxies overwrite with the client address
+	// (serve.public.client_ip_header); see api.Edge.
+	ClientIPHeader  string
 	DefaultSchemaID string // identity.default_schema_id; zero: SchemaIDDefault
 
 	Registration RegistrationConfig
@@ -85,13 +88,14 @@ type SessionConfig struct {
 	KeepSessionsOnDeactivate bool
 }
 
-// ThrottleConfig limits password guessing, per identifier and per client address. State lives
-// in Postgres so that every `latch serve` process sees the same counts.
+// ThrottleConfig limits password guessing, per (identifier, client address) pair and per
+// client address; per identifier it only slows down, never locks (see throttle.go). State
+// lives in Postgres so that every `latch serve` process sees the same counts.
 type ThrottleConfig struct {
 	// Disabled is selfservice.flows.login.throttle.enabled: false. Throttling is on by default.
 	Disabled           bool
-	MaxFailures        int           // failures per identifier within Window before it locks; zero: ThrottleMaxFailuresDefault
-	MaxAddressFailures int           // failures per client address within Window before it locks; zero: ThrottleMaxAddressFailuresDefault
+	MaxFailures        int           // failures per (identifier, address) within Window before the pair locks; zero: ThrottleMaxFailuresDefault
+	MaxAddressFailures int           // wrong passwords per client address within Window before it locks; zero: ThrottleMaxAddressFailuresDefault
 	Window             time.Duration // zero: ThrottleWindowDefault
 	Lockout            time.Duration // how long a lock lasts; zero: ThrottleLockoutDefault
 }

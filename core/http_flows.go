@@ -21,7 +21,7 @@ import (
 // edge is the request-to-values translation for this configuration.
 func (s *Service) edge() *api.Edge {
 	cfg := s.config()
-	return &api.Edge{PublicBaseURL: cfg.PublicBaseURL, TrustedProxies: cfg.TrustedProxies}
+	return &api.Edge{PublicBaseURL: cfg.PublicBaseURL, TrustedProxies: cfg.TrustedProxies, ClientIPHeader: cfg.ClientIPHeader}
 }
 
 // flowRequestOf is what a flow created by r is made from.

@@ -15,14 +15,29 @@ import (
 	"github.com/latchhq/latch/schemas"
 )
 
-// Login throttling ("slow down, then lock"), per normalised identifier and per client address.
+// Login throttling: slow down, then lock, in a way no stranger can turn against an account's
+// owner. Three counters, shared by every process through Postgres:
 //
-// Every attempt first reserves a failure on the identifier's counter, under the row's lock, and
-// only then checks the password: a success gives the reservation back (clearAttempt). Counting
-// before checking is what makes the per-account limit hold under concurrency: N parallel
-// guesses take N consecutive counts, so at most the limit of them ever reach the hasher, in one
-// process or across many. The address counts wrong passwords only, after the check, so that a
-// crowd behind one NAT signing in at once never locks itself out.
+//   - per (identifier, address) pair: locks after max_failures failures within the window, for
+//     the lockout. This is what stops one client guessing one account.
+//   - per address: locks after max_address_failures wrong passwords within the window, whatever
+//     the identifiers. This is what stops one client spraying many accounts.
+//   - per identifier, from every address together: never locks. Past max_failures it slows
+//     every attempt on that identifier down, growing to throttleMaxDelay at twice max_failures.
+//     A lock here would let anyone keep the owner out forever by failing from anywhere; a
+//     bounded delay costs the owner at most a couple of seconds. (It does not stop a botnet
+//     that guesses in parallel from many addresses; only strong passwords do.)
+//
+// The address is what api.Edge says the client's is (so a client can name it only through a
+// trusted proxy), an IPv6 address counted by its /64. A client Latch cannot place (no network
+// peer) is counted under one "unknown" address.
+//
+// Every attempt first reserves a failure on its pair and identifier counters, under the rows'
+// locks, and only then checks the password; a correct password gives the reservation back
+// (clearAttempt). Counting before checking is what makes the pair limit hold under
+// concurrency: N parallel guesses take N consecutive counts, so at most the limit of them ever
+// reach the hasher, in one process or across many. The address counts wrong passwords only,
+// after the check, so that a crowd behind one NAT signing in at once never locks itself out.
 //
 // A locked attempt looks exactly like a wrong password: the same 400 with message 4000006,
 // after the same hashing work (CompareUnknown) and the same delay. Unknown identifiers are
@@ -32,27 +47,27 @@ import (
 // throttleMaxDelay caps the slow-down an attempt waits before its password is checked.
 const throttleMaxDelay = 2 * time.Second
 
-// countSQL counts one attempt against the counters named in @kinds (identifier, address). A
-// count restarts when its window is over or its lock has ended; reaching the limit sets
-// locked_until, which then holds however many more attempts come. The identifier is counted
-// before its password is checked (a reservation: N parallel guesses at one account take N
-// consecutive counts, so no burst gets more guesses past the check than the limit); the
-// address only after a wrong password, so that many people behind one NAT signing in at the
-// same moment never lock each other out. The statement also reads the address's count, so one
-// round trip decides the attempt. Rows are locked identifier first, then address, so
-// concurrent statements cannot deadlock.
+// countSQL counts one attempt against the counters named in @kinds. A count restarts when its
+// window is over or its lock has ended; for pairs and addresses, reaching the limit sets
+// locked_until, which then holds however many more attempts come; identifiers have no limit
+// and never lock. The statement also reads the address's count when @read_address, so one
+// round trip decides the attempt. Rows are locked in the order of kind (identifier, then
+// pair), as clearAttemptSQL does, so concurrent statements cannot deadlock; the address row
+// is only ever locked alone.
 const countSQL = `
 WITH counted AS (
 INSERT INTO login_throttle AS t (kind, key, failures, window_start, locked_until, expires_at)
 SELECT k.kind, k.key, 1, now(), CASE WHEN k.lim <= 1 THEN now() + @lockout END,
        greatest(now() + @window, CASE WHEN k.lim <= 1 THEN now() + @lockout END)
-FROM (VALUES ('identifier', @identifier::bytea, @identifier_limit::int),
+FROM (VALUES ('identifier', @identifier::bytea, NULL::int),
+             ('pair', @pair::bytea, @pair_limit::int),
              ('address', @address::bytea, @address_limit::int)) AS k (kind, key, lim)
 WHERE k.kind = ANY(@kinds::text[])
+ORDER BY k.kind
 ON CONFLICT (kind, key) DO UPDATE SET (failures, window_start, locked_until, expires_at) = (
     SELECT n.failures, n.window_start, l.locked_until, greatest(n.window_start + @window, l.locked_until)
     FROM (SELECT coalesce(t.locked_until <= now(), t.window_start <= now() - @window) AS restart,
-                 CASE t.kind WHEN 'identifier' THEN @identifier_limit::int ELSE @address_limit::int END AS lim) AS c,
+                 CASE t.kind WHEN 'pair' THEN @pair_limit::int WHEN 'address' THEN @address_limit::int END AS lim) AS c,
          LATERAL (SELECT CASE WHEN c.restart THEN 1 ELSE t.failures + 1 END AS failures,
                          CASE WHEN c.restart THEN now() ELSE t.window_start END AS window_start) AS n,
          LATERAL (SELECT CASE WHEN n.failures >= c.lim THEN
@@ -66,28 +81,46 @@ SELECT 'address', CASE WHEN a.locked_until > now() THEN @address_limit::int + 1
 FROM login_throttle a
 WHERE @read_address::bool AND a.kind = 'address' AND a.key = @address::bytea`
 
-// clearAttemptSQL runs after a correct password: it clears the identifier's failures and lock.
+// clearAttemptSQL runs after a correct password. The pair's failures and lock are cleared: the
+// owner proved who they are from that address. The identifier only gets this attempt's
+// reservation back, since its other failures came from elsewhere and still count towards its
+// slow-down. Rows are locked identifier first, then pair, like countSQL.
 const clearAttemptSQL = `
-UPDATE login_throttle SET failures = 0, locked_until = NULL, window_start = now(), expires_at = now() + @window
-WHERE kind = 'identifier' AND key = @identifier::bytea`
+WITH rows AS (
+    SELECT kind, key FROM login_throttle
+    WHERE (kind = 'identifier' AND key = @identifier::bytea) OR (kind = 'pair' AND key = @pair::bytea)
+    ORDER BY kind
+    FOR UPDATE)
+UPDATE login_throttle t SET
+    failures     = CASE t.kind WHEN 'pair' THEN 0 ELSE greatest(t.failures - 1, 0) END,
+    locked_until = CASE t.kind WHEN 'pair' THEN NULL ELSE t.locked_until END,
+    window_start = CASE t.kind WHEN 'pair' THEN now() ELSE t.window_start END,
+    expires_at   = CASE t.kind WHEN 'pair' THEN now() + @window ELSE t.expires_at END
+FROM rows r WHERE t.kind = r.kind AND t.key = r.key`
 
-// throttleKeys are the two counters one login attempt is charged to.
-type throttleKeys struct{ identifier, address []byte }
+// throttleKeys are the three counters one login attempt is charged to, as SHA-256 hashes so
+// that the table holds neither typed identifiers (people type passwords into that field) nor
+// addresses in clear.
+type throttleKeys struct{ identifier, pair, address []byte }
 
-// throttleKeysFor hashes the normalised identifier and the client address (the one events
-// record; see api.Edge for which proxy headers it believes).
-func throttleKeysFor(client netip.Addr, identifier string) throttleKeys {
-	id := sha256.Sum256([]byte(schemas.NormalizeIdentifier(identifier)))
-	addr := sha256.Sum256([]byte(throttleAddress(client.String())))
-	return throttleKeys{identifier: id[:], address: addr[:]}
+// throttleKeysFor derives the counters' keys from the client address (api.Edge's) and the
+// identifier as typed. The pair key hashes "address unit NUL normalised identifier": the unit
+// never holds a NUL, so no two pairs share a key.
+func throttleKeysFor(addr netip.Addr, identifier string) throttleKeys {
+	norm := schemas.NormalizeIdentifier(identifier)
+	unit := throttleAddress(addr)
+	id := sha256.Sum256([]byte(norm))
+	pair := sha256.Sum256([]byte(unit + "\x00" + norm))
+	address := sha256.Sum256([]byte(unit))
+	return throttleKeys{identifier: id[:], pair: pair[:], address: address[:]}
 }
 
 // throttleAddress is the unit an address is counted by: an IPv4 address, or the /64 of an IPv6
-// one, since a single IPv6 client can usually pick any address of its /64.
-func throttleAddress(ip string) string {
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
+// one, since a single IPv6 client can usually pick any address of its /64. Clients without an
+// address share "unknown".
+func throttleAddress(addr netip.Addr) string {
+	if !addr.IsValid() {
+		return "unknown"
 	}
 	addr = addr.Unmap().WithZone("")
 	if addr.Is4() {
@@ -102,10 +135,10 @@ type attemptVerdict struct {
 	delay  time.Duration // wait this long before answering
 }
 
-// reserveAttempt counts the attempt against the identifier, reads the address's failures, and
-// decides whether the password may be checked, and after what delay.
+// reserveAttempt counts the attempt against its pair and identifier, reads the address's
+// failures, and decides whether the password may be checked, and after what delay.
 func (s *Service) reserveAttempt(ctx context.Context, cfg ThrottleConfig, keys throttleKeys) (attemptVerdict, error) {
-	return s.count(ctx, cfg, keys, []string{"identifier"}, true)
+	return s.count(ctx, cfg, keys, []string{"identifier", "pair"}, true)
 }
 
 // recordFailure counts a wrong password against the client address.
@@ -116,7 +149,7 @@ func (s *Service) recordFailure(ctx context.Context, cfg ThrottleConfig, keys th
 
 func (s *Service) count(ctx context.Context, cfg ThrottleConfig, keys throttleKeys, kinds []string, readAddress bool) (attemptVerdict, error) {
 	rows, err := s.db.Query(ctx, countSQL, pgx.NamedArgs{
-		"identifier": keys.identifier, "identifier_limit": cfg.MaxFailures,
+		"identifier": keys.identifier, "pair": keys.pair, "pair_limit": cfg.MaxFailures,
 		"address": keys.address, "address_limit": cfg.MaxAddressFailures,
 		"window": cfg.Window, "lockout": cfg.Lockout, "kinds": kinds, "read_address": readAddress,
 	})
@@ -127,12 +160,17 @@ func (s *Service) count(ctx context.Context, cfg ThrottleConfig, keys throttleKe
 	var kind string
 	var failures int
 	_, err = pgx.ForEachRow(rows, []any{&kind, &failures}, func() error {
-		limit := cfg.MaxAddressFailures
-		if kind == "identifier" {
-			limit = cfg.MaxFailures
+		switch kind {
+		case "identifier":
+			// No lock: a slow-down that starts once the owner's own typos are ruled out.
+			v.delay = max(v.delay, throttleDelay(failures-1, 2*cfg.MaxFailures))
+		case "pair":
+			v.locked = v.locked || failures > cfg.MaxFailures
+			v.delay = max(v.delay, throttleDelay(failures-1, cfg.MaxFailures))
+		case "address":
+			v.locked = v.locked || failures > cfg.MaxAddressFailures
+			v.delay = max(v.delay, throttleDelay(failures-1, cfg.MaxAddressFailures))
 		}
-		v.locked = v.locked || failures > limit
-		v.delay = max(v.delay, throttleDelay(failures-1, limit))
 		return nil
 	})
 	if err != nil {
@@ -157,24 +195,24 @@ func throttleDelay(prior, limit int) time.Duration {
 
 // clearAttempt records a correct password (see clearAttemptSQL).
 func (s *Service) clearAttempt(ctx context.Context, cfg ThrottleConfig, keys throttleKeys) error {
-	_, err := s.db.Exec(ctx, clearAttemptSQL, pgx.NamedArgs{"identifier": keys.identifier, "window": cfg.Window})
+	_, err := s.db.Exec(ctx, clearAttemptSQL, pgx.NamedArgs{"identifier": keys.identifier, "pair": keys.pair, "window": cfg.Window})
 	if err != nil {
 		return fmt.Errorf("clear login failures: %w", err)
 	}
 	return nil
 }
 
-// authenticateThrottled is authenticate behind the throttle: it reserves the attempt against
-// the identifier, waits the slow-down, and then either checks the password or, when a limit is
-// reached, does the work of checking an unknown one and fails as a wrong password would. A
-// wrong password (or a locked attempt) also counts against the client address; anything but a
-// correct password stays counted against the identifier, errors included.
-func (s *Service) authenticateThrottled(ctx context.Context, client netip.Addr, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
+// authenticateThrottled is authenticate behind the throttle, for a client at addr: it reserves
+// the attempt against the pair and the identifier, waits the slow-down, and then either checks
+// the password or, when a limit is reached, does the work of checking an unknown one and fails
+// as a wrong password would. A wrong password (or a locked attempt) also counts against the
+// client address; anything but a correct password stays counted, errors included.
+func (s *Service) authenticateThrottled(ctx context.Context, addr netip.Addr, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
 	cfg := s.config().Throttle
 	if cfg.Disabled {
 		return s.authenticate(ctx, identifier, pw)
 	}
-	keys := throttleKeysFor(client, identifier)
+	keys := throttleKeysFor(addr, identifier)
 	v, err := s.reserveAttempt(ctx, cfg, keys)
 	if err != nil {
 		return nil, nil, err

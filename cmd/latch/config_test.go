@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/latchhq/latch/cmd/latch/internal/config"
@@ -86,5 +87,31 @@ selfservice:
 	}
 	if sc := sessionsConfig(cfg, false); sc.Cookie.SameSite != http.SameSiteStrictMode {
 		t.Errorf("same_site = %v", sc.Cookie.SameSite)
+	}
+}
+
+// The public edge gets the parsed proxies; without the key it trusts no one.
+func TestEdgeConfig(t *testing.T) {
+	t.Parallel()
+	cfg, _ := mustLoad(t, false, nil, minimal+"serve: {public: {trusted_proxies: [10.0.0.0/8, 192.0.2.1, '2001:db8::/32'], client_ip_header: True-Client-IP}}")
+	e := edgeConfig(cfg)
+	var got []string
+	for _, p := range e.TrustedProxies {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, " ") != "10.0.0.0/8 192.0.2.1/32 2001:db8::/32" || e.ClientIPHeader != "True-Client-IP" {
+		t.Fatalf("edge = %+v", e)
+	}
+	cc, err := coreConfig(cfg)
+	if err != nil || len(cc.TrustedProxies) != 3 || cc.ClientIPHeader != "True-Client-IP" {
+		t.Fatalf("core config: proxies %v, header %q, err %v", cc.TrustedProxies, cc.ClientIPHeader, err)
+	}
+	cfg, _ = mustLoad(t, false, []string{`SERVE_PUBLIC_TRUSTED_PROXIES=["198.51.100.0/24"]`}, minimal)
+	if e := edgeConfig(cfg); len(e.TrustedProxies) != 1 || e.TrustedProxies[0].String() != "198.51.100.0/24" {
+		t.Fatalf("from the environment: %+v", e)
+	}
+	cfg, _ = mustLoad(t, false, nil, minimal)
+	if e := edgeConfig(cfg); len(e.TrustedProxies) != 0 || e.ClientIPHeader != "" {
+		t.Fatalf("default edge trusts %+v", e)
 	}
 }

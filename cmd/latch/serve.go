@@ -60,7 +60,7 @@ func serve(ctx context.Context, cfg *config.Config, paths, env []string, dev boo
 	}
 	defer a.close() // after the servers stopped, before the pool closes
 
-	public, err := newServer(ctx, "public", cfg.Serve.Public, withOps(a.public, pool, "", log), log)
+	public, err := newServer(ctx, "public", cfg.Serve.Public.ListenConfig, withOps(a.public, pool, "", log), log)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"github.com/latchhq/latch/core"
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
@@ -244,6 +245,14 @@ func sameSite(v string) http.SameSite {
 	}
 }
 
+// edgeConfig is what the public API's edge believes about its requests: the public URL and
+// which proxies may name the client's address. check has refused invalid trusted_proxies.
+func edgeConfig(cfg *config.Config) api.Edge {
+	proxies, _, _ := api.ParseTrustedProxies(cfg.Serve.Public.TrustedProxies)
+	return api.Edge{PublicBaseURL: strings.TrimRight(cfg.Serve.Public.BaseURL, "/"), TrustedProxies: proxies,
+		ClientIPHeader: cfg.Serve.Public.ClientIPHeader}
+}
+
 // coreConfig maps the flows' keys onto core.Config and compiles the hook lists into its plan;
 // an unknown hook or an unreadable web_hook config is an error naming the key.
 func coreConfig(cfg *config.Config) (core.Config, error) {
@@ -259,8 +268,11 @@ func coreConfig(cfg *config.Config) (core.Config, error) {
 	if cfg.Hashers.Algorithm == "" || cfg.Hashers.Algorithm == password.AlgorithmBcrypt {
 		policy.MaxBytes = password.BcryptMaxPasswordBytes
 	}
+	edge := edgeConfig(cfg)
 	out := core.Config{
 		PublicBaseURL:   cfg.Serve.Public.BaseURL,
+		TrustedProxies:  edge.TrustedProxies,
+		ClientIPHeader:  edge.ClientIPHeader,
 		DefaultSchemaID: cfg.Identity.DefaultSchemaID,
 		PasswordPolicy:  policy,
 	}

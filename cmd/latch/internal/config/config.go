@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/latchhq/latch/core"
+	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/schemas"
@@ -43,8 +44,8 @@ type Config struct {
 
 // ServeConfig is `serve`.
 type ServeConfig struct {
-	Public ListenConfig `json:"public"`
-	Admin  ListenConfig `json:"admin"`
+	Public PublicListenConfig `json:"public"`
+	Admin  ListenConfig       `json:"admin"`
 }
 
 // ListenConfig is `serve.public` or `serve.admin`.
@@ -52,6 +53,14 @@ type ListenConfig struct {
 	BaseURL string `json:"base_url"` // default http://<host or 127.0.0.1>:<port>
 	Host    string `json:"host"`     // default "" (all interfaces); --dev: 127.0.0.1
 	Port    int    `json:"port"`     // default 4433 public, 4434 admin
+}
+
+// PublicListenConfig is `serve.public`: a listener, and who may name the client's address (see
+// api.Edge).
+type PublicListenConfig struct {
+	ListenConfig
+	TrustedProxies []string `json:"trusted_proxies"`  // CIDRs or IPs; default none: the TCP peer is the client
+	ClientIPHeader string   `json:"client_ip_header"` // default none: only X-Forwarded-For, from trusted proxies
 }
 
 // IdentityConfig is `identity`.
@@ -164,7 +173,7 @@ type LoginFlowConfig struct {
 	FlowConfig
 	Throttle struct {
 		Enabled            *bool    `json:"enabled"`              // unset: true (core.ThrottleConfig.Disabled false)
-		MaxFailures        int      `json:"max_failures"`         // per identifier; unset: core.ThrottleMaxFailuresDefault
+		MaxFailures        int      `json:"max_failures"`         // per (identifier, address) pair; unset: core.ThrottleMaxFailuresDefault
 		MaxAddressFailures int      `json:"max_address_failures"` // per client address; unset: core.ThrottleMaxAddressFailuresDefault
 		Window             Duration `json:"window"`               // unset: core.ThrottleWindowDefault
 		Lockout            Duration `json:"lockout"`              // unset: core.ThrottleLockoutDefault
@@ -495,6 +504,9 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 		}
 		if c.Serve.Public.Port == c.Serve.Admin.Port && sameHost(c.Serve.Public.Host, c.Serve.Admin.Host) {
 			bad("serve.admin.port", "is the same as serve.public.port (%d)", c.Serve.Public.Port)
+		}
+		if _, i, err := api.ParseTrustedProxies(c.Serve.Public.TrustedProxies); err != nil {
+			bad(fmt.Sprintf("serve.public.trusted_proxies[%d]", i), "%v", err)
 		}
 		if c.Session.Cookie.SameSite == "None" && !dev {
 			// Browsers drop SameSite=None cookies that are not Secure; say so now rather than
