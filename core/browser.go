@@ -161,7 +161,7 @@ func (s *Service) signedInAlready(w http.ResponseWriter, r *http.Request) {
 
 // createBrowserRegistrationFlow serves GET /self-service/registration/browser.
 func (s *Service) createBrowserRegistrationFlow(w http.ResponseWriter, r *http.Request) {
-	if !s.config().Registration.Enabled {
+	if s.config().Registration.Disabled {
 		s.fail(w, r, ErrRegistrationDisabled)
 		return
 	}

@@ -2,43 +2,74 @@ package core
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/password"
+)
+
+// Defaults of Config's zero fields, Kratos' where Kratos has the setting. Config is normalised
+// once, when the Service takes it (New, SetConfig): a zero field means its default, so the
+// configuration loader maps only the keys a file sets.
+const (
+	// FlowLifespanDefault is selfservice.flows.<flow>.lifespan's.
+	FlowLifespanDefault = time.Hour
+	// PrivilegedSessionMaxAgeDefault is selfservice.flows.settings.privileged_session_max_age's.
+	PrivilegedSessionMaxAgeDefault = time.Hour
+	// SchemaIDDefault is identity.default_schema_id's: the id of the built-in schema.
+	SchemaIDDefault = "default"
+	// HookDeadlineDefault is webhooks.call_deadline's: long enough for an endpoint and a retry
+	// or two, short enough that a flow never hangs on one.
+	HookDeadlineDefault = 10 * time.Second
+	// ThrottleMaxFailuresDefault is selfservice.flows.login.throttle.max_failures'.
+	ThrottleMaxFailuresDefault = 5
+	// ThrottleMaxAddressFailuresDefault is selfservice.flows.login.throttle.max_address_failures'.
+	ThrottleMaxAddressFailuresDefault = 50
+	// ThrottleWindowDefault is selfservice.flows.login.throttle.window's.
+	ThrottleWindowDefault = 15 * time.Minute
+	// ThrottleLockoutDefault is selfservice.flows.login.throttle.lockout's.
+	ThrottleLockoutDefault = 15 * time.Minute
 )
 
 // Config is what the flows read on every request. The process holds it behind an atomic
 // pointer so that a reloaded configuration takes effect without a restart (see Service.SetConfig).
+// The zero value of every field but PublicBaseURL works: it means the default its comment names.
 type Config struct {
-	PublicBaseURL string // serve.public.base_url, without trailing slash
+	PublicBaseURL string // serve.public.base_url, without trailing slash; required
 	// TrustedProxies are the peers whose forwarding headers name the client address
-	// (serve.public.trusted_proxies); see api.Edge.
+	// (serve.public.trusted_proxies); see api.Edge. None: only the TCP peer counts.
 	TrustedProxies []netip.Prefix
 	// ClientIPHeader is a header those proxies overwrite with the client address
 	// (serve.public.client_ip_header); see api.Edge.
 	ClientIPHeader  string
-	DefaultSchemaID string // identity.default_schema_id
+	DefaultSchemaID string // identity.default_schema_id; zero: SchemaIDDefault
 
 	Registration RegistrationConfig
 	Login        FlowConfig
 	Settings     SettingsConfig
 
-	PasswordPolicy password.Policy // selfservice.methods.password.config
+	// PasswordPolicy is selfservice.methods.password.config. A zero MinLength means the
+	// password package's default.
+	PasswordPolicy password.Policy
+
+	// Hooks is every hook list of the configuration, resolved once (hooks.Compile): which hooks
+	// each flow runs before, before persisting, inside its transaction and after. It lives in
+	// the Config so that a reload swaps it with the rest, atomically. Nil: no hooks at all (a
+	// registration then issues no session; login still does, as Kratos' login always does).
+	Hooks *hooks.Plan
 
 	// HookDeadline bounds a before-persist web_hook call, worker and retries included
-	// (webhooks.call_deadline, default 10s).
+	// (webhooks.call_deadline). Zero: HookDeadlineDefault.
 	HookDeadline time.Duration
 
 	// DefaultBrowserReturnURL is where browser flows go when they end without a return_to
 	// (selfservice.default_browser_return_url).
 	DefaultBrowserReturnURL string
 	// LogoutReturnURL is where a browser goes after logout
-	// (selfservice.flows.logout.after.default_browser_return_url; default DefaultBrowserReturnURL).
+	// (selfservice.flows.logout.after.default_browser_return_url; zero: DefaultBrowserReturnURL).
 	LogoutReturnURL string
 
 	// Throttle slows and then locks repeated login failures (selfservice.flows.login.throttle).
@@ -50,90 +81,49 @@ type Config struct {
 
 // SessionConfig is what core decides about sessions beyond the sessions package.
 type SessionConfig struct {
-	SelfServiceExtend  bool          // session.self_service_extend.enabled: PATCH /sessions/extend
-	ExtendMaxAge       time.Duration // session.self_service_extend.max_age; 0: no cap
-	ExtendBefore       []Hook        // session.extend.before.hooks: web_hooks that may refuse an extension
-	RevokeOnDeactivate bool          // session.revoke_on_deactivate (default true)
+	SelfServiceExtend bool          // session.self_service_extend.enabled: PATCH /sessions/extend
+	ExtendMaxAge      time.Duration // session.self_service_extend.max_age; 0: no cap
+	// KeepSessionsOnDeactivate is session.revoke_on_deactivate: false. By default (false) an
+	// identity made inactive loses its sessions in the same transaction.
+	KeepSessionsOnDeactivate bool
 }
 
 // ThrottleConfig limits password guessing, per (identifier, client address) pair and per
 // client address; per identifier it only slows down, never locks (see throttle.go). State
 // lives in Postgres so that every `latch serve` process sees the same counts.
 type ThrottleConfig struct {
-	Enabled            bool          // default true
-	MaxFailures        int           // failures per (identifier, address) within Window before the pair locks; default 5
-	MaxAddressFailures int           // wrong passwords per client address within Window before it locks; default 50
-	Window             time.Duration // default 15m
-	Lockout            time.Duration // how long a lock lasts; default 15m
+	// Disabled is selfservice.flows.login.throttle.enabled: false. Throttling is on by default.
+	Disabled           bool
+	MaxFailures        int           // failures per (identifier, address) within Window before the pair locks; zero: ThrottleMaxFailuresDefault
+	MaxAddressFailures int           // wrong passwords per client address within Window before it locks; zero: ThrottleMaxAddressFailuresDefault
+	Window             time.Duration // zero: ThrottleWindowDefault
+	Lockout            time.Duration // how long a lock lasts; zero: ThrottleLockoutDefault
 }
 
 // FlowConfig is what every flow has.
 type FlowConfig struct {
 	UIURL    string        // selfservice.flows.<flow>.ui_url: where browser flows are shown
-	Lifespan time.Duration // selfservice.flows.<flow>.lifespan, default 1h
-	Before   []Hook        // selfservice.flows.<flow>.before.hooks: web_hooks run when the flow is created
-	After    AfterHooks    // selfservice.flows.<flow>.after
+	Lifespan time.Duration // selfservice.flows.<flow>.lifespan; zero: FlowLifespanDefault
 }
 
 // RegistrationConfig is selfservice.flows.registration.
 type RegistrationConfig struct {
 	FlowConfig
-	Enabled bool
+	// Disabled is selfservice.flows.registration.enabled: false. Registration is open by
+	// default, as in Kratos.
+	Disabled bool
 }
 
 // SettingsConfig is selfservice.flows.settings.
 type SettingsConfig struct {
 	FlowConfig
 	// PrivilegedSessionMaxAge is how recently the session must have authenticated for a
-	// password or identifier change (Kratos' privileged_session_max_age, default 1h).
+	// password or identifier change (Kratos' privileged_session_max_age); zero:
+	// PrivilegedSessionMaxAgeDefault.
 	PrivilegedSessionMaxAge time.Duration
 }
 
-// Hook is one configured hook: `{hook: name, config: {...}}`. ID names a web_hook for the
-// workers that call it (its config.id, or where it stands in the configuration).
-type Hook struct {
-	ID     string
-	Name   string
-	Config json.RawMessage
-}
-
-// The inline hooks core runs inside the flow's transaction.
-const (
-	HookSession              = "session"
-	HookRevokeActiveSessions = "revoke_active_sessions"
-)
-
-// AfterHooks is an `after` block: a global list and per-method lists.
-type AfterHooks struct {
-	Global  []Hook
-	Methods map[string][]Hook // "password", "profile"
-}
-
-// For resolves the hooks of a method as Kratos does: the method's own list when it has any
-// hook, the global list otherwise (never both), with `session` moved last because it answers
-// the request.
-func (a AfterHooks) For(method string) []Hook {
-	hooks := a.Methods[method]
-	if len(hooks) == 0 {
-		hooks = a.Global
-	}
-	out := make([]Hook, 0, len(hooks))
-	var session []Hook
-	for _, h := range hooks {
-		if h.Name == HookSession {
-			session = append(session, h)
-			continue
-		}
-		out = append(out, h)
-	}
-	return append(out, session...)
-}
-
-// has reports whether a resolved hook list contains the named hook.
-func has(hooks []Hook, name string) bool {
-	return slices.ContainsFunc(hooks, func(h Hook) bool { return h.Name == name })
-}
-
+// normalize fills every zero field with its default and refuses what cannot work.
 func (c *Config) normalize() error {
 	c.PublicBaseURL = strings.TrimRight(c.PublicBaseURL, "/")
 	if c.PublicBaseURL == "" {
@@ -141,25 +131,31 @@ func (c *Config) normalize() error {
 	}
 	for _, f := range []*FlowConfig{&c.Registration.FlowConfig, &c.Login, &c.Settings.FlowConfig} {
 		if f.Lifespan <= 0 {
-			f.Lifespan = time.Hour
+			f.Lifespan = FlowLifespanDefault
 		}
 	}
 	if c.Settings.PrivilegedSessionMaxAge <= 0 {
-		c.Settings.PrivilegedSessionMaxAge = time.Hour
+		c.Settings.PrivilegedSessionMaxAge = PrivilegedSessionMaxAgeDefault
 	}
-	if c.DefaultSchemaID == "" {
-		c.DefaultSchemaID = "default"
-	}
-	if c.PasswordPolicy.MinLength == 0 {
-		c.PasswordPolicy.MinLength = 8
+	c.DefaultSchemaID = cmp.Or(c.DefaultSchemaID, SchemaIDDefault)
+	if c.PasswordPolicy.MinLength <= 0 {
+		c.PasswordPolicy.MinLength = password.MinLengthDefault
 	}
 	if c.HookDeadline <= 0 {
-		c.HookDeadline = 10 * time.Second
+		c.HookDeadline = HookDeadlineDefault
 	}
 	t := &c.Throttle
-	t.MaxFailures = cmp.Or(t.MaxFailures, 5)
-	t.MaxAddressFailures = cmp.Or(t.MaxAddressFailures, 50)
-	t.Window = cmp.Or(t.Window, 15*time.Minute)
-	t.Lockout = cmp.Or(t.Lockout, 15*time.Minute)
+	if t.MaxFailures <= 0 {
+		t.MaxFailures = ThrottleMaxFailuresDefault
+	}
+	if t.MaxAddressFailures <= 0 {
+		t.MaxAddressFailures = ThrottleMaxAddressFailuresDefault
+	}
+	if t.Window <= 0 {
+		t.Window = ThrottleWindowDefault
+	}
+	if t.Lockout <= 0 {
+		t.Lockout = ThrottleLockoutDefault
+	}
 	return nil
 }

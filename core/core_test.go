@@ -22,6 +22,7 @@ import (
 
 	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/dbtest"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
@@ -48,9 +49,27 @@ type bundle struct {
 
 type option func(*core.Config)
 
-func withLoginRevoke(c *core.Config) {
-	c.Login.After.Methods = map[string][]core.Hook{"password": {{Name: core.HookRevokeActiveSessions}}}
+// baseHooks are the hook lists every test starts from: a registration signs the user in.
+func baseHooks() hooks.Lists {
+	return hooks.Lists{Registration: hooks.FlowLists{Methods: map[string][]hooks.Entry{hooks.Password: {{Hook: hooks.Session}}}}}
 }
+
+// withHooks compiles baseHooks as edit changes them into the configuration's plan.
+func withHooks(edit func(l *hooks.Lists)) option {
+	return func(c *core.Config) {
+		l := baseHooks()
+		edit(&l)
+		p, err := hooks.Compile(l)
+		if err != nil {
+			panic(err)
+		}
+		c.Hooks = p
+	}
+}
+
+var withLoginRevoke = withHooks(func(l *hooks.Lists) {
+	l.Login.Methods = map[string][]hooks.Entry{hooks.Password: {{Hook: hooks.RevokeActiveSessions}}}
+})
 
 func setup(t *testing.T, opts ...option) *bundle {
 	t.Helper()
@@ -86,8 +105,10 @@ func setupWith(t *testing.T, caller core.HookCaller, opts ...option) *bundle {
 		PublicBaseURL:  b.public.URL,
 		PasswordPolicy: password.Policy{MinLength: 8, IdentifierSimilarityCheck: true, MaxBytes: 72},
 	}
-	cfg.Registration.Enabled = true
-	cfg.Registration.After.Methods = map[string][]core.Hook{"password": {{Name: core.HookSession}}}
+	// Tests turn throttling and revocation on deactivation on where they test them.
+	cfg.Throttle.Disabled = true
+	cfg.Session.KeepSessionsOnDeactivate = true
+	withHooks(func(*hooks.Lists) {})(&cfg)
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -231,7 +252,7 @@ func TestRegistrationReturnsWorkingSession(t *testing.T) {
 
 func TestRegistrationWithoutSessionHookReturnsNoToken(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *core.Config) { c.Registration.After = core.AfterHooks{} })
+	b := setup(t, withHooks(func(l *hooks.Lists) { l.Registration = hooks.FlowLists{} }))
 	status, res := b.register(t, "nosession@example.com", goodPassword)
 	if status != 200 {
 		t.Fatalf("register: %d %v", status, res["_raw"])

@@ -1,6 +1,7 @@
 // Package core owns Latch's self-service flows (registration, login, settings, logout) and
-// their state, the inline hooks and the order hooks run in, the admin identity API and the
-// HTTP handlers of both.
+// their state, running the hook plan (the before and pre-persist web_hook calls through a worker,
+// the inline hooks inside the flow's transaction), the admin identity API and the HTTP handlers
+// of both.
 //
 // HTTP is a transport. The handlers (http_flows.go, browser.go, csrf.go, public.go, admin.go,
 // extend.go's handler) turn a request into values: the flow id, the decoded submission, the
@@ -16,6 +17,7 @@
 // yields at most one identity or session however often it is submitted.
 //
 // Subpackages: identity (the identity model and its SQL, shared with sessions), password
-// (hashing and policy), api (Kratos' wire conventions and the HTTP edge), dbtest (test
-// databases).
+// (hashing and policy), api (Kratos' wire conventions and the HTTP edge), hooks (the hook plan
+// compiled once from the configuration and the before-persist call contract, a leaf shared
+// with webhooks), dbtest (test databases).
 package core

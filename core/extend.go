@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/sessions"
 )
 
@@ -36,7 +37,7 @@ func (s *Service) extendOwn(ctx context.Context, sess *sessions.Session, meta ap
 	if !cfg.Session.SelfServiceExtend {
 		return nil, ErrExtendDisabled
 	}
-	if _, err := s.runHooks(ctx, meta, nil, cfg.Session.ExtendBefore, sess.Identity, sess); err != nil {
+	if _, err := s.runHooks(ctx, meta, nil, cfg.Hooks.Before(hooks.SessionExtend), sess.Identity, sess); err != nil {
 		return nil, err
 	}
 	var out *sessions.Session

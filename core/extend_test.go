@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/latchhq/latch/core"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/webhooks"
 )
 
@@ -82,9 +83,8 @@ func TestDenylistedUserCannotExtend(t *testing.T) {
 	t.Parallel()
 	e := newEndpoint(t)
 	b := setupHooks(t, []webhooks.Hook{callHook("denylist", e.URL, false)}, true, func(c *core.Config) {
-		onRegistration()(c)
+		withHooks(func(l *hooks.Lists) { l.SessionExtendBefore = []hooks.Entry{webHook("denylist", false)} })(c)
 		c.Session.SelfServiceExtend = true
-		c.Session.ExtendBefore = []core.Hook{webHook("denylist", false)}
 	})
 	_, reg := b.register(t, "ext-denied@example.com", goodPassword)
 	token := reg["session_token"].(string)
@@ -104,7 +104,7 @@ func TestDenylistedUserCannotExtend(t *testing.T) {
 
 func TestDeactivationRevokesSessionsForGood(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *core.Config) { c.Session.RevokeOnDeactivate = true })
+	b := setup(t, func(c *core.Config) { c.Session.KeepSessionsOnDeactivate = false })
 	_, reg := b.register(t, "revoke-on-block@example.com", goodPassword)
 	token := reg["session_token"].(string)
 	id := reg["identity"].(map[string]any)["id"].(string)

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
@@ -22,83 +23,10 @@ import (
 // the internet itself: a worker makes the call (NATS request/reply) and answers within the
 // deadline. No answer is a 503-class error, never a silent pass.
 
-// HookCaller runs one before-persist web_hook through a worker. cmd/latch adapts the webhooks
-// package to it.
+// HookCaller runs one before-persist web_hook through a worker. webhooks.Caller is one; the
+// contract (request, reply, outcomes, the no-worker and no-answer errors) is core/hooks'.
 type HookCaller interface {
-	Call(ctx context.Context, call HookCall) (*HookReply, error)
-}
-
-// HookCall is one call: the hook, Kratos' template ctx and the deadline.
-type HookCall struct {
-	HookID     string
-	Ctx        json.RawMessage
-	Deadline   time.Time
-	IdentityID *uuid.UUID
-}
-
-// HookReply is what the endpoint decided, as the worker classified it.
-type HookReply struct {
-	Outcome    string // HookContinue, HookInterrupt, HookModify, HookCancelled, HookFailed
-	StatusCode int
-	Messages   json.RawMessage // interrupt: [{"instance_ptr", "messages": [...]}]
-	Identity   json.RawMessage // modify: the answer's "identity" object: {"traits", "metadata_public", ...}
-	ErrorClass string
-	Error      string
-}
-
-// Outcomes of a call.
-const (
-	HookContinue  = "continue"
-	HookInterrupt = "interrupt"
-	HookModify    = "modify"
-	HookCancelled = "cancelled"
-	HookFailed    = "failed"
-)
-
-// Errors a HookCaller returns when no worker took the call.
-var (
-	ErrHookNoWorker = errors.New("no webhook worker is running")
-	ErrHookNoAnswer = errors.New("no webhook worker answered before the deadline")
-)
-
-// HookWebHook is Kratos' name for an HTTP hook.
-const HookWebHook = "web_hook"
-
-// webHookFlags are the keys of a web_hook's config that decide its phase.
-type webHookFlags struct {
-	Response struct {
-		Parse bool `json:"parse"`
-	} `json:"response"`
-	CanInterrupt bool `json:"can_interrupt"`
-}
-
-// PrePersist reports whether Kratos runs this hook before persisting (it may refuse the flow
-// or, with response.parse, change the identity).
-func (h Hook) PrePersist() bool {
-	if h.Name != HookWebHook {
-		return false
-	}
-	var f webHookFlags
-	_ = json.Unmarshal(h.Config, &f)
-	return f.Response.Parse || f.CanInterrupt
-}
-
-// parses reports whether a 200 answer may modify the identity.
-func (h Hook) parses() bool {
-	var f webHookFlags
-	_ = json.Unmarshal(h.Config, &f)
-	return f.Response.Parse
-}
-
-// prePersistHooks picks the before-persist web_hooks of a resolved list.
-func prePersistHooks(hooks []Hook) []Hook {
-	var out []Hook
-	for _, h := range hooks {
-		if h.PrePersist() {
-			out = append(out, h)
-		}
-	}
-	return out
+	Call(ctx context.Context, req hooks.Request) (*hooks.Reply, error)
 }
 
 // hookCtx is Kratos' template ctx.
@@ -117,15 +45,15 @@ type hookCtx struct {
 // (a *HookError). A parse hook's answer is applied to id, so the next hook and the caller's
 // validation see it, and collected in the returned patch, which is what the caller writes
 // under its lock: only the fields a hook set, never a snapshot of the rest.
-func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, hooks []Hook, id *identity.Identity, sess *sessions.Session) (identityPatch, error) {
+func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, list []hooks.Hook, id *identity.Identity, sess *sessions.Session) (identityPatch, error) {
 	var patch identityPatch
-	if len(hooks) == 0 {
+	if len(list) == 0 {
 		return patch, nil
 	}
 	if s.caller == nil {
-		return patch, &HookError{HookID: hooks[0].ID, Unavailable: true, Cause: errors.New("this process cannot reach webhook workers")}
+		return patch, &HookError{HookID: list[0].ID, Unavailable: true, Cause: errors.New("this process cannot reach webhook workers")}
 	}
-	for _, h := range hooks {
+	for _, h := range list {
 		var ctxID *identity.Identity
 		if id != nil {
 			ctxID = id.Public()
@@ -139,7 +67,7 @@ func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, hooks []
 		if err != nil {
 			return patch, fmt.Errorf("encode hook ctx: %w", err)
 		}
-		call := HookCall{HookID: h.ID, Ctx: raw, Deadline: time.Now().Add(s.config().HookDeadline)}
+		call := hooks.Request{HookID: h.ID, Ctx: raw, Deadline: time.Now().Add(s.config().HookDeadline)}
 		if id != nil && id.ID != uuid.Nil {
 			call.IdentityID = &id.ID
 		}
@@ -148,9 +76,9 @@ func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, hooks []
 			return patch, &HookError{HookID: h.ID, Unavailable: true, Cause: err}
 		}
 		switch reply.Outcome {
-		case HookContinue, HookCancelled:
-		case HookModify:
-			if id == nil || !h.parses() {
+		case hooks.OutcomeContinue, hooks.OutcomeCancelled:
+		case hooks.OutcomeModify:
+			if id == nil || !h.Parse {
 				continue
 			}
 			p, err := parseIdentityPatch(reply.Identity)
@@ -159,7 +87,7 @@ func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, hooks []
 			}
 			p.applyTo(id)
 			patch.merge(p)
-		case HookInterrupt:
+		case hooks.OutcomeInterrupt:
 			if f == nil { // no flow to show the messages on (session extension)
 				return patch, &HookDeniedError{Messages: reply.Messages}
 			}

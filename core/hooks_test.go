@@ -3,7 +3,6 @@ package core_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/latchhq/latch/core"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/events/natstest"
 	"github.com/latchhq/latch/webhooks"
 )
@@ -23,23 +23,6 @@ import (
 // (embedded) NATS server, a webhooks.Responder makes the HTTP call to a test endpoint.
 
 const hookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-// natsCaller adapts webhooks.Caller to core.HookCaller, as cmd/latch does.
-type natsCaller struct{ c *webhooks.Caller }
-
-func (n natsCaller) Call(ctx context.Context, call core.HookCall) (*core.HookReply, error) {
-	r, err := n.c.Call(ctx, webhooks.CallRequest{HookID: call.HookID, Ctx: call.Ctx, Deadline: call.Deadline, IdentityID: call.IdentityID})
-	switch {
-	case errors.Is(err, webhooks.ErrNoWorker):
-		return nil, core.ErrHookNoWorker
-	case errors.Is(err, webhooks.ErrNoAnswer):
-		return nil, core.ErrHookNoAnswer
-	case err != nil:
-		return nil, err
-	}
-	return &core.HookReply{Outcome: r.Outcome, StatusCode: r.StatusCode, Messages: r.Messages, Identity: r.Identity,
-		ErrorClass: r.ErrorClass, Error: r.Error}, nil
-}
 
 // endpoint is the hook's receiver; answer decides each response.
 type endpoint struct {
@@ -70,7 +53,7 @@ func (e *endpoint) respond(status int, body string) {
 
 // setupHooks gives the bundle a Responder on embedded NATS answering for hooks, and core the
 // configuration configure makes. withWorker false: NATS is there but no worker listens.
-func setupHooks(t *testing.T, hooks []webhooks.Hook, withWorker bool, configure func(*core.Config)) *bundle {
+func setupHooks(t *testing.T, workerHooks []webhooks.Hook, withWorker bool, configure func(*core.Config)) *bundle {
 	t.Helper()
 	_, url := natstest.Start(t)
 	nc, err := nats.Connect(url)
@@ -78,7 +61,7 @@ func setupHooks(t *testing.T, hooks []webhooks.Hook, withWorker bool, configure 
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	caller := natsCaller{webhooks.NewCaller(nc)}
+	caller := webhooks.NewCaller(nc) // core speaks the caller's contract: no adapter
 	b := setupWith(t, caller, func(c *core.Config) {
 		c.HookDeadline = 2 * time.Second
 		configure(c)
@@ -86,7 +69,7 @@ func setupHooks(t *testing.T, hooks []webhooks.Hook, withWorker bool, configure 
 	if !withWorker {
 		return b
 	}
-	reg, err := webhooks.NewRegistry(hooks)
+	reg, err := webhooks.NewRegistry(workerHooks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,15 +92,17 @@ func callHook(id, url string, parse bool) webhooks.Hook {
 	return webhooks.Hook{ID: id, URL: url, Call: true, Parse: parse, SigningSecrets: []string{hookSecret}, Timeout: time.Second}
 }
 
-func webHook(id string, parse bool) core.Hook {
-	cfg, _ := json.Marshal(map[string]any{"url": "unused-by-core", "can_interrupt": true, "response": map[string]any{"parse": parse}})
-	return core.Hook{ID: id, Name: core.HookWebHook, Config: cfg}
+// webHook is a before-persist web_hook entry named id; the worker's hook (callHook) says where
+// it goes.
+func webHook(id string, parse bool) hooks.Entry {
+	cfg, _ := json.Marshal(map[string]any{"id": id, "url": "unused-by-core", "can_interrupt": true, "response": map[string]any{"parse": parse}})
+	return hooks.Entry{Hook: hooks.WebHook, Config: cfg}
 }
 
-func onRegistration(hooks ...core.Hook) func(*core.Config) {
-	return func(c *core.Config) {
-		c.Registration.After.Methods = map[string][]core.Hook{"password": append(hooks, core.Hook{Name: core.HookSession})}
-	}
+func onRegistration(entries ...hooks.Entry) option {
+	return withHooks(func(l *hooks.Lists) {
+		l.Registration.Methods = map[string][]hooks.Entry{hooks.Password: append(entries, hooks.Entry{Hook: hooks.Session})}
+	})
 }
 
 func TestRegistrationHookInterruptsWithMessagesOnNodes(t *testing.T) {
@@ -177,10 +162,9 @@ func TestRegistrationHookModifiesIdentityBeforeSaving(t *testing.T) {
 func TestLoginHookDeniesTheSession(t *testing.T) {
 	t.Parallel()
 	e := newEndpoint(t)
-	b := setupHooks(t, []webhooks.Hook{callHook("denylist", e.URL, false)}, true, func(c *core.Config) {
-		c.Registration.After.Methods = map[string][]core.Hook{"password": {{Name: core.HookSession}}}
-		c.Login.After.Methods = map[string][]core.Hook{"password": {webHook("denylist", false)}}
-	})
+	b := setupHooks(t, []webhooks.Hook{callHook("denylist", e.URL, false)}, true, withHooks(func(l *hooks.Lists) {
+		l.Login.Methods = map[string][]hooks.Entry{hooks.Password: {webHook("denylist", false)}}
+	}))
 	if s, r := b.register(t, "mallory@example.com", goodPassword); s != 200 {
 		t.Fatalf("register: %d %v", s, r["_raw"])
 	}
@@ -262,9 +246,9 @@ func TestNoWorkerIsAnErrorNeverAPass(t *testing.T) {
 func TestBeforeHookRejectsFlowCreation(t *testing.T) {
 	t.Parallel()
 	e := newEndpoint(t)
-	b := setupHooks(t, []webhooks.Hook{callHook("gate", e.URL, false)}, true, func(c *core.Config) {
-		c.Login.Before = []core.Hook{webHook("gate", false)}
-	})
+	b := setupHooks(t, []webhooks.Hook{callHook("gate", e.URL, false)}, true, withHooks(func(l *hooks.Lists) {
+		l.Login.Before = []hooks.Entry{webHook("gate", false)}
+	}))
 	e.respond(http.StatusForbidden, `{"messages":[{"instance_ptr":"#/","messages":[{"id":4000102,"text":"Not from here.","type":"error"}]}]}`)
 	status, f := call(t, "GET", b.public.URL+"/self-service/login/api", nil)
 	if status != 400 {

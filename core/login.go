@@ -8,6 +8,7 @@ import (
 	"github.com/latchhq/latch/events"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/schemas"
@@ -26,7 +27,7 @@ func (s *Service) newLoginFlow(ctx context.Context, req flowRequest, refresh boo
 	if refresh {
 		f.UI.Messages = append(f.UI.Messages, *info(textReauth, "Please confirm this action by verifying that it is you."))
 	}
-	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Login.Before, nil, nil); err != nil {
+	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Hooks.Before(hooks.Login), nil, nil); err != nil {
 		return nil, err
 	}
 	if err := insertFlow(ctx, s.db, f); err != nil {
@@ -97,8 +98,8 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 	// session is ever written (this is how a denylist keeps users from getting a token).
 	// Identity changes they answer are not persisted at login, as in Kratos.
 	scratch := *id
-	hooks := s.config().Login.After.For("password")
-	if _, err := s.runHooks(ctx, meta, f, prePersistHooks(hooks), &scratch, nil); err != nil {
+	plan := s.config().Hooks
+	if _, err := s.runHooks(ctx, meta, f, plan.PrePersist(hooks.Login, hooks.Password), &scratch, nil); err != nil {
 		return nil, err
 	}
 	rehash := s.rehash(ctx, cred, sub.Password)
@@ -129,7 +130,7 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 			return err
 		}
 		res.Session, res.SessionToken = sess, token
-		if has(hooks, HookRevokeActiveSessions) {
+		if hooks.Has(plan.Inline(hooks.Login, hooks.Password), hooks.RevokeActiveSessions) {
 			if _, err := s.sessions.RevokeOthers(ctx, st.tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
 				return err
 			}

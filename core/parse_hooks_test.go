@@ -17,7 +17,7 @@ func TestSettingsParseHookDeactivatingGoesThroughTheAdminPath(t *testing.T) {
 	e := newEndpoint(t)
 	b := setupHooks(t, []webhooks.Hook{callHook("p", e.URL, true)}, true, func(c *core.Config) {
 		onSettingsProfile(webHook("p", true))(c)
-		c.Session.RevokeOnDeactivate = true
+		c.Session.KeepSessionsOnDeactivate = false
 	})
 	_, reg := b.register(t, "parsed@example.com", goodPassword)
 	token := reg["session_token"].(string)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/latchhq/latch/core"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/webhooks"
 )
 
@@ -66,10 +67,10 @@ func async(t *testing.T, method, u string, body any, header ...string) <-chan ra
 	return out
 }
 
-func onSettingsProfile(hooks ...core.Hook) func(*core.Config) {
-	return func(c *core.Config) {
-		c.Settings.After.Methods = map[string][]core.Hook{"profile": hooks}
-	}
+func onSettingsProfile(entries ...hooks.Entry) option {
+	return withHooks(func(l *hooks.Lists) {
+		l.Settings.Methods = map[string][]hooks.Entry{hooks.Profile: entries}
+	})
 }
 
 // settingsRace registers a user, opens a settings flow and starts a profile submit that will
@@ -209,7 +210,9 @@ func TestLoginRacingAdminDeactivationIssuesNoSession(t *testing.T) {
 	t.Parallel()
 	g := newGate(t)
 	b := setupHooks(t, []webhooks.Hook{slowHook("deny", g.URL, false)}, true, func(c *core.Config) {
-		c.Login.After.Methods = map[string][]core.Hook{"password": {webHook("deny", false)}}
+		withHooks(func(l *hooks.Lists) {
+			l.Login.Methods = map[string][]hooks.Entry{hooks.Password: {webHook("deny", false)}}
+		})(c)
 		c.HookDeadline = raceDeadline
 	})
 	_, reg := b.register(t, "late@example.com", goodPassword)

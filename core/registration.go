@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
@@ -18,14 +19,14 @@ import (
 // newRegistrationFlow creates a registration flow; before hooks may refuse it.
 func (s *Service) newRegistrationFlow(ctx context.Context, req flowRequest) (*Flow, error) {
 	cfg := s.config()
-	if !cfg.Registration.Enabled {
+	if cfg.Registration.Disabled {
 		return nil, ErrRegistrationDisabled
 	}
 	schema, _ := s.schemas.Get(cfg.DefaultSchemaID)
 	f := s.newFlow(kindRegistration, req, cfg.Registration.Lifespan)
 	f.State = StateChooseMethod
 	f.UI = registrationUI(s.action(kindRegistration, f.ID), schema.Fields())
-	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Registration.Before, nil, nil); err != nil {
+	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Hooks.Before(hooks.Registration), nil, nil); err != nil {
 		return nil, err
 	}
 	if err := insertFlow(ctx, s.db, f); err != nil {
@@ -82,7 +83,7 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 	id := &identity.Identity{SchemaID: schema.ID, Traits: traits, State: identity.StateActive}
 	// Before-persist web_hooks: Kratos consults the method's own list only. The identity does
 	// not exist yet, so their changes simply become part of it.
-	patch, err := s.runHooks(ctx, meta, f, prePersistHooks(cfg.Registration.After.Methods["password"]), id, nil)
+	patch, err := s.runHooks(ctx, meta, f, cfg.Hooks.PrePersist(hooks.Registration, hooks.Password), id, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 	}
 	setAddresses(id, schema, id.Traits)
 	cred, _ := json.Marshal(identity.PasswordConfig{HashedPassword: string(hash)})
-	hooks := cfg.Registration.After.For("password")
+	inline := cfg.Hooks.Inline(hooks.Registration, hooks.Password)
 	res := &registrationResult{}
 
 	err = s.inTx(ctx, func(st *step) error {
@@ -114,7 +115,7 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 		var evs []events.Event
 		// A parse web_hook may have registered the identity as inactive: it exists, but gets
 		// no session.
-		if has(hooks, HookSession) && id.Active() {
+		if hooks.Has(inline, hooks.Session) && id.Active() {
 			sess, token, err := s.sessions.Issue(ctx, st.tx, id, "password", sessions.NewDevice(meta))
 			if err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/sessions"
@@ -30,7 +31,7 @@ func (s *Service) newSettingsFlow(ctx context.Context, req flowRequest, sess *se
 	if err := s.renderSettings(f, id); err != nil {
 		return nil, err
 	}
-	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Settings.Before, id, sess); err != nil {
+	if _, err := s.runHooks(ctx, req.Meta, f, cfg.Hooks.Before(hooks.Settings), id, sess); err != nil {
 		return nil, err
 	}
 	if err := insertFlow(ctx, s.db, f); err != nil {
@@ -111,7 +112,7 @@ func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, 
 			return err
 		}
 		next.Traits = traits
-		if ch.patch, err = s.runHooks(ctx, meta, f, prePersistHooks(cfg.Settings.After.Methods["profile"]), &next, sess); err != nil {
+		if ch.patch, err = s.runHooks(ctx, meta, f, cfg.Hooks.PrePersist(hooks.Settings, hooks.Profile), &next, sess); err != nil {
 			return err
 		}
 		ch.traits = next.Traits
@@ -138,7 +139,7 @@ func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, 
 			f.UI.addMessage("password", msgNewPasswordSameAsOld())
 			return &FlowError{f}
 		}
-		if ch.patch, err = s.runHooks(ctx, meta, f, prePersistHooks(cfg.Settings.After.Methods["password"]), &next, sess); err != nil {
+		if ch.patch, err = s.runHooks(ctx, meta, f, cfg.Hooks.PrePersist(hooks.Settings, hooks.Password), &next, sess); err != nil {
 			return err
 		}
 		hash, err := s.hasher.Hash(ctx, []byte(sub.Password))
@@ -253,7 +254,7 @@ func (s *Service) applySettings(ctx context.Context, st *step, f *Flow, sess *se
 			return nil, err
 		}
 	}
-	if has(cfg.Settings.After.For(ch.method), HookRevokeActiveSessions) && id.Active() {
+	if hooks.Has(cfg.Hooks.Inline(hooks.Settings, ch.method), hooks.RevokeActiveSessions) && id.Active() {
 		if _, err := s.sessions.RevokeOthers(ctx, st.tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
 			return nil, err
 		}
@@ -270,7 +271,7 @@ func (s *Service) applySettings(ctx context.Context, st *step, f *Flow, sess *se
 // session.revoke_on_deactivate is off). Blocking blocks: reactivating brings no session back.
 func (s *Service) identityChanged(ctx context.Context, st *step, id *identity.Identity, previous identity.State,
 	flow *events.FlowRef, sessionID *uuid.UUID, meta *api.Meta) error {
-	if previous == identity.StateActive && id.State == identity.StateInactive && s.config().Session.RevokeOnDeactivate {
+	if previous == identity.StateActive && id.State == identity.StateInactive && !s.config().Session.KeepSessionsOnDeactivate {
 		if _, err := s.sessions.RevokeOthers(ctx, st.tx, id.ID, uuid.Nil, events.ReasonIdentityDeactivated); err != nil {
 			return err
 		}

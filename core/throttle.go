@@ -209,7 +209,7 @@ func (s *Service) clearAttempt(ctx context.Context, cfg ThrottleConfig, keys thr
 // client address; anything but a correct password stays counted, errors included.
 func (s *Service) authenticateThrottled(ctx context.Context, addr netip.Addr, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
 	cfg := s.config().Throttle
-	if !cfg.Enabled {
+	if cfg.Disabled {
 		return s.authenticate(ctx, identifier, pw)
 	}
 	keys := throttleKeysFor(addr, identifier)

@@ -17,11 +17,11 @@ import (
 )
 
 // withThrottle turns login throttling on with the given limits (the test bundle's config
-// leaves it off, as a zero Config does), and trusts the loopback peer as a proxy so that tests
+// turns it off), and trusts the loopback peer as a proxy so that tests
 // can name client addresses in X-Forwarded-For.
 func withThrottle(maxFailures, maxAddressFailures int) option {
 	return func(c *core.Config) {
-		c.Throttle = core.ThrottleConfig{Enabled: true, MaxFailures: maxFailures, MaxAddressFailures: maxAddressFailures}
+		c.Throttle = core.ThrottleConfig{MaxFailures: maxFailures, MaxAddressFailures: maxAddressFailures}
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
 }
@@ -406,7 +406,7 @@ func TestThrottleParallelRightAndWrongPasswords(t *testing.T) {
 
 func TestThrottleDisabledRecordsNothing(t *testing.T) {
 	t.Parallel()
-	b := setup(t) // the zero Config: throttling off
+	b := setup(t) // the bundle turns throttling off
 	if s, r := b.register(t, "off-throttle@example.com", goodPassword); s != 200 {
 		t.Fatalf("register: %d %v", s, r["_raw"])
 	}

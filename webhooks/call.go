@@ -24,16 +24,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/latchhq/latch/core/hooks"
 )
 
-// NATS names of the call path. They are constants, not configuration, because the flow core
-// (latch serve) and every worker must agree on them without sharing a config file.
+// NATS names of the call path, from the contract core and the workers share (core/hooks).
 const (
 	// CallSubject is the request/reply subject a Caller publishes on.
-	CallSubject = "latch.hooks.call"
+	CallSubject = hooks.CallSubject
 	// CallQueue is the queue group every Responder subscribes in, so that each call is
 	// answered by exactly one worker, whichever it is.
-	CallQueue = "latch-hook-callers"
+	CallQueue = hooks.CallQueue
 )
 
 // CallEventType is the event_type of the delivery row that records a call, so an operator can
@@ -44,22 +45,14 @@ const CallEventType = "hook.call"
 // enough for an endpoint and a retry or two, short enough that a flow never hangs on one.
 const DefaultCallTimeout = 10 * time.Second
 
-// Outcomes of a call, CallReply.Outcome: what the flow core does next.
+// Outcomes of a call, CallReply.Outcome: the shared contract's (core/hooks), named here too
+// because the Responder's code speaks of them constantly.
 const (
-	// OutcomeContinue: the endpoint accepted; the flow goes on unchanged.
-	OutcomeContinue = "continue"
-	// OutcomeInterrupt: the endpoint refused with Kratos' messages; the flow answers 400 with
-	// them (CallReply.Messages).
-	OutcomeInterrupt = "interrupt"
-	// OutcomeModify: the endpoint (a response.parse hook) sent an identity patch
-	// (CallReply.Identity), which the core applies and re-validates.
-	OutcomeModify = "modify"
-	// OutcomeCancelled: the body template raised `error "cancel"`; as in Kratos no request was
-	// made and the flow goes on.
-	OutcomeCancelled = "cancelled"
-	// OutcomeFailed: no usable answer within the deadline (CallReply.ErrorClass says why); the
-	// flow fails with a 5xx, as Kratos' does when a webhook cannot be reached.
-	OutcomeFailed = "failed"
+	OutcomeContinue  = hooks.OutcomeContinue
+	OutcomeInterrupt = hooks.OutcomeInterrupt
+	OutcomeModify    = hooks.OutcomeModify
+	OutcomeCancelled = hooks.OutcomeCancelled
+	OutcomeFailed    = hooks.OutcomeFailed
 )
 
 // Error classes only calls produce, next to the sender's (timeout, connection, dns,
@@ -77,55 +70,23 @@ const (
 	ErrorClassHookUnknown = "hook_unknown"
 )
 
-// Errors of Caller.Call. Both mean the flow cannot know the hook's verdict, so the core must
-// fail the flow with a 503-class error: a before-persist hook is never skipped silently.
+// Errors of Caller.Call, from the shared contract (core/hooks). Both mean the flow cannot know
+// the hook's verdict, so the core must fail the flow with a 503-class error: a before-persist
+// hook is never skipped silently.
 var (
 	// ErrNoWorker: nothing could take the call: no worker is subscribed (NATS answered "no
 	// responders"), or the NATS connection is closed.
-	ErrNoWorker = errors.New("webhooks: no worker is available to call the hook")
+	ErrNoWorker = hooks.ErrNoWorker
 	// ErrNoAnswer: a worker may have the call but no reply arrived before the deadline (a
 	// worker overloaded or killed mid-call, a partitioned network).
-	ErrNoAnswer = errors.New("webhooks: no answer from a worker before the hook call's deadline")
+	ErrNoAnswer = hooks.ErrNoAnswer
 )
 
-// CallRequest is what the flow core sends: which hook, Kratos' template ctx, and the deadline
-// by which it needs the answer.
-type CallRequest struct {
-	// HookID names a Call hook in the Registry.
-	HookID string `json:"hook_id"`
-	// Ctx is Kratos' web_hook template ctx (flow, identity, session?, request_headers,
-	// request_method, request_url, transient_payload). It is the body template's argument, or
-	// the request body itself when the hook has no template.
-	Ctx json.RawMessage `json:"ctx"`
-	// Deadline is when the core stops waiting. The worker answers a little before it, so the
-	// reply still arrives in time. Zero: Call fills it from ctx or DefaultCallTimeout.
-	Deadline time.Time `json:"deadline"`
-	// IdentityID is the identity the call is about, when it has an id already (settings; not
-	// registration), so an operator can find a user's calls in the admin API.
-	IdentityID *uuid.UUID `json:"identity_id,omitempty"`
-}
+// CallRequest is what the flow core sends (hooks.Request, the shared contract).
+type CallRequest = hooks.Request
 
-// CallReply is a worker's verdict on one call.
-type CallReply struct {
-	// Outcome is one of the Outcome constants.
-	Outcome string `json:"outcome"`
-	// StatusCode is the endpoint's last HTTP status, 0 when none arrived.
-	StatusCode int `json:"status_code,omitempty"`
-	// Messages (interrupt) is Kratos' messages array as the endpoint sent it:
-	// [{"instance_ptr":"#/traits/email","messages":[{"id":123,"text":"...","type":"error","context":{}}]}].
-	Messages json.RawMessage `json:"messages,omitempty"`
-	// Identity (modify) is the endpoint's "identity" object as sent (traits, metadata_public,
-	// metadata_admin, state, ...); the core replaces each field present, as Kratos does.
-	Identity json.RawMessage `json:"identity,omitempty"`
-	// ErrorClass (failed) says why: an ErrorClass constant.
-	ErrorClass string `json:"error_class,omitempty"`
-	// Error (failed) is the cause in words, for logs.
-	Error string `json:"error,omitempty"`
-	// DeliveryID is the delivery row recording the call, with one attempt per try; empty when
-	// nothing is recorded (a cancelled call). Recording is best effort and happens after the
-	// reply, so the row may appear a moment later, or not at all when the database is down.
-	DeliveryID string `json:"delivery_id,omitempty"`
-}
+// CallReply is a worker's verdict on one call (hooks.Reply, the shared contract).
+type CallReply = hooks.Reply
 
 // ---- Caller (flow core side) ----------------------------------------------------------------
 
@@ -136,8 +97,8 @@ type Caller struct {
 	subject string // CallSubject; tests on a shared NATS server use their own
 }
 
-// NewCaller returns a Caller publishing on nc. cmd/latch adapts it to core's interface, so core
-// does not import NATS.
+// NewCaller returns a Caller publishing on nc. It satisfies core's HookCaller as it is: both
+// speak core/hooks' contract, so core needs no NATS and no adapter.
 func NewCaller(nc *nats.Conn) *Caller {
 	return &Caller{nc: nc, subject: CallSubject}
 }
@@ -185,9 +146,7 @@ func (c *Caller) Call(ctx context.Context, req CallRequest) (*CallReply, error) 
 	if err := json.Unmarshal(msg.Data, &rep); err != nil {
 		return nil, fmt.Errorf("webhooks: call hook %q: undecodable reply: %w", req.HookID, err)
 	}
-	switch rep.Outcome {
-	case OutcomeContinue, OutcomeInterrupt, OutcomeModify, OutcomeCancelled, OutcomeFailed:
-	default:
+	if !hooks.KnownOutcome(rep.Outcome) {
 		// A worker of another version: better a clear failure than a guess.
 		return nil, fmt.Errorf("webhooks: call hook %q: reply has unknown outcome %q", req.HookID, rep.Outcome)
 	}

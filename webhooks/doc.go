@@ -20,9 +20,10 @@
 // NextAttempt reads the hook's schedule. Every attempt is signed afresh over the delivery's
 // stored bytes, so retries and replays verify with the same secrets.
 //
-// What it must not touch: it imports only events (the envelope and catalogue) and core/api (the
-// Kratos error JSON and pagination conventions of its admin API, a leaf) from Latch. It
-// does not know about flows, identities or sessions beyond the JSON in an event, never writes
-// core's tables, and never fetches configuration or templates over the network. cmd/latch
-// resolves Kratos' hook lists into Hooks and wires everything explicitly.
+// What it must not touch: it imports only events (the envelope and catalogue), core/api (the
+// Kratos error JSON and pagination conventions of its admin API, a leaf) and core/hooks (the
+// hook plan and the call contract it shares with the flow core, a leaf) from Latch. It does not
+// know about flows, identities or sessions beyond the JSON in an event and the plan's flow
+// names, never writes core's tables, and never fetches configuration or templates over the
+// network. FromPlan turns the plan cmd/latch compiles into Hooks; cmd/latch wires everything.
 package webhooks

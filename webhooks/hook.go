@@ -12,15 +12,16 @@ import (
 	"time"
 )
 
-// Hook is one web_hook, resolved from configuration: cmd/latch reads Kratos' keys
-// (selfservice.flows.<flow>.after[.<method>].hooks) and builds one Hook per entry. An
+// Hook is one web_hook, resolved from configuration: FromPlan builds one Hook per web_hook of
+// the compiled hook plan (core/hooks), whose ids and phases follow Kratos' rules. An
 // after-persist hook fires on events (Trigger, Triggers); a before-persist hook (Call: Kratos'
 // response.parse or can_interrupt) is called synchronously by the flow core through a Caller.
 // Deliveries name a hook by ID and read everything else from the Registry at each attempt, so a
 // fixed URL or a rotated secret applies to pending retries too.
 type Hook struct {
-	// ID is config.id, or "<flow>.after.<method|global>.<index>" when unset. It is what a
-	// delivery row points at, so it must be unique and stable across reloads.
+	// ID is the plan's hook id (hooks.Hook.ID): config.id, or where the hook stands
+	// ("<flow>.after.<method|global>.<index>"). It is what a delivery row points at, so it must
+	// be unique and stable across reloads.
 	ID string
 	// Trigger is the event this hook fires on.
 	Trigger Trigger
@@ -66,8 +67,8 @@ type Hook struct {
 }
 
 // Trigger is what an event must be for a hook to fire: the event type and the flow and method
-// that produced it, e.g. {"identity.created", "registration", "password"}. Kratos decides which
-// list a hook is in; cmd/latch turns that list into a Trigger.
+// that produced it, e.g. {"identity.created", "registration", "password"}. The plan decides
+// which flow and method a hook serves; FromPlan turns that into a Trigger.
 type Trigger struct {
 	EventType string
 	Flow      string

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -66,7 +67,7 @@ func TestComposeFile(t *testing.T) {
 		}
 	}
 
-	cfg, warnings, err := loadConfig([]string{filepath.Join(root, "docs", "compose", "latch.yaml")}, false, nil)
+	cfg, warnings, err := config.Load([]string{filepath.Join(root, "docs", "compose", "latch.yaml")}, false, nil)
 	if err != nil {
 		t.Fatalf("docs/compose/latch.yaml: %v", err)
 	}

@@ -1,8 +1,9 @@
 // Command latch is Latch's one binary: `latch serve` runs the public and admin APIs and the
 // outbox relay, `latch worker` delivers webhooks, `latch migrate` applies the SQL migrations,
 // `latch version` prints the build's version.
-// This package parses flags and configuration, wires the services explicitly and runs them;
-// it holds no identity, session or hook logic of its own.
+// This package parses flags, loads the configuration (internal/config: files, environment,
+// validation, live reload), maps it onto each package's config, wires the services explicitly
+// and runs them; it holds no identity, session or hook logic of its own.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"github.com/latchhq/latch/webhooks"
 )
 
@@ -118,7 +120,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, env []string
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: serve: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	cfg, warnings, err := loadConfig(configs, *dev, env)
+	cfg, warnings, err := config.Load(configs, *dev, env)
 	if err != nil {
 		for _, w := range warnings {
 			fmt.Fprintln(stderr, "latch: warning:", w)
@@ -131,11 +133,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer, env []string
 	}
 	if *dev {
 		msg := "DEVELOPMENT MODE: the database is created and migrated automatically; never use --dev in production"
-		if len(cfg.Secrets.Cookie) == 1 && cfg.Secrets.Cookie[0] == devCookieSecret {
+		if len(cfg.Secrets.Cookie) == 1 && cfg.Secrets.Cookie[0] == config.DevCookieSecret {
 			msg = "DEVELOPMENT MODE with DEVELOPMENT SECRETS: the cookie secret is public and fixed, anyone can forge session cookies; never use --dev in production"
 		}
-		if len(cfg.Webhooks.SigningSecrets) == 1 && cfg.Webhooks.SigningSecrets[0] == devWebhookSecret {
-			msg += "; webhooks are signed with the public development secret " + devWebhookSecret
+		if len(cfg.Webhooks.SigningSecrets) == 1 && cfg.Webhooks.SigningSecrets[0] == config.DevWebhookSecret {
+			msg += "; webhooks are signed with the public development secret " + config.DevWebhookSecret
 		}
 		log.Warn(msg)
 	}
@@ -166,7 +168,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, en
 	if *dsn != "" {
 		env = append(withoutVar(env, "DSN"), "DSN="+*dsn)
 	}
-	cfg, warnings, err := loadConfigFor(configs, false, env, false)
+	cfg, warnings, err := config.LoadFor(configs, false, env, false)
 	if err != nil {
 		return err
 	}
@@ -194,7 +196,7 @@ func withoutVar(env []string, name string) []string {
 // newLogger builds the process logger from `log`. It is passed down explicitly, never set as
 // slog's default. Kratos' level and format names are accepted (trace, warning, fatal, panic,
 // json_pretty) and mapped to the nearest slog equivalent.
-func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
 	switch c.Level {
 	case "trace", "debug":

@@ -33,11 +33,7 @@ selfservice:
         password:
           hooks: [{hook: revoke_active_sessions}]
 `)
-	c, err := coreConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hooks, err := webhookHooks(cfg, c)
+	_, hooks, err := resolveConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +83,7 @@ selfservice:
     login:
       after: {hooks: [{hook: web_hook, config: {id: denylist, url: "https://x.example/deny", can_interrupt: true}}]}
 `)
-	c, err := coreConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hooks, err := webhookHooks(cfg, c)
+	c, hooks, err := resolveConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,8 +100,11 @@ selfservice:
 	if _, ok := got["ignored"]; ok {
 		t.Error("a parse web_hook in registration's global list became a hook; Kratos never runs it")
 	}
-	if c.Registration.Before[0].ID != "registration.before.0" || !c.Registration.After.Methods["password"][0].PrePersist() {
-		t.Errorf("core hooks = %+v / %+v", c.Registration.Before, c.Registration.After.Methods["password"])
+	if before := c.Hooks.Before("registration"); len(before) != 1 || before[0].ID != "registration.before.0" {
+		t.Errorf("core before hooks = %+v", before)
+	}
+	if pre := c.Hooks.PrePersist("registration", "password"); len(pre) != 1 || pre[0].ID != "check" || !pre[0].Parse {
+		t.Errorf("core pre-persist hooks = %+v", pre)
 	}
 }
 
@@ -117,11 +112,7 @@ func TestWebhooksNeedASigningSecret(t *testing.T) {
 	t.Parallel()
 	cfg, _ := mustLoad(t, false, nil, minimal+`
 selfservice: {flows: {login: {after: {hooks: [{hook: web_hook, config: {url: "https://x.example"}}]}}}}`)
-	c, err := coreConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := webhookHooks(cfg, c); err == nil || !strings.Contains(err.Error(), "config: webhooks.signing_secrets: is required") {
+	if _, _, err := resolveConfig(cfg); err == nil || !strings.Contains(err.Error(), "config: webhooks.signing_secrets: is required") {
 		t.Fatalf("err = %v; want one naming webhooks.signing_secrets", err)
 	}
 }
@@ -143,16 +134,12 @@ selfservice:
   flows:
     logout: {after: {hooks: [{hook: web_hook, config: {id: logout, url: "https://x.example/out"}}]}}
 `)
-	c, err := coreConfig(cfg)
+	c, hooks, err := resolveConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Session.SelfServiceExtend || c.Session.ExtendMaxAge != 720*time.Hour || len(c.Session.ExtendBefore) != 1 {
-		t.Fatalf("core session config = %+v", c.Session)
-	}
-	hooks, err := webhookHooks(cfg, c)
-	if err != nil {
-		t.Fatal(err)
+	if !c.Session.SelfServiceExtend || c.Session.ExtendMaxAge != 720*time.Hour || len(c.Hooks.Before("session.extend")) != 1 {
+		t.Fatalf("core session config = %+v, hooks %+v", c.Session, c.Hooks.Steps())
 	}
 	reg, err := webhooks.NewRegistry(hooks)
 	if err != nil {

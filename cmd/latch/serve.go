@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -29,7 +30,7 @@ const (
 // serve runs `latch serve` until ctx is cancelled (SIGINT/SIGTERM) or a server fails: in dev it
 // creates and migrates the database; it opens the pool, wires the services, serves the public
 // and admin APIs, and on the way out stops the servers, then the services, then the pool.
-func serve(ctx context.Context, cfg *Config, paths, env []string, dev bool, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, paths, env []string, dev bool, log *slog.Logger) error {
 	if dev {
 		if err := ensureDatabase(ctx, cfg.DSN); err != nil {
 			return err
@@ -82,7 +83,7 @@ func serve(ctx context.Context, cfg *Config, paths, env []string, dev bool, log 
 	for _, run := range a.background {
 		g.Go(func() error { run(gctx); return nil })
 	}
-	g.Go(func() error { watchConfig(gctx, paths, dev, env, reloadInterval, cfg, a.apply, log); return nil })
+	g.Go(func() error { config.Watch(gctx, paths, dev, env, reloadInterval, cfg, a.apply, log); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", shutdownTimeout)
@@ -131,7 +132,7 @@ type server struct {
 
 // newServer binds the port now, so that a port in use fails start-up before anything is
 // served, and the log says the address actually bound.
-func newServer(ctx context.Context, name string, lc ListenConfig, h http.Handler, log *slog.Logger) (*server, error) {
+func newServer(ctx context.Context, name string, lc config.ListenConfig, h http.Handler, log *slog.Logger) (*server, error) {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", lc.Addr())
 	if err != nil {
 		return nil, fmt.Errorf("%s api: %w", name, err)

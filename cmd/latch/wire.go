@@ -1,9 +1,7 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,8 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/events"
@@ -32,7 +32,7 @@ import (
 type app struct {
 	public, admin http.Handler
 	background    []func(ctx context.Context)
-	apply         applyFunc // takes a reloaded configuration
+	apply         config.ApplyFunc // takes a reloaded configuration
 	close         func()
 }
 
@@ -43,7 +43,7 @@ const (
 )
 
 // wire builds every service from the configuration, explicitly, in dependency order.
-func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *slog.Logger) (*app, error) {
+func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool, log *slog.Logger) (*app, error) {
 	defs := make([]schemas.Definition, 0, len(cfg.Identity.Schemas))
 	for _, s := range cfg.Identity.Schemas {
 		defs = append(defs, schemas.Definition{ID: s.ID, URL: s.URL})
@@ -62,7 +62,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	coreCfg, hooks, err := resolveConfig(cfg)
+	coreCfg, workerHooks, err := resolveConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	if err != nil {
 		return nil, err
 	}
-	svc, err := core.New(pool, reg, ids, sm, hasher, outbox, hookCaller{webhooks.NewCaller(b.nc)}, coreCfg, log)
+	svc, err := core.New(pool, reg, ids, sm, hasher, outbox, webhooks.NewCaller(b.nc), coreCfg, log)
 	if err != nil {
 		b.close()
 		return nil, err
@@ -108,14 +108,14 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 		// --dev with its embedded NATS runs a webhook worker in this process, so a laptop needs
 		// nothing else. Pointed at a NATS server (nats.url), --dev leaves delivery to
 		// `latch worker` processes, as production does.
-		if d, err = newDelivery(pool, b, hooks, cfg, dev, metrics, log); err != nil {
+		if d, err = newDelivery(pool, b, workerHooks, cfg, dev, metrics, log); err != nil {
 			b.close()
 			return nil, err
 		}
 		a.background = append(a.background, func(ctx context.Context) { runLogged(ctx, "webhook worker", d.run, log) })
 	}
 	// A reloaded configuration changes the flows' settings and hooks of this process.
-	a.apply = func(next *Config) error {
+	a.apply = func(next *config.Config) error {
 		nextCore, nextHooks, err := resolveConfig(next)
 		if err != nil {
 			return err
@@ -137,32 +137,15 @@ func wire(ctx context.Context, cfg *Config, dev bool, pool *pgxpool.Pool, log *s
 	return a, nil
 }
 
-// resolveConfig turns a configuration into what the flows and the workers run: core's settings
-// and the webhook hooks.
-func resolveConfig(cfg *Config) (core.Config, []webhooks.Hook, error) {
+// resolveConfig turns a configuration into what the flows and the workers run: core's settings,
+// whose hook plan is compiled once here, and the workers' hooks built from that same plan.
+func resolveConfig(cfg *config.Config) (core.Config, []webhooks.Hook, error) {
 	c, err := coreConfig(cfg)
 	if err != nil {
 		return c, nil, err
 	}
-	hooks, err := webhookHooks(cfg, c)
-	return c, hooks, err
-}
-
-// hookCaller adapts the webhooks package's NATS caller to the flow core's HookCaller.
-type hookCaller struct{ c *webhooks.Caller }
-
-func (h hookCaller) Call(ctx context.Context, call core.HookCall) (*core.HookReply, error) {
-	r, err := h.c.Call(ctx, webhooks.CallRequest{HookID: call.HookID, Ctx: call.Ctx, Deadline: call.Deadline, IdentityID: call.IdentityID})
-	switch {
-	case errors.Is(err, webhooks.ErrNoWorker):
-		return nil, core.ErrHookNoWorker
-	case errors.Is(err, webhooks.ErrNoAnswer):
-		return nil, core.ErrHookNoAnswer
-	case err != nil:
-		return nil, err
-	}
-	return &core.HookReply{Outcome: r.Outcome, StatusCode: r.StatusCode, Messages: r.Messages, Identity: r.Identity,
-		ErrorClass: r.ErrorClass, Error: r.Error}, nil
+	workerHooks, err := webhooks.FromPlan(c.Hooks, cfg.Webhooks.SigningSecrets)
+	return c, workerHooks, err
 }
 
 // delivery is a worker's share of the pipeline: the after-persist webhook worker and the
@@ -176,9 +159,9 @@ type delivery struct {
 	log       *slog.Logger
 }
 
-func newDelivery(pool *pgxpool.Pool, b *bus, hooks []webhooks.Hook, cfg *Config, dev bool,
+func newDelivery(pool *pgxpool.Pool, b *bus, workerHooks []webhooks.Hook, cfg *config.Config, dev bool,
 	reg prometheus.Registerer, log *slog.Logger) (*delivery, error) {
-	registry, err := webhooks.NewRegistry(hooks)
+	registry, err := webhooks.NewRegistry(workerHooks)
 	if err != nil {
 		return nil, fmt.Errorf("config: selfservice.flows: %w", err)
 	}
@@ -217,7 +200,7 @@ func runLogged(ctx context.Context, what string, run func(context.Context) error
 	}
 }
 
-func hasherConfig(h HashersConfig) password.Config {
+func hasherConfig(h config.HashersConfig) password.Config {
 	return password.Config{
 		Algorithm:  h.Algorithm,
 		BcryptCost: h.Bcrypt.Cost,
@@ -232,9 +215,9 @@ func hasherConfig(h HashersConfig) password.Config {
 	}
 }
 
-func sessionsConfig(cfg *Config, dev bool) sessions.Config {
+func sessionsConfig(cfg *config.Config, dev bool) sessions.Config {
 	c := cfg.Session.Cookie
-	secrets := cfg.Secrets.Cookie // withDefaults falls back to secrets.default
+	secrets := cfg.Secrets.Cookie // config falls back to secrets.default
 	sc := sessions.Config{
 		Lifespan:               time.Duration(cfg.Session.Lifespan),
 		EarliestPossibleExtend: time.Duration(cfg.Session.EarliestPossibleExtend),
@@ -255,23 +238,24 @@ func sameSite(v string) http.SameSite {
 		return http.SameSiteStrictMode
 	case "none":
 		return http.SameSiteNoneMode
-	default:
+	case "lax":
 		return http.SameSiteLaxMode
+	default:
+		return 0 // unset: the sessions package's default
 	}
 }
 
 // edgeConfig is what the public API's edge believes about its requests: the public URL and
 // which proxies may name the client's address. check has refused invalid trusted_proxies.
-func edgeConfig(cfg *Config) api.Edge {
+func edgeConfig(cfg *config.Config) api.Edge {
 	proxies, _, _ := api.ParseTrustedProxies(cfg.Serve.Public.TrustedProxies)
 	return api.Edge{PublicBaseURL: strings.TrimRight(cfg.Serve.Public.BaseURL, "/"), TrustedProxies: proxies,
 		ClientIPHeader: cfg.Serve.Public.ClientIPHeader}
 }
 
-// coreConfig maps the flows' keys onto core.Config. Hooks that need the outside world
-// (web_hook) are refused here, naming the key, until the worker that runs them exists: a hook
-// that is configured but silently never runs would be worse than a start-up error.
-func coreConfig(cfg *Config) (core.Config, error) {
+// coreConfig maps the flows' keys onto core.Config and compiles the hook lists into its plan;
+// an unknown hook or an unreadable web_hook config is an error naming the key.
+func coreConfig(cfg *config.Config) (core.Config, error) {
 	f := cfg.Selfservice.Flows
 	pw := cfg.Selfservice.Methods.Password.Config
 	policy := password.DefaultPolicy()
@@ -292,77 +276,25 @@ func coreConfig(cfg *Config) (core.Config, error) {
 		DefaultSchemaID: cfg.Identity.DefaultSchemaID,
 		PasswordPolicy:  policy,
 	}
-	out.Registration.Enabled = f.Registration.Enabled == nil || *f.Registration.Enabled
+	// Only keys the file sets are mapped; a zero field takes core's default.
+	out.Registration.Disabled = f.Registration.Enabled != nil && !*f.Registration.Enabled
 	out.Registration.Lifespan = time.Duration(f.Registration.Lifespan)
 	out.Login.Lifespan = time.Duration(f.Login.Lifespan)
 	out.Settings.Lifespan = time.Duration(f.Settings.Lifespan)
 	out.Settings.PrivilegedSessionMaxAge = time.Duration(f.Settings.PrivilegedSessionMaxAge)
 
-	var err error
 	out.HookDeadline = time.Duration(cfg.Webhooks.CallDeadline)
 	out.DefaultBrowserReturnURL = cfg.Selfservice.DefaultBrowserReturnURL
 	out.LogoutReturnURL = f.Logout.After.DefaultBrowserReturnURL
 	out.Registration.UIURL, out.Login.UIURL, out.Settings.UIURL = f.Registration.UIURL, f.Login.UIURL, f.Settings.UIURL
 	sc := cfg.Session
 	out.Session = core.SessionConfig{SelfServiceExtend: sc.SelfServiceExtend.Enabled, ExtendMaxAge: time.Duration(sc.SelfServiceExtend.MaxAge),
-		RevokeOnDeactivate: sc.RevokeOnDeactivate == nil || *sc.RevokeOnDeactivate}
-	if out.Session.ExtendBefore, err = convertHooks("session.extend.before.hooks", "session.extend.before", sc.Extend.Before.Hooks); err != nil {
-		return out, err
-	}
+		KeepSessionsOnDeactivate: sc.RevokeOnDeactivate != nil && !*sc.RevokeOnDeactivate}
 	th := f.Login.Throttle
-	out.Throttle = core.ThrottleConfig{Enabled: th.Enabled == nil || *th.Enabled, MaxFailures: th.MaxFailures,
+	out.Throttle = core.ThrottleConfig{Disabled: th.Enabled != nil && !*th.Enabled, MaxFailures: th.MaxFailures,
 		MaxAddressFailures: th.MaxAddressFailures, Window: time.Duration(th.Window), Lockout: time.Duration(th.Lockout)}
 
-	blocks := []struct {
-		flow   string
-		cfg    FlowConfig
-		before *[]core.Hook
-		after  *core.AfterHooks
-	}{
-		{"registration", f.Registration.FlowConfig, &out.Registration.Before, &out.Registration.After},
-		{"login", f.Login.FlowConfig, &out.Login.Before, &out.Login.After},
-		{"settings", f.Settings.FlowConfig, &out.Settings.Before, &out.Settings.After},
-	}
-	for _, b := range blocks {
-		key := "selfservice.flows." + b.flow
-		if *b.before, err = convertHooks(key+".before.hooks", b.flow+".before", b.cfg.Before.Hooks); err != nil {
-			return out, err
-		}
-		a := b.cfg.After
-		if b.after.Global, err = convertHooks(key+".after.hooks", b.flow+".after.global", a.Hooks); err != nil {
-			return out, err
-		}
-		b.after.Methods = map[string][]core.Hook{}
-		for method, list := range map[string][]Hook{"password": a.Password.Hooks, "profile": a.Profile.Hooks} {
-			if b.after.Methods[method], err = convertHooks(key+".after."+method+".hooks", b.flow+".after."+method, list); err != nil {
-				return out, err
-			}
-		}
-	}
-	return out, nil
-}
-
-// convertHooks converts a hook list for core, giving each web_hook its id: config.id, or
-// idPrefix and its index ("registration.after.password.1"), which is how workers and the
-// delivery records name it. Every hook Latch knows is kept, web_hooks included: core runs the
-// inline ones and the before-persist web_hooks, the event pipeline runs the rest, and a method
-// list that holds only a web_hook still replaces the global list (Kratos' rule).
-func convertHooks(key, idPrefix string, hooks []Hook) ([]core.Hook, error) {
-	out := make([]core.Hook, 0, len(hooks))
-	for n, h := range hooks {
-		id := ""
-		switch h.Hook {
-		case core.HookSession, core.HookRevokeActiveSessions:
-		case core.HookWebHook:
-			wh, err := parseWebHook(h.Config)
-			if err != nil {
-				return nil, fmt.Errorf("config: %s[%d].config: %w", key, n, err)
-			}
-			id = cmp.Or(wh.ID, fmt.Sprintf("%s.%d", idPrefix, n))
-		default:
-			return nil, fmt.Errorf("config: %s[%d].hook: %q is not available in this version of Latch (available: session, revoke_active_sessions, web_hook)", key, n, h.Hook)
-		}
-		out = append(out, core.Hook{ID: id, Name: h.Hook, Config: h.Config})
-	}
-	return out, nil
+	var err error
+	out.Hooks, err = hooks.Compile(cfg.HookLists())
+	return out, err
 }

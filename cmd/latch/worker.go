@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,7 +31,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer, env []strin
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: worker: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	cfg, warnings, err := loadConfigFor(configs, *dev, env, false)
+	cfg, warnings, err := config.LoadFor(configs, *dev, env, false)
 	if err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer, env []strin
 	return work(ctx, cfg, configs, env, *dev, *metricsAddr, log)
 }
 
-func work(ctx context.Context, cfg *Config, paths, env []string, dev bool, metricsAddr string, log *slog.Logger) error {
+func work(ctx context.Context, cfg *config.Config, paths, env []string, dev bool, metricsAddr string, log *slog.Logger) error {
 	pool, err := newPool(ctx, cfg.DSN)
 	if err != nil {
 		return err
@@ -102,7 +103,7 @@ func work(ctx context.Context, cfg *Config, paths, env []string, dev bool, metri
 	})
 	// A reloaded configuration swaps the hooks every delivery and call reads.
 	g.Go(func() error {
-		watchConfigFor(gctx, paths, dev, env, false, reloadInterval, cfg, func(next *Config) error {
+		config.WatchFor(gctx, paths, dev, env, false, reloadInterval, cfg, func(next *config.Config) error {
 			_, nextHooks, err := resolveConfig(next)
 			if err != nil {
 				return err

@@ -24,13 +24,14 @@ const (
 // Policy.MaxBytes to this when the algorithm is bcrypt, and Hash refuses longer input.
 const BcryptMaxPasswordBytes = 72
 
-// Kratos' defaults (config schema and driver/config), used for zero Config fields.
+// Kratos' defaults (config schema and driver/config), used for zero Config fields: hashers.bcrypt.cost
+// and hashers.argon2.*. Argon2's parallelism defaults to 2 x CPUs and MaxConcurrent to the CPUs.
 const (
-	defaultBcryptCost       = 12
-	defaultArgon2Memory     = 128 * 1024 // KiB; Kratos' "128MB" is binary megabytes.
-	defaultArgon2Iterations = 1
-	defaultArgon2SaltLength = 16
-	defaultArgon2KeyLength  = 32
+	BcryptCostDefault       = 12
+	Argon2MemoryDefault     = 128 * 1024 // KiB; Kratos' "128MB" is binary megabytes.
+	Argon2IterationsDefault = 1
+	Argon2SaltLengthDefault = 16
+	Argon2KeyLengthDefault  = 32
 )
 
 // Bounds on configured argon2 parameters. They reject typos (a memory given in bytes instead of
@@ -98,22 +99,22 @@ func (c Config) withDefaults() Config {
 		c.Algorithm = AlgorithmBcrypt
 	}
 	if c.BcryptCost == 0 {
-		c.BcryptCost = defaultBcryptCost
+		c.BcryptCost = BcryptCostDefault
 	}
 	if c.Argon2.Memory == 0 {
-		c.Argon2.Memory = defaultArgon2Memory
+		c.Argon2.Memory = Argon2MemoryDefault
 	}
 	if c.Argon2.Iterations == 0 {
-		c.Argon2.Iterations = defaultArgon2Iterations
+		c.Argon2.Iterations = Argon2IterationsDefault
 	}
 	if c.Argon2.Parallelism == 0 {
 		c.Argon2.Parallelism = uint8(min(2*runtime.NumCPU(), 255))
 	}
 	if c.Argon2.SaltLength == 0 {
-		c.Argon2.SaltLength = defaultArgon2SaltLength
+		c.Argon2.SaltLength = Argon2SaltLengthDefault
 	}
 	if c.Argon2.KeyLength == 0 {
-		c.Argon2.KeyLength = defaultArgon2KeyLength
+		c.Argon2.KeyLength = Argon2KeyLengthDefault
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = runtime.NumCPU()

@@ -16,9 +16,11 @@ const (
 	MessageIDPasswordMaxLength  int64 = 4000033
 )
 
+// MinLengthDefault is selfservice.methods.password.config.min_password_length's (Kratos').
+const MinLengthDefault = 8
+
 // Similarity rule constants, as in Kratos' default password validator.
 const (
-	defaultMinLength        = 8
 	minIdentifierDistance   = 5   // a Levenshtein distance below this is too similar
 	maxCommonSubstringRatio = 0.5 // longest common substring / password length above this is too similar
 	maxSimilarityRunes      = 256 // longer strings skip the check; its cost is quadratic
@@ -44,7 +46,7 @@ type Policy struct {
 // DefaultPolicy is Kratos' default policy (for the bcrypt limit, set MaxBytes too), so the config
 // loader only has to override what is configured.
 func DefaultPolicy() Policy {
-	return Policy{MinLength: defaultMinLength, IdentifierSimilarityCheck: true}
+	return Policy{MinLength: MinLengthDefault, IdentifierSimilarityCheck: true}
 }
 
 // PolicyError is a password rejected by the policy, carrying a Kratos UI message (id, English
@@ -91,7 +93,7 @@ func newTooSimilarError() *PolicyError {
 func (p Policy) Check(password string, identifiers []string) error {
 	minLength := p.MinLength
 	if minLength <= 0 {
-		minLength = defaultMinLength
+		minLength = MinLengthDefault
 	}
 	if len(password) < minLength {
 		return newMinLengthError(minLength, len(password))

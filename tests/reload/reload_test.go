@@ -23,7 +23,7 @@ const (
 
 	// hookKey is the key of the web_hook's url, as every process must name it when refusing.
 	hookKey = "selfservice.flows.registration.after.password.hooks[1].config.url"
-	// The watcher's log messages (cmd/latch/reload.go).
+	// The watcher's log messages (cmd/latch/internal/config/reload.go).
 	msgReloaded = "configuration reloaded"
 	msgRefused  = "configuration reload refused; the previous configuration stays in force"
 )
@@ -53,7 +53,7 @@ func TestReloadHooksInEveryProcess(t *testing.T) {
 		}
 		if started.Sub(written) > reloadDeadline {
 			t.Fatalf("a registration started %s after the config file changed still went to %s: "+
-				"the processes did not put the new web_hook url in force (is watchConfig wired into latch serve and latch worker?)",
+				"the processes did not put the new web_hook url in force (is config.Watch wired into latch serve and latch worker?)",
 				started.Sub(written).Round(time.Millisecond), path)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -21,7 +22,7 @@ import (
 // maxConfigFileSize caps a config file; a real one is a few KiB.
 const maxConfigFileSize = 4 << 20
 
-// loadConfig reads the configuration for `latch serve`, Kratos-style:
+// Load reads the configuration for `latch serve`, Kratos-style:
 //
 //  1. every file in paths, in order, deep-merged (later files win; lists are replaced whole);
 //  2. environment overrides on top (see applyEnv);
@@ -31,13 +32,13 @@ const maxConfigFileSize = 4 << 20
 // Kratos keys Latch accepts but ignores come back as warnings. With dev and no file at all,
 // no configuration is needed. Errors name the key in dotted form ("config: serve.public.port:
 // must be <= 65535 but found 70000").
-func loadConfig(paths []string, dev bool, env []string) (*Config, []string, error) {
-	return loadConfigFor(paths, dev, env, true)
+func Load(paths []string, dev bool, env []string) (*Config, []string, error) {
+	return LoadFor(paths, dev, env, true)
 }
 
-// loadConfigFor is loadConfig; requireServe=false skips the checks that only `latch serve`
+// LoadFor is Load; requireServe=false skips the checks that only `latch serve`
 // needs (secrets, hashing cost, ports), for `latch migrate`.
-func loadConfigFor(paths []string, dev bool, env []string, requireServe bool) (*Config, []string, error) {
+func LoadFor(paths []string, dev bool, env []string, requireServe bool) (*Config, []string, error) {
 	tree, warnings, err := readConfigTree(paths, env)
 	if err != nil {
 		return nil, warnings, err
@@ -142,7 +143,7 @@ func mergeTrees(dst, src map[string]any) map[string]any {
 func toJSONTree(v any) (any, error) {
 	raw, err := json.Marshal(jsonable(v))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -154,7 +155,8 @@ func toJSONTree(v any) (any, error) {
 }
 
 // jsonable rewrites mappings with non-string keys (YAML allows `1: x`) into string-keyed ones,
-// so json.Marshal accepts them; the schema then reports the key as unknown.
+// and non-finite numbers into strings, so json.Marshal accepts them; the schema then reports the
+// key as unknown or of the wrong type.
 func jsonable(v any) any {
 	switch t := v.(type) {
 	case map[string]any:
@@ -175,6 +177,13 @@ func jsonable(v any) any {
 			out[i] = jsonable(e)
 		}
 		return out
+	case float64:
+		// YAML has .nan and .inf; JSON has neither. As strings they reach the schema, which
+		// names the key whose type they do not fit.
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return strconv.FormatFloat(t, 'g', -1, 64)
+		}
+		return v
 	default:
 		return v
 	}

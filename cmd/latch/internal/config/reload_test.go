@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -89,7 +89,7 @@ func (l *logBuffer) line(words ...string) string {
 	return ""
 }
 
-// recorder is a fake applyFunc: it records every configuration it is given and fails while
+// recorder is a fake ApplyFunc: it records every configuration it is given and fails while
 // err is set.
 type recorder struct {
 	mu    sync.Mutex
@@ -125,16 +125,16 @@ type reloadEnv struct {
 }
 
 // startReload writes content to a fresh file, loads it as `latch serve --dev` would, and runs
-// watchConfig on it until the test ends (clean-up cancels it and waits for it to return).
+// Watch on it until the test ends (clean-up cancels it and waits for it to return).
 func startReload(t *testing.T, content string) *reloadEnv {
 	t.Helper()
 	e := newReloadEnv(t, content)
-	cfg, _, err := loadConfig([]string{e.path}, true, nil)
+	cfg, _, err := Load([]string{e.path}, true, nil)
 	if err != nil {
-		t.Fatalf("loadConfig: %v", err)
+		t.Fatalf("Load: %v", err)
 	}
 	e.run(func(ctx context.Context, log *slog.Logger) {
-		watchConfig(ctx, []string{e.path}, true, nil, reloadTestInterval, cfg, e.rec.apply, log)
+		Watch(ctx, []string{e.path}, true, nil, reloadTestInterval, cfg, e.rec.apply, log)
 	})
 	return e
 }
@@ -160,7 +160,7 @@ func (e *reloadEnv) run(watch func(ctx context.Context, log *slog.Logger)) {
 		select {
 		case <-done:
 		case <-time.After(reloadTestTimeout):
-			e.t.Error("watchConfig did not return after its context ended")
+			e.t.Error("Watch did not return after its context ended")
 		}
 		if e.t.Failed() {
 			e.t.Logf("--- watcher log ---\n%s", e.logs.String())
@@ -355,12 +355,12 @@ func TestReloadSeesReplacedFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := &reloadEnv{t: t, path: path, rec: &recorder{}, logs: &logBuffer{}}
-		cfg, _, err := loadConfig([]string{path}, true, nil)
+		cfg, _, err := Load([]string{path}, true, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		e.run(func(ctx context.Context, log *slog.Logger) {
-			watchConfig(ctx, []string{path}, true, nil, reloadTestInterval, cfg, e.rec.apply, log)
+			Watch(ctx, []string{path}, true, nil, reloadTestInterval, cfg, e.rec.apply, log)
 		})
 		version("..v2", reloadYAML("http://hooks.example/b", ""))
 		if got := hookURL(t, e.waitApplied(1)); got != "http://hooks.example/b" {
@@ -392,13 +392,13 @@ func TestReloadSurvivesAMissingFile(t *testing.T) {
 func TestReloadPolls(t *testing.T) {
 	t.Parallel()
 	e := newReloadEnv(t, reloadYAML("http://hooks.example/a", ""))
-	start, _, err := loadConfig([]string{e.path}, true, nil)
+	start, _, err := Load([]string{e.path}, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := &configWatcher{
 		paths:   []string{e.path},
-		load:    func() (*Config, []string, error) { return loadConfig([]string{e.path}, true, nil) },
+		load:    func() (*Config, []string, error) { return Load([]string{e.path}, true, nil) },
 		apply:   e.rec.apply,
 		log:     slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		current: start,
@@ -443,7 +443,7 @@ func TestReloadPolls(t *testing.T) {
 }
 
 // TestReloadWorkerRules: a worker's file needs no cookie secret, so a worker's watcher judges a
-// reload by loadConfigFor(..., requireServe=false), as its start-up did.
+// reload by LoadFor(..., requireServe=false), as its start-up did.
 func TestReloadWorkerRules(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -457,12 +457,12 @@ func TestReloadWorkerRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newReloadEnv(t, reloadYAML("http://hooks.example/a", ""))
-			cfg, _, err := loadConfigFor([]string{e.path}, false, nil, false)
+			cfg, _, err := LoadFor([]string{e.path}, false, nil, false)
 			if err != nil {
 				t.Fatal(err)
 			}
 			e.run(func(ctx context.Context, log *slog.Logger) {
-				watchConfigFor(ctx, []string{e.path}, false, nil, tc.requireServe, reloadTestInterval, cfg, e.rec.apply, log)
+				WatchFor(ctx, []string{e.path}, false, nil, tc.requireServe, reloadTestInterval, cfg, e.rec.apply, log)
 			})
 			e.write(reloadYAML("http://hooks.example/b", ""))
 			if tc.applied {
@@ -481,14 +481,14 @@ func TestReloadNothingToWatch(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// A context that never ends: without files, watchConfig must return on its own.
-		watchConfig(context.Background(), nil, true, nil, 0, &Config{},
+		// A context that never ends: without files, Watch must return on its own.
+		Watch(context.Background(), nil, true, nil, 0, &Config{},
 			func(*Config) error { t.Error("apply called without files"); return nil }, slog.New(slog.DiscardHandler))
 	}()
 	select {
 	case <-done:
 	case <-time.After(reloadTestTimeout):
-		t.Fatal("watchConfig without files did not return")
+		t.Fatal("Watch without files did not return")
 	}
 }
 
@@ -499,7 +499,7 @@ func TestReloadStopsWithItsContext(t *testing.T) {
 	if err := os.WriteFile(path, []byte(reloadYAML("http://hooks.example/a", "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := loadConfig([]string{path}, true, nil)
+	cfg, _, err := Load([]string{path}, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,13 +507,13 @@ func TestReloadStopsWithItsContext(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		watchConfig(ctx, []string{path}, true, nil, reloadTestInterval, cfg, func(*Config) error { return nil }, slog.New(slog.DiscardHandler))
+		Watch(ctx, []string{path}, true, nil, reloadTestInterval, cfg, func(*Config) error { return nil }, slog.New(slog.DiscardHandler))
 	}()
 	cancel()
 	select {
 	case <-done:
 	case <-time.After(reloadTestTimeout):
-		t.Fatal("watchConfig did not return after its context ended")
+		t.Fatal("Watch did not return after its context ended")
 	}
 }
 
@@ -572,4 +572,18 @@ func TestReloadImmutableChange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lineWith reports whether one line of out contains every one of words.
+func lineWith(out string, words ...string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		ok := true
+		for _, w := range words {
+			ok = ok && strings.Contains(l, w)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }

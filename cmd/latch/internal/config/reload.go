@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"context"
@@ -34,12 +34,12 @@ const defaultReloadInterval = 2 * time.Second
 // reloadRefused is the message of every refused reload, so that one search finds them all.
 const reloadRefused = "configuration reload refused; the previous configuration stays in force"
 
-// applyFunc is what a process does with a new configuration: put it in force, or refuse it with
+// ApplyFunc is what a process does with a new configuration: put it in force, or refuse it with
 // an error naming the key. It must put every key of reloadableKeys in force, all or nothing: when
 // it fails, the previous configuration must still be the one in force.
-type applyFunc func(cfg *Config) error
+type ApplyFunc func(cfg *Config) error
 
-// reloadableKeys are the keys a running process puts in force again, through the applyFunc that
+// reloadableKeys are the keys a running process puts in force again, through the ApplyFunc that
 // serve and worker pass: core.Service.SetConfig (flows, their hooks, the password policy) and
 // webhooks.Registry.Set (the web_hooks, signed with webhooks.signing_secrets unless they carry
 // their own). Every other key is immutable while the process runs, and a reload that changes one
@@ -63,7 +63,7 @@ var reloadableKeys = []string{
 	"webhooks.signing_secrets",
 }
 
-// watchConfig keeps a running process's configuration in step with its files until ctx ends.
+// Watch keeps a running process's configuration in step with its files until ctx ends.
 // paths, dev and env are what start-up loaded the configuration with, and current is the
 // configuration it loaded (the watcher never modifies it).
 //
@@ -78,7 +78,7 @@ var reloadableKeys = []string{
 // A new content is acted on once two polls in a row read it the same, so that a file caught
 // half-written by an editor that writes in place is never applied (a truncated hook list is valid
 // YAML, and applying it would drop hooks); a change takes effect within two intervals. It is then
-// loaded with start-up's loader (loadConfig), and:
+// loaded with start-up's loader (Load), and:
 //
 //   - if it fails validation, or changes a key outside reloadableKeys, it is refused whole: an
 //     ERROR line names the key and the previous configuration stays in force;
@@ -88,16 +88,16 @@ var reloadableKeys = []string{
 //
 // A content is tried once: a refused one is not tried again until the files change. With no
 // paths (--dev without files) there is nothing to watch and it returns at once.
-func watchConfig(ctx context.Context, paths []string, dev bool, env []string, interval time.Duration,
-	current *Config, apply applyFunc, log *slog.Logger) {
-	watchConfigFor(ctx, paths, dev, env, true, interval, current, apply, log)
+func Watch(ctx context.Context, paths []string, dev bool, env []string, interval time.Duration,
+	current *Config, apply ApplyFunc, log *slog.Logger) {
+	WatchFor(ctx, paths, dev, env, true, interval, current, apply, log)
 }
 
-// watchConfigFor is watchConfig for a process that loaded its configuration with
-// loadConfigFor(paths, dev, env, requireServe). `latch worker` passes false, so that a reload is
+// WatchFor is Watch for a process that loaded its configuration with
+// LoadFor(paths, dev, env, requireServe). `latch worker` passes false, so that a reload is
 // judged by the rules its start-up was judged by (a worker's file needs no cookie secret).
-func watchConfigFor(ctx context.Context, paths []string, dev bool, env []string, requireServe bool,
-	interval time.Duration, current *Config, apply applyFunc, log *slog.Logger) {
+func WatchFor(ctx context.Context, paths []string, dev bool, env []string, requireServe bool,
+	interval time.Duration, current *Config, apply ApplyFunc, log *slog.Logger) {
 	if len(paths) == 0 {
 		return
 	}
@@ -107,7 +107,7 @@ func watchConfigFor(ctx context.Context, paths []string, dev bool, env []string,
 	paths = slices.Clone(paths)
 	w := &configWatcher{
 		paths:   paths,
-		load:    func() (*Config, []string, error) { return loadConfigFor(paths, dev, env, requireServe) },
+		load:    func() (*Config, []string, error) { return LoadFor(paths, dev, env, requireServe) },
 		apply:   apply,
 		log:     log.With("files", paths),
 		current: current,
@@ -124,11 +124,11 @@ func watchConfigFor(ctx context.Context, paths []string, dev bool, env []string,
 	}
 }
 
-// configWatcher is the state of one watchConfig loop, owned by it alone.
+// configWatcher is the state of one Watch loop, owned by it alone.
 type configWatcher struct {
 	paths   []string
 	load    func() (*Config, []string, error)
-	apply   applyFunc
+	apply   ApplyFunc
 	log     *slog.Logger
 	current *Config // the configuration in force
 

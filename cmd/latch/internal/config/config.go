@@ -1,11 +1,12 @@
-package main
+package config
 
 import (
+	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,14 +14,20 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/api"
+	"github.com/latchhq/latch/core/hooks"
+	"github.com/latchhq/latch/core/password"
 	"github.com/latchhq/latch/schemas"
 )
 
 // Config is the configuration file, with Ory Kratos' key names where Kratos has the concept.
 // It is decoded from YAML (after environment overrides and JSON Schema validation against
 // schemas/config.schema.json) with encoding/json semantics, so the json tags are the keys.
-// Defaults are applied by withDefaults, not by the schema, so that one place says them.
+// Defaults are not the schema's: the command's own keys take theirs in withDefaults, every
+// other key is left zero and takes the default of the package that owns it (core, sessions,
+// password, events, webhooks), so that one place says each default. A field's comment names
+// the constant or package whose default applies when the key is unset.
 type Config struct {
 	DSN         string            `json:"dsn"`
 	Serve       ServeConfig       `json:"serve"`
@@ -58,7 +65,7 @@ type PublicListenConfig struct {
 
 // IdentityConfig is `identity`.
 type IdentityConfig struct {
-	DefaultSchemaID string      `json:"default_schema_id"` // default "default"
+	DefaultSchemaID string      `json:"default_schema_id"` // unset: core.SchemaIDDefault
 	Schemas         []SchemaRef `json:"schemas"`           // empty: the built-in default schema
 }
 
@@ -70,8 +77,8 @@ type SchemaRef struct {
 
 // SessionConfig is `session`.
 type SessionConfig struct {
-	Lifespan               Duration     `json:"lifespan"`                 // default 24h
-	EarliestPossibleExtend Duration     `json:"earliest_possible_extend"` // default = lifespan
+	Lifespan               Duration     `json:"lifespan"`                 // unset: sessions.DefaultLifespan
+	EarliestPossibleExtend Duration     `json:"earliest_possible_extend"` // unset: the lifespan (sessions)
 	Cookie                 CookieConfig `json:"cookie"`
 	// Latch's own session keys.
 	SelfServiceExtend struct {
@@ -85,16 +92,16 @@ type SessionConfig struct {
 	Revoke struct {
 		After HookList `json:"after"`
 	} `json:"revoke"`
-	RevokeOnDeactivate *bool `json:"revoke_on_deactivate"` // default true
+	RevokeOnDeactivate *bool `json:"revoke_on_deactivate"` // unset: true (core.SessionConfig.KeepSessionsOnDeactivate false)
 }
 
 // CookieConfig is `session.cookie`.
 type CookieConfig struct {
-	Name       string `json:"name"` // default ory_kratos_session
+	Name       string `json:"name"` // unset: sessions.DefaultCookieName
 	Domain     string `json:"domain"`
-	Path       string `json:"path"`       // default /
-	SameSite   string `json:"same_site"`  // Strict | Lax | None, default Lax
-	Persistent *bool  `json:"persistent"` // default true
+	Path       string `json:"path"`       // unset: the sessions package's default
+	SameSite   string `json:"same_site"`  // Strict | Lax | None; unset: the sessions package's default
+	Persistent *bool  `json:"persistent"` // unset: the sessions package's default
 }
 
 // SecretsConfig is `secrets`.
@@ -105,25 +112,25 @@ type SecretsConfig struct {
 
 // HashersConfig is `hashers`.
 type HashersConfig struct {
-	Algorithm string       `json:"algorithm"` // bcrypt (default) | argon2
+	Algorithm string       `json:"algorithm"` // bcrypt | argon2; unset: password's default (bcrypt)
 	Bcrypt    BcryptConfig `json:"bcrypt"`
 	Argon2    Argon2Config `json:"argon2"`
 }
 
 // BcryptConfig is `hashers.bcrypt`.
 type BcryptConfig struct {
-	Cost int `json:"cost"` // default 12; below 12 only with --dev (Kratos' rule), never below 4
+	Cost int `json:"cost"` // unset: password.BcryptCostDefault; below it only with --dev (Kratos' rule), never below 4
 }
 
 // Argon2Config is `hashers.argon2`.
 type Argon2Config struct {
-	Memory      ByteSize `json:"memory"`      // default 128MB
-	Iterations  uint32   `json:"iterations"`  // default 1
-	Parallelism uint8    `json:"parallelism"` // default 2 x CPUs (Kratos), at most 255
-	SaltLength  uint32   `json:"salt_length"` // default 16
-	KeyLength   uint32   `json:"key_length"`  // default 32
+	Memory      ByteSize `json:"memory"`      // unset: password.Argon2MemoryDefault
+	Iterations  uint32   `json:"iterations"`  // unset: password.Argon2IterationsDefault
+	Parallelism uint8    `json:"parallelism"` // unset: password's default (2 x CPUs, as Kratos), at most 255
+	SaltLength  uint32   `json:"salt_length"` // unset: password.Argon2SaltLengthDefault
+	KeyLength   uint32   `json:"key_length"`  // unset: password.Argon2KeyLengthDefault
 	// MaxConcurrent is Latch's own key: hashes computed at once per process (argon2 allocates its
-	// whole memory per hash). Default: number of CPUs.
+	// whole memory per hash). Unset: the password package's default (the number of CPUs).
 	MaxConcurrent int `json:"max_concurrent"`
 }
 
@@ -150,7 +157,7 @@ type FlowsConfig struct {
 // FlowConfig is the part every flow shares.
 type FlowConfig struct {
 	UIURL    string      `json:"ui_url"`
-	Lifespan Duration    `json:"lifespan"` // default 1h
+	Lifespan Duration    `json:"lifespan"` // unset: core.FlowLifespanDefault
 	Before   HookList    `json:"before"`
 	After    AfterConfig `json:"after"`
 }
@@ -158,25 +165,25 @@ type FlowConfig struct {
 // RegistrationFlowConfig is `selfservice.flows.registration`.
 type RegistrationFlowConfig struct {
 	FlowConfig
-	Enabled *bool `json:"enabled"` // default true
+	Enabled *bool `json:"enabled"` // unset: true (core.RegistrationConfig.Disabled false)
 }
 
 // LoginFlowConfig is `selfservice.flows.login`.
 type LoginFlowConfig struct {
 	FlowConfig
 	Throttle struct {
-		Enabled            *bool    `json:"enabled"`              // default true
-		MaxFailures        int      `json:"max_failures"`         // default 5 per (identifier, address) pair
-		MaxAddressFailures int      `json:"max_address_failures"` // default 50 per client address
-		Window             Duration `json:"window"`               // default 15m
-		Lockout            Duration `json:"lockout"`              // default 15m
+		Enabled            *bool    `json:"enabled"`              // unset: true (core.ThrottleConfig.Disabled false)
+		MaxFailures        int      `json:"max_failures"`         // per (identifier, address) pair; unset: core.ThrottleMaxFailuresDefault
+		MaxAddressFailures int      `json:"max_address_failures"` // per client address; unset: core.ThrottleMaxAddressFailuresDefault
+		Window             Duration `json:"window"`               // unset: core.ThrottleWindowDefault
+		Lockout            Duration `json:"lockout"`              // unset: core.ThrottleLockoutDefault
 	} `json:"throttle"`
 }
 
 // SettingsFlowConfig is `selfservice.flows.settings`.
 type SettingsFlowConfig struct {
 	FlowConfig
-	PrivilegedSessionMaxAge Duration `json:"privileged_session_max_age"` // default 1h
+	PrivilegedSessionMaxAge Duration `json:"privileged_session_max_age"` // unset: core.PrivilegedSessionMaxAgeDefault
 }
 
 // AfterConfig is `...after`: a global hook list plus per-method lists (`after.password.hooks`,
@@ -194,10 +201,7 @@ type HookList struct {
 }
 
 // Hook is one `{hook: name, config: {...}}` entry.
-type Hook struct {
-	Hook   string          `json:"hook"`
-	Config json.RawMessage `json:"config"`
-}
+type Hook = hooks.Entry
 
 // MethodsConfig is `selfservice.methods`.
 type MethodsConfig struct {
@@ -206,10 +210,10 @@ type MethodsConfig struct {
 
 // PasswordMethodConfig is `selfservice.methods.password`.
 type PasswordMethodConfig struct {
-	Enabled *bool `json:"enabled"` // default true
+	Enabled *bool `json:"enabled"` // accepted; the password method is always on
 	Config  struct {
-		MinPasswordLength                int   `json:"min_password_length"`                 // default 8
-		IdentifierSimilarityCheckEnabled *bool `json:"identifier_similarity_check_enabled"` // default true
+		MinPasswordLength                int   `json:"min_password_length"`                 // unset: password.MinLengthDefault
+		IdentifierSimilarityCheckEnabled *bool `json:"identifier_similarity_check_enabled"` // unset: true (password.DefaultPolicy)
 		HaveIBeenPwnedEnabled            *bool `json:"haveibeenpwned_enabled"`              // accepted; Latch makes no outbound check
 	} `json:"config"`
 }
@@ -222,24 +226,24 @@ type NATSConfig struct {
 
 // EventsConfig is Latch's `events`.
 type EventsConfig struct {
-	OutboxRetention Duration `json:"outbox_retention"` // published rows kept this long; default 24h
+	OutboxRetention Duration `json:"outbox_retention"` // published rows kept this long; unset: events.DefaultRetention
 	Stream          struct {
-		MaxAge     Duration `json:"max_age"`    // default 168h
-		Duplicates Duration `json:"duplicates"` // Nats-Msg-Id window, default 10m
-		Replicas   int      `json:"replicas"`   // default 1
+		MaxAge     Duration `json:"max_age"`    // unset: events.DefaultStreamMaxAge
+		Duplicates Duration `json:"duplicates"` // Nats-Msg-Id window; unset: events.DefaultStreamDuplicates
+		Replicas   int      `json:"replicas"`   // unset: the events package's default (1)
 	} `json:"stream"`
 }
 
 // WebhooksConfig is Latch's `webhooks`.
 type WebhooksConfig struct {
 	SigningSecrets  []string `json:"signing_secrets"`  // default for hooks without their own; --dev supplies one
-	CallDeadline    Duration `json:"call_deadline"`    // before-persist web_hook calls, worker and retries included; default 10s
+	CallDeadline    Duration `json:"call_deadline"`    // before-persist web_hook calls, worker and retries included; unset: core.HookDeadlineDefault
 	AllowedNetworks []string `json:"allowed_networks"` // CIDRs webhooks may reach although not public
 	Worker          struct {
-		Concurrency        int      `json:"concurrency"`          // default 256
-		PerHookConcurrency int      `json:"per_hook_concurrency"` // default 16
-		ShutdownTimeout    Duration `json:"shutdown_timeout"`     // default 30s
-		LeaseMargin        Duration `json:"lease_margin"`         // default 30s: takeover after a crash = hook timeout + this
+		Concurrency        int      `json:"concurrency"`          // unset: webhooks.WorkerConfig's default
+		PerHookConcurrency int      `json:"per_hook_concurrency"` // unset: webhooks.WorkerConfig's default
+		ShutdownTimeout    Duration `json:"shutdown_timeout"`     // unset: webhooks.WorkerConfig's default
+		LeaseMargin        Duration `json:"lease_margin"`         // takeover after a crash = hook timeout + this; unset: webhooks.WorkerConfig's default
 	} `json:"worker"`
 }
 
@@ -345,14 +349,25 @@ func (b ByteSize) String() string {
 
 // Development defaults, used only with --dev. They are public, hence the loud warning.
 const (
-	devDSN          = "postgres://postgres@127.0.0.1:5432/latch?sslmode=disable"
-	devHost         = "127.0.0.1"
-	devCookieSecret = "latch-development-cookie-secret-do-not-use-in-production"
+	devDSN  = "postgres://postgres@127.0.0.1:5432/latch?sslmode=disable"
+	devHost = "127.0.0.1"
+	// DevCookieSecret seals session cookies in --dev when no secret is configured. It is
+	// public: the --dev warning says so.
+	DevCookieSecret = "latch-development-cookie-secret-do-not-use-in-production"
 )
 
-// withDefaults fills every key the file left empty with the default its comment names. With
-// dev, it also supplies what a laptop needs and a production file must say: a DSN, loopback
-// hosts and a (public, fixed) cookie secret. Values from the file or the environment always win.
+// DevWebhookSecret signs webhooks in --dev when no secret is configured, so that every delivery
+// is signed even on a laptop. It is public: the --dev warning says so.
+var DevWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("latch-development-webhook-key!!!"))
+
+// withDefaults fills the keys whose defaults belong to the command itself (listen addresses,
+// base URLs, secrets.cookie's fallback to secrets.default, the embedded NATS' folder, logging).
+// Every other key that the file leaves unset stays zero: the package that owns the setting
+// (core, sessions, password, events, webhooks) defines its default once, as the zero value of
+// its Config field, so this file never restates it. With dev, it also supplies what a laptop
+// needs and a production file must say: a DSN, loopback hosts, a (public, fixed) cookie secret,
+// a webhook signing secret and a registration that signs the user in. Values from the file or
+// the environment always win.
 func (c *Config) withDefaults(dev bool) {
 	if dev && c.DSN == "" {
 		c.DSN = devDSN
@@ -360,38 +375,20 @@ func (c *Config) withDefaults(dev bool) {
 	c.Serve.Public.withDefaults(4433, dev)
 	c.Serve.Admin.withDefaults(4434, dev)
 
-	if c.Identity.DefaultSchemaID == "" {
-		c.Identity.DefaultSchemaID = "default"
-	}
-
-	s := &c.Session
-	if s.Lifespan == 0 {
-		s.Lifespan = Duration(24 * time.Hour)
-	}
-	if s.EarliestPossibleExtend == 0 {
-		s.EarliestPossibleExtend = s.Lifespan
-	}
-	if s.Cookie.Name == "" {
-		s.Cookie.Name = "ory_kratos_session"
-	}
-	if s.Cookie.Path == "" {
-		s.Cookie.Path = "/"
-	}
-	if s.Cookie.SameSite == "" {
-		s.Cookie.SameSite = "Lax"
-	}
-	s.Cookie.Persistent = orTrue(s.Cookie.Persistent)
-
 	// secrets.cookie falls back to secrets.default; resolving it here means readers look at
 	// one list only.
 	if len(c.Secrets.Cookie) == 0 {
 		c.Secrets.Cookie = slices.Clone(c.Secrets.Default)
 	}
 	if dev && len(c.Secrets.Cookie) == 0 {
-		c.Secrets.Cookie = []string{devCookieSecret}
+		c.Secrets.Cookie = []string{DevCookieSecret}
 	}
-
-	c.eventDefaults(dev)
+	if c.NATS.StoreDir == "" {
+		c.NATS.StoreDir = ".latch-dev/nats"
+	}
+	if dev && len(c.Webhooks.SigningSecrets) == 0 {
+		c.Webhooks.SigningSecrets = []string{DevWebhookSecret}
+	}
 
 	// A laptop wants a registration to sign the user in, as Kratos' quickstart configures it;
 	// a production file says what it wants.
@@ -399,58 +396,6 @@ func (c *Config) withDefaults(dev bool) {
 	if dev && len(reg.Hooks) == 0 && len(reg.Password.Hooks) == 0 {
 		reg.Password.Hooks = []Hook{{Hook: "session"}}
 	}
-
-	h := &c.Hashers
-	if h.Algorithm == "" {
-		h.Algorithm = "bcrypt"
-	}
-	if h.Bcrypt.Cost == 0 {
-		h.Bcrypt.Cost = 12
-	}
-	a := &h.Argon2
-	if a.Memory == 0 {
-		a.Memory = 128 << 20
-	}
-	if a.Iterations == 0 {
-		a.Iterations = 1
-	}
-	if a.Parallelism == 0 {
-		a.Parallelism = uint8(min(2*runtime.NumCPU(), 255))
-	}
-	if a.SaltLength == 0 {
-		a.SaltLength = 16
-	}
-	if a.KeyLength == 0 {
-		a.KeyLength = 32
-	}
-	if a.MaxConcurrent == 0 {
-		a.MaxConcurrent = runtime.NumCPU()
-	}
-
-	f := &c.Selfservice.Flows
-	for _, fc := range []*FlowConfig{&f.Registration.FlowConfig, &f.Login.FlowConfig, &f.Settings.FlowConfig} {
-		if fc.Lifespan == 0 {
-			fc.Lifespan = Duration(time.Hour)
-		}
-	}
-	f.Registration.Enabled = orTrue(f.Registration.Enabled)
-	if f.Settings.PrivilegedSessionMaxAge == 0 {
-		f.Settings.PrivilegedSessionMaxAge = Duration(time.Hour)
-	}
-	for _, l := range c.hookLists() {
-		for i := range *l.hooks {
-			if len((*l.hooks)[i].Config) == 0 || string((*l.hooks)[i].Config) == "null" {
-				(*l.hooks)[i].Config = json.RawMessage(`{}`) // Kratos normalises a missing config to {}
-			}
-		}
-	}
-
-	p := &c.Selfservice.Methods.Password
-	p.Enabled = orTrue(p.Enabled)
-	if p.Config.MinPasswordLength == 0 {
-		p.Config.MinPasswordLength = 8
-	}
-	p.Config.IdentifierSimilarityCheckEnabled = orTrue(p.Config.IdentifierSimilarityCheckEnabled)
 
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -479,12 +424,23 @@ func (l *ListenConfig) withDefaults(port int, dev bool) {
 // Addr is the host:port to listen on.
 func (l ListenConfig) Addr() string { return net.JoinHostPort(l.Host, strconv.Itoa(l.Port)) }
 
-func orTrue(b *bool) *bool {
-	if b != nil {
-		return b
+// HookLists are the configuration's hook lists as hooks.Compile reads them: the self-service
+// flows' before, after and after.<method> lists, and Latch's session lifecycle lists.
+func (c *Config) HookLists() hooks.Lists {
+	f := c.Selfservice.Flows
+	flow := func(fc FlowConfig) hooks.FlowLists {
+		return hooks.FlowLists{Before: fc.Before.Hooks, After: fc.After.Hooks, Methods: map[string][]hooks.Entry{
+			hooks.Password: fc.After.Password.Hooks, hooks.Profile: fc.After.Profile.Hooks}}
 	}
-	t := true
-	return &t
+	return hooks.Lists{
+		Registration:        flow(f.Registration.FlowConfig),
+		Login:               flow(f.Login.FlowConfig),
+		Settings:            flow(f.Settings.FlowConfig),
+		SessionExtendBefore: c.Session.Extend.Before.Hooks,
+		SessionExtendAfter:  c.Session.Extend.After.Hooks,
+		SessionRevokeAfter:  c.Session.Revoke.After.Hooks,
+		LogoutAfter:         f.Logout.After.Hooks,
+	}
 }
 
 // hookList is one configured hook list, with its dotted key and the hook names Latch runs
@@ -540,8 +496,8 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 		if len(c.Secrets.Cookie) == 0 {
 			bad("secrets.cookie", "is required (or secrets.default): at least one secret of 16 or more characters; the first signs, all verify")
 		}
-		if c.Hashers.Bcrypt.Cost < 12 && !dev {
-			bad("hashers.bcrypt.cost", "must be >= 12 outside --dev (got %d)", c.Hashers.Bcrypt.Cost)
+		if cost := c.Hashers.Bcrypt.Cost; cost != 0 && cost < password.BcryptCostDefault && !dev {
+			bad("hashers.bcrypt.cost", "must be >= %d outside --dev (got %d)", password.BcryptCostDefault, cost)
 		}
 		if c.NATS.URL == "" && !dev {
 			bad("nats.url", "is required (the NATS server with JetStream that carries events; --dev embeds one)")
@@ -564,8 +520,8 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 			}
 			ids[s.ID] = true
 		}
-		if len(c.Identity.Schemas) > 0 && !ids[c.Identity.DefaultSchemaID] {
-			bad("identity.default_schema_id", "%q is not the id of any identity.schemas entry", c.Identity.DefaultSchemaID)
+		if def := cmp.Or(c.Identity.DefaultSchemaID, core.SchemaIDDefault); len(c.Identity.Schemas) > 0 && !ids[def] {
+			bad("identity.default_schema_id", "%q is not the id of any identity.schemas entry", def)
 		}
 		if hibp := c.Selfservice.Methods.Password.Config.HaveIBeenPwnedEnabled; hibp != nil && *hibp {
 			warnings = append(warnings, "config key selfservice.methods.password.config.haveibeenpwned_enabled is accepted but Latch makes no outbound breach check")
@@ -599,40 +555,4 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 func sameHost(a, b string) bool {
 	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	return a == b || wild(a) || wild(b)
-}
-
-// eventDefaults fills the defaults of nats, events and webhooks.
-func (c *Config) eventDefaults(dev bool) {
-	if c.NATS.StoreDir == "" {
-		c.NATS.StoreDir = ".latch-dev/nats"
-	}
-	e := &c.Events
-	if e.OutboxRetention == 0 {
-		e.OutboxRetention = Duration(24 * time.Hour)
-	}
-	if e.Stream.MaxAge == 0 {
-		e.Stream.MaxAge = Duration(7 * 24 * time.Hour)
-	}
-	if e.Stream.Duplicates == 0 {
-		e.Stream.Duplicates = Duration(10 * time.Minute)
-	}
-	if e.Stream.Replicas == 0 {
-		e.Stream.Replicas = 1
-	}
-	w := &c.Webhooks
-	if dev && len(w.SigningSecrets) == 0 {
-		w.SigningSecrets = []string{devWebhookSecret}
-	}
-	if w.CallDeadline == 0 {
-		w.CallDeadline = Duration(10 * time.Second)
-	}
-	if w.Worker.Concurrency == 0 {
-		w.Worker.Concurrency = 256
-	}
-	if w.Worker.PerHookConcurrency == 0 {
-		w.Worker.PerHookConcurrency = 16
-	}
-	if w.Worker.ShutdownTimeout == 0 {
-		w.Worker.ShutdownTimeout = Duration(30 * time.Second)
-	}
 }
