@@ -100,47 +100,69 @@ func (s *Service) currentSession(r *http.Request) *sessions.Session {
 	return sess
 }
 
-// createRegistrationFlow serves GET /self-service/registration/api.
-func (s *Service) createRegistrationFlow(w http.ResponseWriter, r *http.Request) {
-	if s.currentSession(r) != nil {
-		s.fail(w, r, ErrSessionAlreadyAvailable)
-		return
+// createFlow serves GET /self-service/<kind>/api and /browser. Both types take the same steps;
+// only what a browser is told differs: a redirect where a script gets an error, the flow's UI
+// where a script gets the flow.
+func (s *Service) createFlow(kind flowKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		browser := flowTypeOf(r) == flowTypeBrowser
+		if kind == kindRegistration && s.config().Registration.Disabled {
+			s.fail(w, r, ErrRegistrationDisabled)
+			return
+		}
+		sess := s.currentSession(r)
+		refresh := kind == kindLogin && r.URL.Query().Get("refresh") == "true"
+		switch {
+		case kind == kindSettings && sess == nil:
+			if browser && !wantsJSON(r) {
+				redirect(w, r, s.config().PublicBaseURL+"/self-service/login/browser")
+				return
+			}
+			s.fail(w, r, ErrNoSession)
+			return
+		case kind != kindSettings && sess != nil && !refresh:
+			if browser {
+				s.signedInAlready(w, r)
+				return
+			}
+			s.fail(w, r, ErrSessionAlreadyAvailable)
+			return
+		}
+		if err := checkAAL(r); kind == kindLogin && err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		req, err := s.flowRequestOf(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		f, err := s.newFlowOf(r.Context(), kind, req, sess, refresh)
+		if err != nil {
+			s.failCreate(w, r, err)
+			return
+		}
+		if browser {
+			s.answerBrowserFlow(w, r, f, http.StatusOK)
+			return
+		}
+		api.WriteJSON(w, http.StatusOK, f)
 	}
-	req, err := s.flowRequestOf(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f, err := s.newRegistrationFlow(r.Context(), req)
-	if err != nil {
-		s.failCreate(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, f)
 }
 
-// createLoginFlow serves GET /self-service/login/api.
-func (s *Service) createLoginFlow(w http.ResponseWriter, r *http.Request) {
-	refresh := r.URL.Query().Get("refresh") == "true"
-	if !refresh && s.currentSession(r) != nil {
-		s.fail(w, r, ErrSessionAlreadyAvailable)
-		return
+// newFlowOf creates a flow of kind: sess is the settings flow's owner, refresh asks a login
+// flow to re-authenticate it.
+func (s *Service) newFlowOf(ctx context.Context, kind flowKind, req flowRequest, sess *sessions.Session, refresh bool) (*Flow, error) {
+	switch kind {
+	case kindRegistration:
+		return s.newRegistrationFlow(ctx, req)
+	case kindLogin:
+		return s.newLoginFlow(ctx, req, refresh)
 	}
-	if err := checkAAL(r); err != nil {
-		s.fail(w, r, err)
-		return
+	if sess == nil {
+		return nil, ErrNoSession
 	}
-	req, err := s.flowRequestOf(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f, err := s.newLoginFlow(r.Context(), req, refresh)
-	if err != nil {
-		s.failCreate(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, f)
+	return s.newSettingsFlow(ctx, req, sess)
 }
 
 // checkAAL refuses a login flow for an assurance level Latch cannot grant.
@@ -149,26 +171,6 @@ func checkAAL(r *http.Request) error {
 		return api.BadRequest().WithReason("Unable to find a login strategy for the requested authenticator assurance level %q: Latch supports aal1 (password) only.", aal)
 	}
 	return nil
-}
-
-// createSettingsFlow serves GET /self-service/settings/api.
-func (s *Service) createSettingsFlow(w http.ResponseWriter, r *http.Request) {
-	sess := s.currentSession(r)
-	if sess == nil {
-		s.fail(w, r, ErrNoSession)
-		return
-	}
-	req, err := s.flowRequestOf(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	f, err := s.newSettingsFlow(r.Context(), req, sess)
-	if err != nil {
-		s.failCreate(w, r, err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, f)
 }
 
 // submitted is a submit's request turned into values.
@@ -200,16 +202,7 @@ func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowK
 	if f.expired(time.Now()) {
 		req := flowRequest{Type: f.Type, URL: in.meta.URL, Meta: in.meta}
 		return nil, s.replaceExpired(ctx, f, req, func(ctx context.Context, req flowRequest) (*Flow, error) {
-			switch kind {
-			case kindRegistration:
-				return s.newRegistrationFlow(ctx, req)
-			case kindLogin:
-				return s.newLoginFlow(ctx, req, false)
-			}
-			if in.sess == nil {
-				return nil, ErrNoSession
-			}
-			return s.newSettingsFlow(ctx, req, in.sess)
+			return s.newFlowOf(ctx, kind, req, in.sess, false)
 		})
 	}
 	switch {

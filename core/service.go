@@ -72,22 +72,22 @@ func (s *Service) config() *Config { return s.cfg.Load() }
 // (api.CheckQueries): a NUL or invalid UTF-8 in return_to or any other parameter is a 400.
 func (s *Service) PublicRoutes(mux *http.ServeMux) {
 	handle := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, api.CheckQueries(h)) }
-	handle("GET /self-service/registration/api", s.createRegistrationFlow)
+	handle("GET /self-service/registration/api", s.createFlow(kindRegistration))
 	handle("GET /self-service/registration/flows", s.getFlowHandler(kindRegistration))
 	handle("POST /self-service/registration", s.submitRegistration)
 
-	handle("GET /self-service/login/api", s.createLoginFlow)
+	handle("GET /self-service/login/api", s.createFlow(kindLogin))
 	handle("GET /self-service/login/flows", s.getFlowHandler(kindLogin))
 	handle("POST /self-service/login", s.submitLogin)
 
-	handle("GET /self-service/settings/api", s.createSettingsFlow)
+	handle("GET /self-service/settings/api", s.createFlow(kindSettings))
 	handle("GET /self-service/settings/flows", s.getFlowHandler(kindSettings))
 	handle("POST /self-service/settings", s.submitSettings)
 
 	handle("DELETE /self-service/logout/api", s.logoutAPI)
-	handle("GET /self-service/registration/browser", s.createBrowserRegistrationFlow)
-	handle("GET /self-service/login/browser", s.createBrowserLoginFlow)
-	handle("GET /self-service/settings/browser", s.createBrowserSettingsFlow)
+	handle("GET /self-service/registration/browser", s.createFlow(kindRegistration))
+	handle("GET /self-service/login/browser", s.createFlow(kindLogin))
+	handle("GET /self-service/settings/browser", s.createFlow(kindSettings))
 	handle("GET /self-service/logout/browser", s.createBrowserLogoutURL)
 	handle("GET /self-service/logout", s.logoutBrowser)
 	handle("PATCH /sessions/extend", s.extendOwnSession)
