@@ -85,19 +85,26 @@ func insertFlow(ctx context.Context, db identity.DB, f *Flow) error {
 	return nil
 }
 
-// completeFlow moves a flow to its final state, with its UI, inside the step's transaction.
-// lockFlow must have been called in tx first.
-func completeFlow(ctx context.Context, tx pgx.Tx, f *Flow, state FlowState) error {
+// claimFlow moves a flow to state, with its UI, inside the step's transaction, and fails with
+// FlowUsedError when the flow is no longer open: the UPDATE waits for a concurrent submit's
+// transaction and then re-checks the state, so of concurrent submits of one flow exactly one
+// commits. One statement both locks and completes the flow. (A flow that vanished, deleted with
+// its session, also matches nothing; settings, which is never used up, reads it that way.)
+func claimFlow(ctx context.Context, tx pgx.Tx, f *Flow, state FlowState) error {
 	ui, err := json.Marshal(f.UI)
 	if err != nil {
 		return fmt.Errorf("encode flow ui: %w", err)
 	}
-	f.State, f.UpdatedAt = state, time.Now().UTC()
-	_, err = tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, ui = $3, updated_at = $4 WHERE id = $1`,
-		f.ID, f.State, ui, f.UpdatedAt)
+	now := time.Now().UTC()
+	tag, err := tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, ui = $3, updated_at = $4 WHERE id = $1 AND state <> $5`,
+		f.ID, state, ui, now, StatePassedChallenge)
 	if err != nil {
 		return fmt.Errorf("complete flow: %w", err)
 	}
+	if tag.RowsAffected() == 0 {
+		return &FlowUsedError{Flow: f}
+	}
+	f.State, f.UpdatedAt = state, now
 	return nil
 }
 
@@ -114,23 +121,6 @@ func saveFlowUI(ctx context.Context, db identity.DB, f *Flow) error {
 		f.ID, ui, f.UpdatedAt, StatePassedChallenge)
 	if err != nil {
 		return fmt.Errorf("save flow messages: %w", err)
-	}
-	return nil
-}
-
-// lockFlow locks a flow's row until tx ends and fails with ErrFlowUsed when the flow was
-// completed meanwhile: of concurrent submits of one flow, exactly one commits.
-func lockFlow(ctx context.Context, tx pgx.Tx, f *Flow) error {
-	var state FlowState
-	err := tx.QueryRow(ctx, `SELECT state FROM selfservice_flows WHERE id = $1 FOR UPDATE`, f.ID).Scan(&state)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return &FlowNotFoundError{Kind: f.kind}
-	}
-	if err != nil {
-		return fmt.Errorf("lock flow: %w", err)
-	}
-	if state.used() {
-		return &FlowUsedError{Flow: f}
 	}
 	return nil
 }

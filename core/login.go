@@ -111,7 +111,7 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 	}
 	res := &loginResult{}
 	err = s.inTx(ctx, func(st *step) error {
-		if err := lockFlow(ctx, st.tx, f); err != nil {
+		if err := claimFlow(ctx, st.tx, f, StatePassedChallenge); err != nil {
 			return err
 		}
 		locked, err := s.ids.GetForShare(ctx, st.tx, id.ID)
@@ -151,7 +151,7 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 				return err
 			}
 		}
-		return completeFlow(ctx, st.tx, f, StatePassedChallenge)
+		return nil
 	})
 	if errors.Is(err, password.ErrMismatch) {
 		f.UI.addMessage("", msgInvalidCredentials())

@@ -101,7 +101,7 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 	res := &registrationResult{}
 
 	err = s.inTx(ctx, func(st *step) error {
-		if err := lockFlow(ctx, st.tx, f); err != nil {
+		if err := claimFlow(ctx, st.tx, f, StatePassedChallenge); err != nil {
 			return err
 		}
 		err := s.ids.Insert(ctx, st.tx, id, []identity.Credential{{
@@ -134,7 +134,7 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 			return err
 		}
 		st.record(append([]events.Event{created}, evs...)...)
-		return completeFlow(ctx, st.tx, f, StatePassedChallenge)
+		return nil
 	})
 	if errors.Is(err, identity.ErrDuplicateIdentifier) || errors.Is(err, identity.ErrDuplicateExternalID) {
 		// A parse hook's external_id that is taken answers like a taken identifier: the

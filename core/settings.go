@@ -169,7 +169,15 @@ func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, 
 			return err
 		}
 		f.UI.Messages = append(f.UI.Messages, msgSettingsSaved())
-		return completeFlow(ctx, st.tx, f, StateSuccess)
+		// Locked last: the flow goes with its session when that is deleted, and an
+		// identity's deletion cascades to it last.
+		var gone *FlowUsedError // a settings flow is never used up: it was deleted
+		if err := claimFlow(ctx, st.tx, f, StateSuccess); errors.As(err, &gone) {
+			return ErrNoSession
+		} else if err != nil {
+			return err
+		}
+		return nil
 	})
 	if errors.Is(err, identity.ErrDuplicateIdentifier) || errors.Is(err, identity.ErrDuplicateExternalID) {
 		f.UI.addMessage("", msgDuplicateIdentifier())
@@ -189,7 +197,8 @@ func privileged(sess *sessions.Session, cfg *Config) bool {
 }
 
 // applySettings is the locked part of a settings submit, in st's transaction. Lock order:
-// identity, session, flow, the order in which admin updates and deletions reach those rows.
+// identity, session, then (in updateSettings) the flow: the order in which admin updates and
+// deletions reach those rows.
 func (s *Service) applySettings(ctx context.Context, st *step, f *Flow, sess *sessions.Session, ch settingsChange, meta api.Meta) (*identity.Identity, error) {
 	cfg := s.config()
 	id, err := s.ids.GetForUpdate(ctx, st.tx, sess.IdentityID)
@@ -204,14 +213,6 @@ func (s *Service) applySettings(ctx context.Context, st *step, f *Flow, sess *se
 		return nil, ErrNoSession // revoked, expired or deactivated while the submit ran
 	}
 	if err != nil {
-		return nil, err
-	}
-	// The flow goes with its session when that is deleted; locked last, as the cascade of an
-	// identity's deletion reaches it last.
-	var gone *FlowNotFoundError
-	if err := lockFlow(ctx, st.tx, f); errors.As(err, &gone) {
-		return nil, ErrNoSession
-	} else if err != nil {
 		return nil, err
 	}
 	schema, ok := s.schemas.Get(id.SchemaID)
