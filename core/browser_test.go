@@ -225,7 +225,7 @@ func TestBrowserRegistrationForScripts(t *testing.T) {
 	if res.body["session"] == nil || res.body["identity"] == nil {
 		t.Fatalf("want session and identity: %s", res.raw)
 	}
-	sc := setCookie(res.cookies, sessions.DefaultCookieName)
+	sc := setCookie(res.cookies, sessions.CookieNameDefault)
 	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteLaxMode || sc.Path != "/" || sc.MaxAge <= 0 {
 		t.Fatalf("session cookie: %+v", sc)
 	}
@@ -367,7 +367,7 @@ func TestBrowserFormPosts(t *testing.T) {
 	form.Set("traits.email", "form@example.com")
 	form.Set("csrf_token", csrfOf(t, f))
 	res = br.postForm("/self-service/registration?flow="+id, form)
-	if res.status != 303 || res.location != defaultReturn || setCookie(res.cookies, sessions.DefaultCookieName) == nil {
+	if res.status != 303 || res.location != defaultReturn || setCookie(res.cookies, sessions.CookieNameDefault) == nil {
 		t.Fatalf("registration form: %d to %q, cookies %v", res.status, res.location, res.cookies)
 	}
 	if status, email := br.whoamiEmail(); status != 200 || email != "form@example.com" {
@@ -412,7 +412,7 @@ func TestBrowserLoginAndSettings(t *testing.T) {
 	if cw := res.body["continue_with"].([]any)[0].(map[string]any); cw["redirect_browser_to"] != defaultReturn {
 		t.Fatalf("continue_with = %v", cw)
 	}
-	if setCookie(res.cookies, sessions.DefaultCookieName) == nil {
+	if setCookie(res.cookies, sessions.CookieNameDefault) == nil {
 		t.Fatal("no session cookie after browser login")
 	}
 
@@ -490,7 +490,7 @@ func TestBrowserLogout(t *testing.T) {
 	if res.status != 303 || res.location != appURL+"/bye" {
 		t.Fatalf("logout: %d to %q %s", res.status, res.location, res.raw)
 	}
-	if c := setCookie(res.cookies, sessions.DefaultCookieName); c == nil || c.MaxAge >= 0 {
+	if c := setCookie(res.cookies, sessions.CookieNameDefault); c == nil || c.MaxAge >= 0 {
 		t.Fatalf("logout did not clear the session cookie: %v", res.cookies)
 	}
 	if status, _ := br.whoamiEmail(); status != 401 {
@@ -539,7 +539,7 @@ func TestCookieSecretRotationOverHTTP(t *testing.T) {
 	b := setup(t, withBrowserUI)
 	br := newBrowser(t, b)
 	br.registerBrowser("rotate@example.com")
-	sealedUnderA := br.cookie(sessions.DefaultCookieName)
+	sealedUnderA := br.cookie(sessions.CookieNameDefault)
 	if sealedUnderA == nil {
 		t.Fatal("no session cookie")
 	}

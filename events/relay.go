@@ -42,29 +42,29 @@ type RelayConfig struct {
 
 // Defaults of RelayConfig.
 const (
-	DefaultBatchSize      = 500
-	DefaultPollInterval   = time.Second
-	DefaultRetention      = 24 * time.Hour
-	DefaultPruneInterval  = time.Minute
-	DefaultPublishTimeout = 5 * time.Second
+	BatchSizeDefault      = 500
+	PollIntervalDefault   = time.Second
+	RetentionDefault      = 24 * time.Hour
+	PruneIntervalDefault  = time.Minute
+	PublishTimeoutDefault = 5 * time.Second
 )
 
 // withDefaults returns c with every zero field set to its default.
 func (c RelayConfig) withDefaults() RelayConfig {
 	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
+		c.BatchSize = BatchSizeDefault
 	}
 	if c.PollInterval <= 0 {
-		c.PollInterval = DefaultPollInterval
+		c.PollInterval = PollIntervalDefault
 	}
 	if c.Retention <= 0 {
-		c.Retention = DefaultRetention
+		c.Retention = RetentionDefault
 	}
 	if c.PruneInterval == 0 {
-		c.PruneInterval = DefaultPruneInterval
+		c.PruneInterval = PruneIntervalDefault
 	}
 	if c.PublishTimeout <= 0 {
-		c.PublishTimeout = DefaultPublishTimeout
+		c.PublishTimeout = PublishTimeoutDefault
 	}
 	return c
 }

@@ -27,17 +27,17 @@ type StreamConfig struct {
 
 // Defaults of StreamConfig.
 const (
-	DefaultStreamMaxAge     = 7 * 24 * time.Hour
-	DefaultStreamDuplicates = 10 * time.Minute
+	StreamMaxAgeDefault     = 7 * 24 * time.Hour
+	StreamDuplicatesDefault = 10 * time.Minute
 )
 
 // withDefaults returns c with every zero field set to its default.
 func (c StreamConfig) withDefaults() StreamConfig {
 	if c.MaxAge <= 0 {
-		c.MaxAge = DefaultStreamMaxAge
+		c.MaxAge = StreamMaxAgeDefault
 	}
 	if c.Duplicates <= 0 {
-		c.Duplicates = DefaultStreamDuplicates
+		c.Duplicates = StreamDuplicatesDefault
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1

@@ -50,21 +50,21 @@ type CookieConfig struct {
 
 // Defaults Kratos uses and Latch keeps.
 const (
-	DefaultLifespan   = 24 * time.Hour
-	DefaultCookieName = "ory_kratos_session"
+	LifespanDefault   = 24 * time.Hour
+	CookieNameDefault = "ory_kratos_session"
 	minSecretLength   = 16
 )
 
 // withDefaults fills every zero value with its default. It is applied once, in NewManager.
 func (c Config) withDefaults() Config {
 	if c.Lifespan == 0 {
-		c.Lifespan = DefaultLifespan
+		c.Lifespan = LifespanDefault
 	}
 	if c.EarliestPossibleExtend == 0 {
 		c.EarliestPossibleExtend = c.Lifespan
 	}
 	if c.Cookie.Name == "" {
-		c.Cookie.Name = DefaultCookieName
+		c.Cookie.Name = CookieNameDefault
 	}
 	if c.Cookie.Path == "" {
 		c.Cookie.Path = "/"

@@ -160,7 +160,7 @@ func TestConfig(t *testing.T) {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.EarliestPossibleExtend != time.Hour || cfg.Cookie.Name != DefaultCookieName || cfg.Cookie.Path != "/" ||
+	if cfg.EarliestPossibleExtend != time.Hour || cfg.Cookie.Name != CookieNameDefault || cfg.Cookie.Path != "/" ||
 		cfg.Cookie.SameSite != http.SameSiteLaxMode || !*cfg.Cookie.Persistent {
 		t.Errorf("defaults = %+v", cfg)
 	}

@@ -147,11 +147,11 @@ func decode[T any](t *testing.T, w *httptest.ResponseRecorder) T {
 func sessionCookie(t *testing.T, w *httptest.ResponseRecorder) *http.Cookie {
 	t.Helper()
 	for _, c := range w.Result().Cookies() {
-		if c.Name == DefaultCookieName {
+		if c.Name == CookieNameDefault {
 			return c
 		}
 	}
-	t.Fatalf("no %s cookie in %v", DefaultCookieName, w.Header().Values("Set-Cookie"))
+	t.Fatalf("no %s cookie in %v", CookieNameDefault, w.Header().Values("Set-Cookie"))
 	return nil
 }
 

@@ -35,8 +35,8 @@ func TestIssue(t *testing.T) {
 	if !s.Active || s.Identity != i || s.IdentityID != i.ID || s.AuthenticatorAssuranceLevel != AAL1 {
 		t.Errorf("issued session = %+v", s)
 	}
-	if got := s.ExpiresAt.Sub(s.IssuedAt); got != DefaultLifespan {
-		t.Errorf("lifespan = %v, want %v", got, DefaultLifespan)
+	if got := s.ExpiresAt.Sub(s.IssuedAt); got != LifespanDefault {
+		t.Errorf("lifespan = %v, want %v", got, LifespanDefault)
 	}
 	if len(s.AuthenticationMethods) != 1 || s.AuthenticationMethods[0].Method != "password" || s.AuthenticationMethods[0].AAL != AAL1 {
 		t.Errorf("methods = %+v", s.AuthenticationMethods)
@@ -101,10 +101,10 @@ func TestWhoami(t *testing.T) {
 		"X-Session-Token":              {header: tokenHeader(token)},
 		"Authorization Bearer":         {header: map[string]string{"Authorization": "Bearer " + token}},
 		"cookie":                       {cookies: []*http.Cookie{cookie}},
-		"token wins over a bad cookie": {header: tokenHeader(token), cookies: []*http.Cookie{{Name: DefaultCookieName, Value: "garbage"}}},
+		"token wins over a bad cookie": {header: tokenHeader(token), cookies: []*http.Cookie{{Name: CookieNameDefault, Value: "garbage"}}},
 		"bearer when cookie unreadable": {
 			header:  map[string]string{"Authorization": "bearer " + token},
-			cookies: []*http.Cookie{{Name: DefaultCookieName, Value: "garbage"}},
+			cookies: []*http.Cookie{{Name: CookieNameDefault, Value: "garbage"}},
 		},
 	}
 	for name, c := range cases {

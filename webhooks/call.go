@@ -41,9 +41,9 @@ const (
 // list before-persist calls (and their failures) apart from event deliveries in the admin API.
 const CallEventType = "hook.call"
 
-// DefaultCallTimeout is the deadline of a call whose request and context carry none: long
+// CallTimeoutDefault is the deadline of a call whose request and context carry none: long
 // enough for an endpoint and a retry or two, short enough that a flow never hangs on one.
-const DefaultCallTimeout = 10 * time.Second
+const CallTimeoutDefault = 10 * time.Second
 
 // Outcomes of a call, CallReply.Outcome: the shared contract's (core/hooks), named here too
 // because the Responder's code speaks of them constantly.
@@ -104,7 +104,7 @@ func NewCaller(nc *nats.Conn) *Caller {
 }
 
 // Call sends req to one worker and waits for its verdict until req.Deadline or ctx's deadline,
-// whichever is earlier (DefaultCallTimeout when neither is set). It fails with ErrNoWorker when
+// whichever is earlier (CallTimeoutDefault when neither is set). It fails with ErrNoWorker when
 // no worker is subscribed, at once rather than at the deadline, and with ErrNoAnswer when the
 // deadline passes without a reply. Any error means the verdict is unknown: the core must fail
 // the flow (503), never continue it.
@@ -114,7 +114,7 @@ func (c *Caller) Call(ctx context.Context, req CallRequest) (*CallReply, error) 
 		deadline = d
 	}
 	if deadline.IsZero() {
-		deadline = time.Now().Add(DefaultCallTimeout)
+		deadline = time.Now().Add(CallTimeoutDefault)
 	}
 	req.Deadline = deadline
 	data, err := json.Marshal(req)
@@ -413,7 +413,7 @@ func (r *Responder) reply(m *nats.Msg, rep *CallReply) bool {
 func (r *Responder) call(req CallRequest, arrived time.Time) (CallReply, *callRecord) {
 	id := uuid.Must(uuid.NewV7())
 	rec := &callRecord{id: id, hookID: req.HookID, identityID: req.IdentityID, body: req.Ctx,
-		contentType: DefaultContentType, eventTime: arrived}
+		contentType: ContentTypeDefault, eventTime: arrived}
 	if len(rec.body) == 0 {
 		rec.body = []byte("{}")
 	}
@@ -525,7 +525,7 @@ func attemptLabel(class, outcome string) string {
 // maxCallBudget from now), less the margin the reply needs to reach the core.
 func (r *Responder) workDeadline(requested, arrived time.Time) time.Time {
 	if requested.IsZero() {
-		requested = arrived.Add(DefaultCallTimeout)
+		requested = arrived.Add(CallTimeoutDefault)
 	}
 	if limit := arrived.Add(maxCallBudget); requested.After(limit) {
 		requested = limit

@@ -24,7 +24,7 @@ func TestCallHookConfig(t *testing.T) {
 	if m := reg.Match(trig); len(m) != 1 || m[0].ID != "after" {
 		t.Errorf("Match returned %v; want only the after-persist hook", m)
 	}
-	if h, ok := reg.Get("before"); !ok || !h.Call || !h.Parse || h.Timeout != DefaultTimeout {
+	if h, ok := reg.Get("before"); !ok || !h.Call || !h.Parse || h.Timeout != TimeoutDefault {
 		t.Errorf("Get(before) = %+v, %v", h, ok)
 	}
 	if _, err := NewRegistry([]Hook{{ID: "x", URL: "https://example.com", Parse: true, Trigger: trig}}); !errors.Is(err, ErrInvalidHook) {
@@ -117,7 +117,7 @@ func TestWorkDeadline(t *testing.T) {
 		{"long call keeps ReplyMargin", now.Add(5 * time.Second), now.Add(5*time.Second - defaultReplyMargin)},
 		{"short call keeps a tenth", now.Add(100 * time.Millisecond), now.Add(90 * time.Millisecond)},
 		{"past stays past", now.Add(-time.Second), now.Add(-time.Second)},
-		{"zero is the default timeout", time.Time{}, now.Add(DefaultCallTimeout - defaultReplyMargin)},
+		{"zero is the default timeout", time.Time{}, now.Add(CallTimeoutDefault - defaultReplyMargin)},
 		{"capped", now.Add(time.Hour), now.Add(maxCallBudget - defaultReplyMargin)},
 	} {
 		if got := r.workDeadline(tc.requested, now); !got.Equal(tc.want) {

@@ -348,5 +348,5 @@ func hookTimeout(h *Hook) time.Duration {
 	if h.Timeout > 0 {
 		return h.Timeout
 	}
-	return DefaultTimeout
+	return TimeoutDefault
 }

@@ -193,7 +193,7 @@ func (w *Worker) leaseFor(hookID string) time.Duration {
 	if h, ok := w.reg.Get(hookID); ok {
 		return hookTimeout(h) + w.cfg.LeaseMargin
 	}
-	return DefaultTimeout + w.cfg.LeaseMargin
+	return TimeoutDefault + w.cfg.LeaseMargin
 }
 
 // deliveriesFor returns one row per hook env triggers (none for an event without a flow). raw
@@ -214,7 +214,7 @@ func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seen map[string]
 		}
 		seen[key] = true
 		r := newDelivery{id: uuid.Must(uuid.NewV7()), eventID: env.ID, hookID: h.ID, eventType: env.Type,
-			identityID: ev.identityID, url: h.URL, body: raw, contentType: DefaultContentType,
+			identityID: ev.identityID, url: h.URL, body: raw, contentType: ContentTypeDefault,
 			state: StatePending, eventTime: env.Timestamp}
 		if ct, ok := headerValue(h.Headers, "Content-Type"); ok {
 			r.contentType = ct

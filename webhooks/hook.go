@@ -59,7 +59,7 @@ type Hook struct {
 	// None means the request carries no webhook-signature header (a plain Kratos config).
 	SigningSecrets []string
 	// Timeout bounds one attempt, connection to last response byte read. Zero means
-	// DefaultTimeout.
+	// TimeoutDefault.
 	Timeout time.Duration
 	// Schedule is the delay before attempt 1, 2, 3, ... (the first entry is normally 0). Its
 	// length is the number of attempts. Nil means DefaultSchedule.
@@ -97,11 +97,11 @@ const (
 
 // Defaults for a Hook's zero fields.
 const (
-	// DefaultTimeout is the per-attempt timeout the Standard Webhooks guidance and Svix Cloud
+	// TimeoutDefault is the per-attempt timeout the Standard Webhooks guidance and Svix Cloud
 	// use; Kratos' 30 s would hold a worker slot twice as long on a hanging endpoint.
-	DefaultTimeout = 15 * time.Second
-	// DefaultMethod is Kratos' usual web_hook method.
-	DefaultMethod = http.MethodPost
+	TimeoutDefault = 15 * time.Second
+	// MethodDefault is Kratos' usual web_hook method.
+	MethodDefault = http.MethodPost
 )
 
 // reservedHeaders are set by the sender and may not be configured, so that a header in the
@@ -266,7 +266,7 @@ func normalizeHook(h Hook) (*Hook, error) {
 	}
 
 	if h.Method == "" {
-		h.Method = DefaultMethod
+		h.Method = MethodDefault
 	}
 	h.Method = strings.ToUpper(h.Method)
 	if !isToken(h.Method) {
@@ -346,7 +346,7 @@ func normalizeHook(h Hook) (*Hook, error) {
 
 	switch {
 	case h.Timeout == 0:
-		h.Timeout = DefaultTimeout
+		h.Timeout = TimeoutDefault
 	case h.Timeout < 0:
 		return fail("timeout %s is negative", h.Timeout)
 	}

@@ -37,7 +37,7 @@ func TestRegistryDefaultsAndCopies(t *testing.T) {
 	if !ok {
 		t.Fatal("Get(a) not found")
 	}
-	if h.Method != "POST" || h.Timeout != DefaultTimeout || len(h.Schedule) != len(DefaultSchedule) {
+	if h.Method != "POST" || h.Timeout != TimeoutDefault || len(h.Schedule) != len(DefaultSchedule) {
 		t.Errorf("defaults not filled: method %q timeout %s schedule %v", h.Method, h.Timeout, h.Schedule)
 	}
 	// The registry owns copies: changing the caller's hook changes nothing.

@@ -27,23 +27,23 @@ type SenderConfig struct {
 	// AllowLoopback allows 127.0.0.0/8 and ::1 (--dev), for a receiver on localhost.
 	AllowLoopback bool
 	// MaxResponseBytes is how much of a response body Result keeps (and the attempt row
-	// stores). Zero means DefaultMaxResponseBytes.
+	// stores). Zero means MaxResponseBytesDefault.
 	MaxResponseBytes int
 	// UserAgent is sent on every request unless a hook's headers set one. Zero means
-	// DefaultUserAgent.
+	// UserAgentDefault.
 	UserAgent string
 }
 
 // Sender defaults and limits.
 const (
-	// DefaultMaxResponseBytes is the 4 KiB of response body an attempt row keeps: enough for an
+	// MaxResponseBytesDefault is the 4 KiB of response body an attempt row keeps: enough for an
 	// error message, small enough that a chatty endpoint cannot bloat the table.
-	DefaultMaxResponseBytes = 4096
-	// DefaultUserAgent identifies Latch to receivers and their firewalls.
-	DefaultUserAgent = "Latch-Webhooks/1"
-	// DefaultContentType is what Attempt.ContentType defaults to: the envelope and Jsonnet
+	MaxResponseBytesDefault = 4096
+	// UserAgentDefault identifies Latch to receivers and their firewalls.
+	UserAgentDefault = "Latch-Webhooks/1"
+	// ContentTypeDefault is what Attempt.ContentType defaults to: the envelope and Jsonnet
 	// templates produce JSON.
-	DefaultContentType = "application/json"
+	ContentTypeDefault = "application/json"
 
 	// drainBytes is how much unread body Send discards so the connection can be reused; past
 	// that, closing the connection is cheaper than reading on.
@@ -94,7 +94,7 @@ type Attempt struct {
 	// Body is sent and signed byte for byte; it is stored with the delivery so retries sign the
 	// same bytes.
 	Body []byte
-	// ContentType is the body's media type. Zero means DefaultContentType. A Content-Type in
+	// ContentType is the body's media type. Zero means ContentTypeDefault. A Content-Type in
 	// the hook's headers wins, as in Kratos.
 	ContentType string
 	// MaxResponseBytes is how much of the response body Result keeps for this attempt. Zero
@@ -162,10 +162,10 @@ func NewSender(cfg SenderConfig) *Sender {
 		now:       time.Now,
 	}
 	if s.userAgent == "" {
-		s.userAgent = DefaultUserAgent
+		s.userAgent = UserAgentDefault
 	}
 	if s.maxBody <= 0 {
-		s.maxBody = DefaultMaxResponseBytes
+		s.maxBody = MaxResponseBytesDefault
 	}
 	return s
 }
@@ -199,7 +199,7 @@ func (s *Sender) Send(ctx context.Context, a Attempt) Result {
 
 	timeout := a.Hook.Timeout
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = TimeoutDefault
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -260,11 +260,11 @@ func (s *Sender) requestBuilder(a Attempt, ts time.Time) (func(context.Context) 
 	}
 	method := h.Method
 	if method == "" {
-		method = DefaultMethod
+		method = MethodDefault
 	}
 	contentType := a.ContentType
 	if contentType == "" {
-		contentType = DefaultContentType
+		contentType = ContentTypeDefault
 	}
 	var signature string
 	if len(h.SigningSecrets) > 0 {

@@ -312,8 +312,8 @@ func TestSendResponseBodyCapped(t *testing.T) {
 	}
 	def := devSender(t, SenderConfig{})
 	res = def.Send(context.Background(), Attempt{Hook: testHook(rc.URL), DeliveryID: testDeliveryID})
-	if len(res.ResponseBody) != DefaultMaxResponseBytes {
-		t.Errorf("default keeps %d bytes, want %d", len(res.ResponseBody), DefaultMaxResponseBytes)
+	if len(res.ResponseBody) != MaxResponseBytesDefault {
+		t.Errorf("default keeps %d bytes, want %d", len(res.ResponseBody), MaxResponseBytesDefault)
 	}
 }
 

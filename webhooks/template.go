@@ -155,7 +155,7 @@ func (t *Template) ContentType() string {
 	if t.form {
 		return formMediaType
 	}
-	return DefaultContentType
+	return ContentTypeDefault
 }
 
 // compactJSON checks that out is a JSON object or array and compacts it: receivers get a body

@@ -10,7 +10,7 @@ import (
 
 // Page size limits, as Kratos' keyset pagination has them.
 const (
-	DefaultPageSize = 250
+	PageSizeDefault = 250
 	MaxPageSize     = 1000
 )
 
@@ -26,7 +26,7 @@ func ParsePage(r *http.Request) (PageRequest, error) {
 	if err := CheckText("page_token", q.Get("page_token")); err != nil {
 		return PageRequest{}, err
 	}
-	p := PageRequest{Size: DefaultPageSize, Token: q.Get("page_token")}
+	p := PageRequest{Size: PageSizeDefault, Token: q.Get("page_token")}
 	if s := q.Get("page_size"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {

@@ -77,7 +77,7 @@ type SchemaRef struct {
 
 // SessionConfig is `session`.
 type SessionConfig struct {
-	Lifespan               Duration     `json:"lifespan"`                 // unset: sessions.DefaultLifespan
+	Lifespan               Duration     `json:"lifespan"`                 // unset: sessions.LifespanDefault
 	EarliestPossibleExtend Duration     `json:"earliest_possible_extend"` // unset: the lifespan (sessions)
 	Cookie                 CookieConfig `json:"cookie"`
 	// Latch's own session keys.
@@ -97,7 +97,7 @@ type SessionConfig struct {
 
 // CookieConfig is `session.cookie`.
 type CookieConfig struct {
-	Name       string `json:"name"` // unset: sessions.DefaultCookieName
+	Name       string `json:"name"` // unset: sessions.CookieNameDefault
 	Domain     string `json:"domain"`
 	Path       string `json:"path"`       // unset: the sessions package's default
 	SameSite   string `json:"same_site"`  // Strict | Lax | None; unset: the sessions package's default
@@ -226,10 +226,10 @@ type NATSConfig struct {
 
 // EventsConfig is Latch's `events`.
 type EventsConfig struct {
-	OutboxRetention Duration `json:"outbox_retention"` // published rows kept this long; unset: events.DefaultRetention
+	OutboxRetention Duration `json:"outbox_retention"` // published rows kept this long; unset: events.RetentionDefault
 	Stream          struct {
-		MaxAge     Duration `json:"max_age"`    // unset: events.DefaultStreamMaxAge
-		Duplicates Duration `json:"duplicates"` // Nats-Msg-Id window; unset: events.DefaultStreamDuplicates
+		MaxAge     Duration `json:"max_age"`    // unset: events.StreamMaxAgeDefault
+		Duplicates Duration `json:"duplicates"` // Nats-Msg-Id window; unset: events.StreamDuplicatesDefault
 		Replicas   int      `json:"replicas"`   // unset: the events package's default (1)
 	} `json:"stream"`
 }
