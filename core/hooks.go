@@ -43,10 +43,10 @@ type hookCtx struct {
 // runHooks calls each hook in order (f is nil outside flows: session extension). It stops at
 // the first interrupt (a *FlowError carrying the endpoint's messages on their nodes) or failure
 // (a *HookError). A parse hook's answer is applied to id, so the next hook and the caller's
-// validation see it, and collected in the returned patch, which is what the caller writes
+// validation see it, and collected in the returned patches, which are what the caller writes
 // under its lock: only the fields a hook set, never a snapshot of the rest.
-func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, list []hooks.Hook, id *identity.Identity, sess *sessions.Session) (identityPatch, error) {
-	var patch identityPatch
+func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, list []hooks.Hook, id *identity.Identity, sess *sessions.Session) (identityPatches, error) {
+	var patch identityPatches
 	if len(list) == 0 {
 		return patch, nil
 	}
@@ -86,7 +86,7 @@ func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, list []h
 				return patch, &HookError{HookID: h.ID, Class: "malformed_response", Detail: err.Error()}
 			}
 			p.applyTo(id)
-			patch.merge(p)
+			patch = append(patch, p)
 		case hooks.OutcomeInterrupt:
 			if f == nil { // no flow to show the messages on (session extension)
 				return patch, &HookDeniedError{Messages: reply.Messages}
@@ -143,7 +143,7 @@ type identityPatch struct {
 	ExternalID     *string         `json:"external_id"`
 }
 
-// maxExternalIDLength bounds an external_id a hook may set; it is an index key.
+// maxExternalIDLength bounds an external_id, from the admin API or a hook's answer: it is a unique index key.
 const maxExternalIDLength = 1024
 
 // parseIdentityPatch reads a parse hook's "identity" object and checks it as the admin API
@@ -197,26 +197,22 @@ func (p identityPatch) applyTo(id *identity.Identity) {
 	}
 }
 
-// merge adds q's fields to p; q, from a later hook, wins.
-func (p *identityPatch) merge(q identityPatch) {
-	if q.Traits != nil {
-		p.Traits = q.Traits
-	}
-	if q.MetadataPublic != nil {
-		p.MetadataPublic = q.MetadataPublic
-	}
-	if q.MetadataAdmin != nil {
-		p.MetadataAdmin = q.MetadataAdmin
-	}
-	if q.State != "" {
-		p.State = q.State
-	}
-	if q.ExternalID != nil {
-		p.ExternalID = q.ExternalID
+// identityPatches are the answers of a step's parse hooks, in the order they came.
+type identityPatches []identityPatch
+
+// applyTo sets every patched field on id; a later hook's answer wins.
+func (ps identityPatches) applyTo(id *identity.Identity) {
+	for _, p := range ps {
+		p.applyTo(id)
 	}
 }
 
-// empty reports whether no hook changed anything.
-func (p identityPatch) empty() bool {
-	return p.Traits == nil && p.MetadataPublic == nil && p.MetadataAdmin == nil && p.State == "" && p.ExternalID == nil
+// setsTraits reports whether a hook replaced the traits, which must then be validated again.
+func (ps identityPatches) setsTraits() bool {
+	for _, p := range ps {
+		if p.Traits != nil {
+			return true
+		}
+	}
+	return false
 }

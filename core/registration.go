@@ -87,7 +87,7 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 	if err != nil {
 		return nil, err
 	}
-	if patch.Traits != nil { // a hook changed the traits: validate them again
+	if patch.setsTraits() { // a hook changed the traits: validate them again
 		if err := s.validateTraits(f, schema, id.Traits); err != nil {
 			return nil, err
 		}

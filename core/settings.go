@@ -80,7 +80,7 @@ type settingsChange struct {
 	method      string
 	traits      json.RawMessage // profile: the new traits
 	passwordCfg json.RawMessage // password: the new credential config
-	patch       identityPatch   // what before-persist hooks changed
+	patch       identityPatches // what before-persist hooks changed
 }
 
 // updateSettings applies a profile or password change. Everything slow (hooks, hashing) happens
@@ -151,7 +151,7 @@ func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, 
 		f.UI.addMessage("", msgNoStrategy(kindSettings))
 		return &FlowError{f}
 	}
-	if ch.patch.Traits != nil || ch.traits != nil {
+	if ch.patch.setsTraits() || ch.traits != nil {
 		if err := s.validateTraits(f, schema, next.Traits); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -115,6 +116,7 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 		rows = append(rows, w.deliveriesFor(env, m.Data(), seen)...)
 		acks = append(acks, m)
 	}
+	rows = w.render(rows)
 	if len(rows) > 0 {
 		if err := w.insert(ctx, rows); err != nil {
 			for _, m := range acks {
@@ -223,21 +225,51 @@ func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seen map[string]
 			if tctx == nil {
 				tctx = templateContext(env, raw, ev)
 			}
-			body, cancel, err := t.Render(tctx)
-			switch {
-			case err != nil:
-				// Dead at once, with its error, so the failure is visible in the admin API.
-				w.log.Error("webhook body template failed", "hook", h.ID, "event", env.ID, "error", err)
-				r.state, r.err = StateDead, storableText([]byte(err.Error()))
-			case cancel:
-				continue
-			default:
-				r.body, r.contentType = body, t.ContentType()
-			}
+			r.template, r.templateCtx = t, tctx
 		}
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// render renders the body templates of a batch's rows, as many at once as there are evaluator
+// children, so that one slow template (a runaway is stopped only at RenderTimeout) holds up the
+// other hooks' rows for at most its own renders' share of the batch, not all of them in turn.
+// A template that fails makes its row dead at once, with the error, so the failure shows in the
+// admin API; one that cancels (error "cancel") drops its row.
+func (w *Worker) render(rows []newDelivery) []newDelivery {
+	var g sync.WaitGroup
+	slots := make(chan struct{}, templateEvaluators)
+	dropped := make([]bool, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		if r.template == nil {
+			continue
+		}
+		slots <- struct{}{}
+		g.Go(func() {
+			defer func() { <-slots }()
+			body, cancel, err := r.template.Render(r.templateCtx)
+			switch {
+			case err != nil:
+				w.log.Error("webhook body template failed", "hook", r.hookID, "event", r.eventID, "error", err)
+				r.state, r.err = StateDead, storableText([]byte(err.Error()))
+			case cancel:
+				dropped[i] = true
+			default:
+				r.body, r.contentType = body, r.template.ContentType()
+			}
+			r.template, r.templateCtx = nil, nil
+		})
+	}
+	g.Wait()
+	kept := rows[:0]
+	for i, r := range rows {
+		if !dropped[i] {
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }
 
 // event is what fan-out reads from an event's data: what triggers hooks and what templates see.

@@ -366,6 +366,10 @@ type newDelivery struct {
 	leaseMS     int64
 	eventTime   time.Time
 	err         string
+
+	// Fan-out only, until render: the body template and its context.
+	template    *Template
+	templateCtx map[string]any
 }
 
 // insertDeliveriesSQL inserts a fan-out batch in one statement and returns the ids that were
