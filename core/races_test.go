@@ -147,6 +147,29 @@ func TestSettingsRacingAdminDeactivationKeepsTheAdminsWrite(t *testing.T) {
 	}
 }
 
+func TestSettingsRacingAdminPutKeepsTheAdminsWrite(t *testing.T) {
+	t.Parallel()
+	g := newGate(t)
+	b, id, _, result := settingsRace(t, g)
+
+	status, res := call(t, "PUT", b.admin.URL+"/admin/identities/"+id, map[string]any{
+		"schema_id": "default", "state": "inactive",
+		"traits":         map[string]any{"email": "racer@example.com"},
+		"metadata_admin": map[string]any{"blocked": "put"},
+	})
+	if status != 200 {
+		t.Fatalf("admin put: %d %v", status, res["_raw"])
+	}
+	close(g.release)
+	if got := <-result; got.status != 401 {
+		t.Fatalf("settings after the admin's PUT: %d %v", got.status, got.body["_raw"])
+	}
+	after := b.adminIdentity(t, id)
+	if m, _ := after["metadata_admin"].(map[string]any); after["state"] != "inactive" || m["blocked"] != "put" {
+		t.Errorf("state %v, metadata_admin %v: the settings write undid the admin's PUT", after["state"], after["metadata_admin"])
+	}
+}
+
 func TestSettingsRacingAdminMetadataKeepsBoth(t *testing.T) {
 	t.Parallel()
 	g := newGate(t)
