@@ -104,26 +104,10 @@ type webHookConfig struct {
 	} `json:"response"`
 	CanInterrupt   bool           `json:"can_interrupt"`
 	SigningSecrets []string       `json:"signing_secrets"`
-	Timeout        configDuration `json:"timeout"`
+	Timeout        hooks.Duration `json:"timeout"`
 	Retry          struct {
-		Schedule []configDuration `json:"schedule"`
+		Schedule []hooks.Duration `json:"schedule"`
 	} `json:"retry"`
-}
-
-// configDuration is a Go duration string in the configuration ("3s").
-type configDuration time.Duration
-
-func (d *configDuration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("expected a duration string like \"1h\"")
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("invalid duration %q", s)
-	}
-	*d = configDuration(v)
-	return nil
 }
 
 // fromConfig reads a planned web_hook's config into a Hook (no trigger, not a call yet).

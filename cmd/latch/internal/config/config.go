@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -253,25 +252,9 @@ type LogConfig struct {
 	Format string `json:"format"` // text (default) | json
 }
 
-// Duration is a Go duration string in the file ("24h", "10m").
-type Duration time.Duration
-
-// UnmarshalJSON reads "1h30m".
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("expected a duration string like \"1h\"")
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("invalid duration %q", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration back as "1h0m0s", so a Config round-trips.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// Duration is a Go duration string in the file ("24h", "10m"); the same type web_hook configs
+// use, so both read durations alike.
+type Duration = hooks.Duration
 
 // ByteSize is a size in bytes, written in the file as "64KB", "128MB", "1GB" (multiples of
 // 1024, as Kratos reads them; "MiB" spellings are accepted too) or as a plain number of bytes.
