@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,26 +18,58 @@ import (
 // pagination). It only touches the database: replayed deliveries become due, and the workers'
 // claim loops pick them up within their ClaimInterval.
 type Admin struct {
-	store *Store
-	log   *slog.Logger
+	store     *Store
+	endpoints *EndpointStore
+	sender    *Sender
+	log       *slog.Logger
 }
 
-// NewAdmin returns the admin API on db. log may be nil.
-func NewAdmin(db *pgxpool.Pool, log *slog.Logger) *Admin {
+// NewAdmin returns the admin API on db. reg supplies the endpoints of the configuration (nil:
+// none); sender sends test events (nil: the test route answers 503). log may be nil.
+func NewAdmin(db *pgxpool.Pool, reg *Registry, sender *Sender, log *slog.Logger) *Admin {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Admin{store: NewStore(db), log: log}
+	var static func() []*Hook
+	if reg != nil {
+		static = reg.ConfigEndpoints
+	}
+	return &Admin{store: NewStore(db), endpoints: NewEndpointStore(db, static), sender: sender, log: log}
 }
 
-// Routes registers the endpoints with and without the /admin prefix, as Kratos' admin port
+// Route is one route of the admin API: what Routes registers and what the OpenAPI document
+// (openapi.yaml) must describe.
+type Route struct {
+	Method, Path string
+	handler      http.HandlerFunc
+}
+
+// AdminRoutes lists the routes NewAdmin serves, with the /admin prefix.
+func AdminRoutes() []Route { return (&Admin{}).routes() }
+
+func (a *Admin) routes() []Route {
+	return []Route{
+		{"GET", "/admin/webhooks/deliveries", a.list},
+		{"GET", "/admin/webhooks/deliveries/{id}", a.get},
+		{"POST", "/admin/webhooks/deliveries/{id}/replay", a.replay},
+		{"POST", "/admin/webhooks/replay", a.replayMatching},
+		{"POST", "/admin/webhooks/endpoints", a.createEndpoint},
+		{"GET", "/admin/webhooks/endpoints", a.listEndpoints},
+		{"GET", "/admin/webhooks/endpoints/{id}", a.getEndpoint},
+		{"PATCH", "/admin/webhooks/endpoints/{id}", a.patchEndpoint},
+		{"DELETE", "/admin/webhooks/endpoints/{id}", a.deleteEndpoint},
+		{"POST", "/admin/webhooks/endpoints/{id}/secret/rotate", a.rotateSecret},
+		{"POST", "/admin/webhooks/endpoints/{id}/test", a.testEndpoint},
+		{"POST", "/admin/webhooks/endpoints/{id}/recover", a.recoverEndpoint},
+	}
+}
+
+// Routes registers the routes with and without the /admin prefix, as Kratos' admin port
 // accepts both.
 func (a *Admin) Routes(mux *http.ServeMux) {
-	for _, p := range []string{"/admin", ""} {
-		mux.HandleFunc("GET "+p+"/webhooks/deliveries", a.list)
-		mux.HandleFunc("GET "+p+"/webhooks/deliveries/{id}", a.get)
-		mux.HandleFunc("POST "+p+"/webhooks/deliveries/{id}/replay", a.replay)
-		mux.HandleFunc("POST "+p+"/webhooks/replay", a.replayMatching)
+	for _, rt := range a.routes() {
+		mux.HandleFunc(rt.Method+" "+rt.Path, rt.handler)
+		mux.HandleFunc(rt.Method+" "+strings.TrimPrefix(rt.Path, "/admin"), rt.handler)
 	}
 }
 
@@ -47,6 +80,10 @@ func (a *Admin) fail(w http.ResponseWriter, r *http.Request, err error) {
 		err = api.NotFound().WithReason("Unable to locate the resource")
 	case errors.Is(err, ErrLeased):
 		err = api.Conflict().WithReason("The delivery is being attempted right now; replay it once the attempt is over.")
+	case errors.Is(err, ErrInvalidEndpoint):
+		err = api.BadRequest().WithReason("%s", strings.TrimPrefix(err.Error(), ErrInvalidEndpoint.Error()+": ")).WithCause(err)
+	case errors.Is(err, ErrConfigured):
+		err = api.Conflict().WithReason("The endpoint is declared in the configuration (webhooks.endpoints): change it there. Through the API it can only be disabled, enabled, tested and recovered.")
 	case errors.Is(err, ErrNotReplayable):
 		err = api.Conflict().WithReason("The delivery's body template failed, so it has no body to send. Fix the template; the next event will be delivered.")
 	}

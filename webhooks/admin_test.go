@@ -23,7 +23,7 @@ import (
 func adminServer(t testing.TB, db *pgxpool.Pool) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
-	NewAdmin(db, nil).Routes(mux)
+	NewAdmin(db, nil, nil, nil).Routes(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv

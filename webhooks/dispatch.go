@@ -271,8 +271,8 @@ func (d *dispatcher) wait(timeout time.Duration) bool {
 // ErrorClassShutdown.
 func (w *Worker) attempt(ctx context.Context, j *job) (o outcome) {
 	hook, ok := w.reg.Get(j.hookID)
-	if !ok {
-		return w.removed(j)
+	if !ok || hook.Disabled {
+		return w.unattempted(j)
 	}
 	if time.Until(j.leaseUntil) < hookTimeout(hook)+min(w.cfg.LeaseMargin/2, leaseSafety) {
 		// It waited in the queue for so long that the lease could run out mid-attempt and a
@@ -289,12 +289,16 @@ func (w *Worker) attempt(ctx context.Context, j *job) (o outcome) {
 	return w.judge(hook, j, res)
 }
 
-// removed records that j's hook left the configuration: the delivery dies without a request
-// and can be replayed once the hook is back.
-func (w *Worker) removed(j *job) outcome {
-	w.metrics.observe(j.hookID, ErrorClassHookRemoved, 0)
+// unattempted records that j's hook left the configuration or is disabled: the delivery dies
+// without a request and can be replayed once the hook is back or enabled.
+func (w *Worker) unattempted(j *job) outcome {
+	class, msg := ErrorClassHookRemoved, fmt.Sprintf("hook %q is no longer configured", j.hookID)
+	if h, ok := w.reg.Get(j.hookID); ok && h.Disabled {
+		class, msg = ErrorClassEndpointDisabled, "the endpoint is disabled"
+	}
+	w.metrics.observe(j.hookID, class, 0)
 	return outcome{id: j.id, hookID: j.hookID, attempt: j.attempts + 1, state: StateDead, started: time.Now(),
-		errorClass: ErrorClassHookRemoved, err: fmt.Sprintf("hook %q is no longer configured", j.hookID)}
+		errorClass: class, err: msg}
 }
 
 // judge turns an attempt's result into the delivery's next state: succeeded on 2xx, dead on

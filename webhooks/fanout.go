@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -113,7 +114,11 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 			_ = m.TermWithReason("latch: undecodable event envelope")
 			continue
 		}
-		rows = append(rows, w.deliveriesFor(env, m.Data(), seen)...)
+		var seq uint64
+		if md, err := m.Metadata(); err == nil {
+			seq = md.Sequence.Stream
+		}
+		rows = append(rows, w.deliveriesFor(env, m.Data(), seq, seen)...)
 		acks = append(acks, m)
 	}
 	rows = w.render(rows)
@@ -179,8 +184,8 @@ func (w *Worker) insert(ctx context.Context, rows []newDelivery) error {
 				leaseUntil: start.Add(time.Duration(r.leaseMS) * time.Millisecond)})
 		case r.state == StatePending:
 			w.hints.add(r.hookID, start)
-		default: // dead at birth: its template failed, recorded as its one attempt
-			w.metrics.observe(r.hookID, ErrorClassTemplate, 0)
+		default: // dead at birth (its template failed, its endpoint is disabled), recorded as its one attempt
+			w.metrics.observe(r.hookID, r.errClass, 0)
 		}
 	}
 	for hook, n := range booked {
@@ -198,15 +203,22 @@ func (w *Worker) leaseFor(hookID string) time.Duration {
 	return TimeoutDefault + w.cfg.LeaseMargin
 }
 
-// deliveriesFor returns one row per hook env triggers (none for an event without a flow). raw
-// is the envelope as published: the body of hooks without a template. seen drops a second
-// copy of one event within a batch.
-func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seen map[string]bool) []newDelivery {
-	ev, ok := decodeEvent(env)
-	if !ok {
-		return nil
+// deliveriesFor returns one row per hook env triggers: the endpoints subscribed to its type,
+// and, for an event a flow caused, the flow web_hooks of that flow. raw is the envelope as
+// published: the body of hooks without a template. seq is the event's stream sequence, the order
+// of ordered endpoints. seen drops a second copy of one event within a batch.
+func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seq uint64, seen map[string]bool) []newDelivery {
+	ev, flowEvent := decodeEvent(env)
+	if ev.identityID == nil {
+		ev.identityID = identityOf(env.Data)
 	}
-	hooks := w.reg.Match(ev.trigger(env.Type))
+	var hooks []*Hook
+	if flowEvent {
+		hooks = w.reg.Match(ev.trigger(env.Type))
+	} else {
+		hooks = w.reg.Match(Trigger{EventType: env.Type})
+		hooks = slices.DeleteFunc(hooks, func(h *Hook) bool { return !h.Endpoint })
+	}
 	var rows []newDelivery
 	var tctx map[string]any
 	for _, h := range hooks {
@@ -215,9 +227,13 @@ func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seen map[string]
 			continue
 		}
 		seen[key] = true
-		r := newDelivery{id: uuid.Must(uuid.NewV7()), eventID: env.ID, hookID: h.ID, eventType: env.Type,
-			identityID: ev.identityID, url: h.URL, body: raw, contentType: ContentTypeDefault,
+		r := newDelivery{id: uuid.Must(uuid.NewV7()), eventID: env.ID, eventSeq: int64(seq), hookID: h.ID,
+			eventType: env.Type, identityID: ev.identityID, url: h.URL, body: raw, contentType: ContentTypeDefault,
 			state: StatePending, eventTime: env.Timestamp}
+		if h.Disabled {
+			// Kept, dead, so that recovering the endpoint can replay what it missed.
+			r.state, r.errClass, r.err = StateDead, ErrorClassEndpointDisabled, "the endpoint is disabled"
+		}
 		if ct, ok := headerValue(h.Headers, "Content-Type"); ok {
 			r.contentType = ct
 		}
@@ -232,6 +248,26 @@ func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seen map[string]
 	return rows
 }
 
+// identityOf finds the identity an event is about in its data, whatever its type: data.identity.id
+// or data.identity_id (docs/EVENTS.md keeps one of them in every identity and session event).
+func identityOf(data json.RawMessage) *uuid.UUID {
+	var d struct {
+		IdentityID uuid.UUID `json:"identity_id"`
+		Identity   struct {
+			ID uuid.UUID `json:"id"`
+		} `json:"identity"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return nil
+	}
+	for _, id := range []uuid.UUID{d.Identity.ID, d.IdentityID} {
+		if id != uuid.Nil {
+			return &id
+		}
+	}
+	return nil
+}
+
 // render renders the body templates of a batch's rows, as many at once as there are evaluator
 // children, so that one slow template (a runaway is stopped only at RenderTimeout) holds up the
 // other hooks' rows for at most its own renders' share of the batch, not all of them in turn.
@@ -243,7 +279,7 @@ func (w *Worker) render(rows []newDelivery) []newDelivery {
 	dropped := make([]bool, len(rows))
 	for i := range rows {
 		r := &rows[i]
-		if r.template == nil {
+		if r.template == nil || r.state != StatePending {
 			continue
 		}
 		slots <- struct{}{}
@@ -253,7 +289,7 @@ func (w *Worker) render(rows []newDelivery) []newDelivery {
 			switch {
 			case err != nil:
 				w.log.Error("webhook body template failed", "hook", r.hookID, "event", r.eventID, "error", err)
-				r.state, r.err = StateDead, storableText([]byte(err.Error()))
+				r.state, r.errClass, r.err = StateDead, ErrorClassTemplate, storableText([]byte(err.Error()))
 			case cancel:
 				dropped[i] = true
 			default:

@@ -3,11 +3,13 @@ package webhooks
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -64,6 +66,65 @@ type Hook struct {
 	// Schedule is the delay before attempt 1, 2, 3, ... (the first entry is normally 0). Its
 	// length is the number of attempts. Nil means DefaultSchedule.
 	Schedule []time.Duration
+	// SecretsExpire, when set, has one entry per SigningSecrets entry: a non-zero time is when
+	// that secret stops signing (a rotated-out secret's overlap), so receivers that have not
+	// switched yet keep verifying until then.
+	SecretsExpire []time.Time
+
+	// Endpoint marks a webhook endpoint (webhooks.endpoints or the admin API) rather than a
+	// Kratos flow web_hook: it fires on event types (EventTypes) whatever caused the event,
+	// admin actions included, and its health can disable it.
+	Endpoint bool
+	// EventTypes are what an endpoint subscribes to: exact type names, or a prefix followed by
+	// ".*" ("identity.*"). Empty means every type.
+	EventTypes []string
+	// Description is an endpoint's free text, for operators.
+	Description string
+	// RateLimit caps an endpoint's attempts per second across every worker together; zero
+	// means no cap.
+	RateLimit int
+	// Ordering is OrderingNone (zero value) or OrderingPerIdentity: deliveries about one
+	// identity are attempted strictly in event order, a failing one holding back only that
+	// identity's later deliveries to this endpoint.
+	Ordering string
+	// Disabled stops attempts: new events still make delivery rows, dead at once with error
+	// class endpoint_disabled, so that a recovery can replay them once it is enabled again.
+	Disabled bool
+}
+
+// Ordering modes of an endpoint.
+const (
+	OrderingNone        = "none"
+	OrderingPerIdentity = "per_identity"
+)
+
+// signingSecrets returns the secrets that sign an attempt made at t: every configured one but
+// those whose overlap ended.
+func (h *Hook) signingSecrets(t time.Time) []string {
+	if len(h.SecretsExpire) == 0 {
+		return h.SigningSecrets
+	}
+	out := make([]string, 0, len(h.SigningSecrets))
+	for i, s := range h.SigningSecrets {
+		if i < len(h.SecretsExpire) && !h.SecretsExpire[i].IsZero() && !t.Before(h.SecretsExpire[i]) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// subscribes reports whether an endpoint wants events of type t.
+func (h *Hook) subscribes(t string) bool {
+	if len(h.EventTypes) == 0 {
+		return true
+	}
+	for _, p := range h.EventTypes {
+		if p == t || (strings.HasSuffix(p, ".*") && strings.HasPrefix(t, p[:len(p)-1])) {
+			return true
+		}
+	}
+	return false
 }
 
 // Trigger is what an event must be for a hook to fire: the event type and the flow and method
@@ -112,17 +173,24 @@ var reservedHeaders = []string{"webhook-id", "webhook-timestamp", "webhook-signa
 // the hook, so start-up fails with a message pointing at the faulty config entry.
 var ErrInvalidHook = errors.New("invalid web_hook")
 
-// Registry holds the hooks in force and their compiled body templates. Set swaps the whole set
-// atomically, so a config reload never exposes half a configuration to a running worker, and a
-// reader holding a *Hook keeps a consistent (old) view until its next lookup. The zero Registry
-// holds no hooks.
+// Registry holds the hooks in force and their compiled body templates, from two sources: the
+// configuration (Set: flow web_hooks and webhooks.endpoints) and the database (SetDynamic:
+// endpoints made through the admin API, and the disabled switches of every endpoint). Each
+// setter rebuilds one immutable generation and swaps it atomically, so a reload never exposes
+// half a configuration to a running worker, and a reader holding a *Hook keeps a consistent
+// (old) view until its next lookup. The zero Registry holds no hooks.
 type Registry struct {
 	state atomic.Pointer[registryState]
+
+	mu       sync.Mutex // serializes setters
+	static   *registryState
+	dynamic  []*Hook
+	disabled map[string]bool
 }
 
 // registryState is one immutable generation of the configuration.
 type registryState struct {
-	hooks     []*Hook // config order
+	hooks     []*Hook // config order, then database endpoints by id
 	byID      map[string]*Hook
 	templates map[string]*Template
 }
@@ -137,8 +205,8 @@ func NewRegistry(hooks []Hook) (*Registry, error) {
 	return r, nil
 }
 
-// Set replaces the hooks in force, all or nothing: on error the previous set stays. The hooks
-// are copied, so the caller may reuse its slice.
+// Set replaces the hooks of the configuration, all or nothing: on error the previous set stays.
+// The hooks are copied, so the caller may reuse its slice.
 func (r *Registry) Set(hooks []Hook) error {
 	st := &registryState{
 		hooks:     make([]*Hook, 0, len(hooks)),
@@ -167,12 +235,83 @@ func (r *Registry) Set(hooks []Hook) error {
 		st.hooks = append(st.hooks, h)
 		st.byID[h.ID] = h
 	}
-	r.state.Store(st)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.static = st
+	r.publishLocked()
 	return nil
 }
 
-// Match returns the hooks with a trigger (Trigger or one of Triggers) equal to t in all three
-// fields, in configuration order (the order Kratos would run them in), each hook once. Call hooks
+// SetDynamic replaces what the database holds: the admin API's endpoints and the ids of hooks an
+// operator or the health check disabled (of either source). An endpoint that fails validation
+// (a row written by an older version, say) is left out and named in the returned error; the
+// others take effect. An id the configuration already uses stays the configuration's.
+func (r *Registry) SetDynamic(endpoints []Hook, disabled map[string]bool) error {
+	var errs []error
+	dyn := make([]*Hook, 0, len(endpoints))
+	for i := range endpoints {
+		e := endpoints[i]
+		e.Endpoint = true
+		h, err := normalizeHook(e)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		dyn = append(dyn, h)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dynamic, r.disabled = dyn, maps.Clone(disabled)
+	r.publishLocked()
+	return errors.Join(errs...)
+}
+
+// ConfigEndpoints returns the endpoints the configuration declares (webhooks.endpoints), as
+// configured, for the admin API. They are shared: do not modify them.
+func (r *Registry) ConfigEndpoints() []*Hook {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.static == nil {
+		return nil
+	}
+	var out []*Hook
+	for _, h := range r.static.hooks {
+		if h.Endpoint {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// publishLocked builds the generation in force from both sources and swaps it in.
+func (r *Registry) publishLocked() {
+	st := &registryState{byID: map[string]*Hook{}, templates: map[string]*Template{}}
+	add := func(h *Hook) {
+		if _, dup := st.byID[h.ID]; dup {
+			return
+		}
+		if r.disabled[h.ID] && h.Endpoint && !h.Disabled {
+			c := *h
+			c.Disabled = true
+			h = &c
+		}
+		st.hooks = append(st.hooks, h)
+		st.byID[h.ID] = h
+	}
+	if r.static != nil {
+		for _, h := range r.static.hooks {
+			add(h)
+		}
+		maps.Copy(st.templates, r.static.templates)
+	}
+	for _, h := range r.dynamic {
+		add(h)
+	}
+	r.state.Store(st)
+}
+
+// Match returns the endpoints subscribed to t.EventType and the hooks with a trigger (Trigger
+// or one of Triggers) equal to t in all three fields, in configuration order (the order Kratos would run them in), each hook once. Call hooks
 // are never among them: they run before the commit, not on its events. The hooks are shared:
 // callers must not modify them.
 func (r *Registry) Match(t Trigger) []*Hook {
@@ -194,6 +333,9 @@ func (r *Registry) Match(t Trigger) []*Hook {
 func (h *Hook) firesOn(t Trigger) bool {
 	if h.Call {
 		return false
+	}
+	if h.Endpoint {
+		return h.subscribes(t.EventType)
 	}
 	return (h.Trigger != Trigger{} && h.Trigger == t) || slices.Contains(h.Triggers, t)
 }
@@ -235,8 +377,16 @@ func normalizeHook(h Hook) (*Hook, error) {
 	fail := func(format string, args ...any) (*Hook, error) {
 		return nil, fmt.Errorf("%w %q: %s", ErrInvalidHook, h.ID, fmt.Sprintf(format, args...))
 	}
-	if h.Trigger == (Trigger{}) && len(h.Triggers) == 0 && !h.Call {
+	if h.Trigger == (Trigger{}) && len(h.Triggers) == 0 && !h.Call && !h.Endpoint {
 		return fail("no trigger")
+	}
+	if h.Endpoint {
+		if h.Call || h.Parse {
+			return fail("an endpoint cannot be a before-persist hook")
+		}
+		if err := checkEndpointFields(&h); err != nil {
+			return fail("%v", err)
+		}
 	}
 	if h.Parse && !h.Call {
 		return fail("response.parse needs a before-persist (Call) hook: an after-persist answer cannot change the identity")
@@ -338,6 +488,10 @@ func normalizeHook(h Hook) (*Hook, error) {
 	}
 
 	h.SigningSecrets = slices.Clone(h.SigningSecrets)
+	h.SecretsExpire = slices.Clone(h.SecretsExpire)
+	if len(h.SecretsExpire) > len(h.SigningSecrets) {
+		return fail("more secret expiries than secrets")
+	}
 	for i, s := range h.SigningSecrets {
 		if _, err := ParseSecret(s); err != nil {
 			return fail("signing secret #%d: %v", i, err)
@@ -398,6 +552,59 @@ func isToken(s string) bool {
 		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
 		default:
 			return false
+		}
+	}
+	return true
+}
+
+// maxEventTypes and maxEventTypeLength bound an endpoint's subscription list.
+const (
+	maxEventTypes      = 100
+	maxEventTypeLength = 128
+	// MaxRateLimit is the highest rate_limit an endpoint may ask for (deliveries per second).
+	MaxRateLimit = 100000
+)
+
+// checkEndpointFields validates and normalizes what only endpoints have.
+func checkEndpointFields(h *Hook) error {
+	if len(h.EventTypes) > maxEventTypes {
+		return fmt.Errorf("event_types: at most %d entries", maxEventTypes)
+	}
+	h.EventTypes = slices.Clone(h.EventTypes)
+	for _, t := range h.EventTypes {
+		if !validEventPattern(t) {
+			return fmt.Errorf("event_types: %q is not an event type (letters, digits, _ and - in dot-separated words) or a prefix ending in .*", t)
+		}
+	}
+	if h.RateLimit < 0 || h.RateLimit > MaxRateLimit {
+		return fmt.Errorf("rate_limit %d: must be between 1 and %d, or absent", h.RateLimit, MaxRateLimit)
+	}
+	switch h.Ordering {
+	case "":
+		h.Ordering = OrderingNone
+	case OrderingNone, OrderingPerIdentity:
+	default:
+		return fmt.Errorf("ordering %q: want %q or %q", h.Ordering, OrderingNone, OrderingPerIdentity)
+	}
+	return nil
+}
+
+// validEventPattern accepts an event type name (dot-separated words of [A-Za-z0-9_-]) or such
+// a name's prefix followed by ".*".
+func validEventPattern(p string) bool {
+	if len(p) == 0 || len(p) > maxEventTypeLength {
+		return false
+	}
+	p = strings.TrimSuffix(p, ".*")
+	for _, word := range strings.Split(p, ".") {
+		if word == "" {
+			return false
+		}
+		for i := 0; i < len(word); i++ {
+			c := word[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+				return false
+			}
 		}
 	}
 	return true

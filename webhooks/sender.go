@@ -267,9 +267,9 @@ func (s *Sender) requestBuilder(a Attempt, ts time.Time) (func(context.Context) 
 		contentType = ContentTypeDefault
 	}
 	var signature string
-	if len(h.SigningSecrets) > 0 {
+	if secrets := h.signingSecrets(ts); len(secrets) > 0 {
 		var err error
-		if signature, err = Sign(h.SigningSecrets, a.DeliveryID, ts, a.Body); err != nil {
+		if signature, err = Sign(secrets, a.DeliveryID, ts, a.Body); err != nil {
 			return nil, fmt.Errorf("hook %q: %w", h.ID, err)
 		}
 	} else if err := checkMessageID(a.DeliveryID); err != nil {

@@ -37,6 +37,9 @@ const (
 	ErrorClassTemplate = "template"
 	// ErrorClassInternal: the attempt panicked inside Latch; it is retried on the schedule.
 	ErrorClassInternal = "internal"
+	// ErrorClassEndpointDisabled: the endpoint was disabled when the event came, or while the
+	// delivery was pending; no request was made. Recovering the endpoint replays it.
+	ErrorClassEndpointDisabled = "endpoint_disabled"
 )
 
 // Errors the store reports; the admin API maps them to 404 and 409. pgx errors never leave the
@@ -356,6 +359,7 @@ func (s *Store) ReplayMatching(ctx context.Context, f ReplayFilter) (int, error)
 type newDelivery struct {
 	id          uuid.UUID
 	eventID     uuid.UUID
+	eventSeq    int64 // 0: unknown
 	hookID      string
 	eventType   string
 	identityID  *uuid.UUID
@@ -365,6 +369,7 @@ type newDelivery struct {
 	state       string
 	leaseMS     int64
 	eventTime   time.Time
+	errClass    string // dead at birth: why
 	err         string
 
 	// Fan-out only, until render: the body template and its context.
@@ -376,23 +381,24 @@ type newDelivery struct {
 // new: (event_id, hook_id) conflicts are the duplicates JetStream or the relay produced.
 const insertDeliveriesSQL = `WITH r AS (
 	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],
-		$7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::text[])
-	AS r(id, event_id, hook_id, event_type, identity_id, url, body, content_type, state, lease_ms, event_time, error)
+		$7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::text[], $14::text[], $15::bigint[])
+	AS r(id, event_id, hook_id, event_type, identity_id, url, body, content_type, state, lease_ms, event_time, error,
+		error_class, event_seq)
 ), ins AS (
 	INSERT INTO webhook_deliveries (id, event_id, hook_id, event_type, identity_id, url, body, content_type,
-		state, attempts, next_attempt_at, lease_until, leased_by, last_error, event_time)
+		state, attempts, next_attempt_at, lease_until, leased_by, last_error, event_time, event_seq)
 	SELECT id, event_id, hook_id, event_type, identity_id, url, body, content_type, state,
 		CASE WHEN state = 'dead' THEN 1 ELSE 0 END,
 		CASE WHEN state = 'pending' THEN now() END,
 		CASE WHEN lease_ms > 0 THEN now() + lease_ms * interval '1 millisecond' END,
 		CASE WHEN lease_ms > 0 THEN $13 END,
-		error, event_time
+		error, event_time, nullif(event_seq, 0)
 	FROM r
 	ON CONFLICT (event_id, hook_id) DO NOTHING
 	RETURNING id, state
 ), att AS (
 	INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, error_class, error)
-	SELECT ins.id, 1, now(), 0, 'template', r.error FROM ins JOIN r ON r.id = ins.id WHERE ins.state = 'dead'
+	SELECT ins.id, 1, now(), 0, r.error_class, r.error FROM ins JOIN r ON r.id = ins.id WHERE ins.state = 'dead'
 )
 SELECT id FROM ins`
 
@@ -404,6 +410,7 @@ func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, ro
 	hooks, types, urls, ctypes, states, errs := make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]*string, n)
 	bodies, leases, times := make([][]byte, n), make([]int64, n), make([]time.Time, n)
+	classes, seqs := make([]*string, n), make([]int64, n)
 	for i, r := range rows {
 		ids[i], events[i] = r.id, r.eventID
 		if r.identityID != nil {
@@ -414,9 +421,10 @@ func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, ro
 		if r.err != "" {
 			errs[i] = &rows[i].err
 		}
+		classes[i], seqs[i] = nonEmpty(&rows[i].errClass), r.eventSeq
 	}
 	res, err := db.Query(ctx, insertDeliveriesSQL, ids, events, hooks, types, identities, urls, bodies,
-		ctypes, states, leases, times, errs, workerID)
+		ctypes, states, leases, times, errs, workerID, classes, seqs)
 	if err != nil {
 		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
 	}

@@ -47,6 +47,9 @@ type WorkerConfig struct {
 	ShutdownTimeout time.Duration
 	// Consumer is the durable JetStream consumer every worker shares. Default DefaultConsumer.
 	Consumer string
+	// EndpointPoll is how often the worker checks the admin API's endpoints for a change it
+	// missed the NOTIFY of. Default EndpointPollDefault.
+	EndpointPoll time.Duration
 }
 
 // DefaultConsumer is the durable consumer of webhook fan-out on events.StreamName. It is a
@@ -122,6 +125,7 @@ type Worker struct {
 	log     *slog.Logger
 
 	hints   *hints
+	sync    *EndpointSync
 	running atomic.Bool
 
 	// Set by Run before its goroutines start.
@@ -144,8 +148,9 @@ func NewWorker(db *pgxpool.Pool, js jetstream.JetStream, reg *Registry, sender *
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Worker{db: db, js: js, reg: reg, sender: sender, cfg: cfg, metrics: m,
-		log: log.With("worker", cfg.ID), hints: newHints()}, nil
+	log = log.With("worker", cfg.ID)
+	return &Worker{db: db, js: js, reg: reg, sender: sender, cfg: cfg, metrics: m, log: log, hints: newHints(),
+		sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log)}, nil
 }
 
 // ID returns the worker's lease owner name, for logs and tests.
@@ -165,6 +170,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		return errors.New("webhooks: worker is already running")
 	}
 	defer w.running.Store(false)
+	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		_ = w.sync.Run(syncCtx)
+	}()
+	defer func() { stopSync(); <-synced }()
+	select {
+	case <-w.sync.Loaded():
+	case <-ctx.Done():
+		return nil
+	}
 	cons, err := w.declareConsumer(ctx)
 	if err != nil {
 		if refused(err) {
@@ -302,7 +319,7 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 			return false, next
 		}
 		hook, ok := w.reg.Get(d.hook)
-		if !ok {
+		if !ok || hook.Disabled {
 			if w.reapRemoved(ctx, d.hook) {
 				more = true
 			} else {
@@ -342,8 +359,8 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 	return more, next
 }
 
-// reapRemoved kills a batch of due deliveries of a hook that left the configuration, without
-// a request, and reports whether there may be more.
+// reapRemoved kills a batch of due deliveries of a hook that left the configuration or is
+// disabled, without a request, and reports whether there may be more.
 func (w *Worker) reapRemoved(ctx context.Context, hook string) bool {
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout) // see claimDue
 	jobs, err := claimDeliveries(qctx, w.db, w.cfg.ID, hook, reapBatch, w.cfg.LeaseMargin+dbTimeout)
@@ -355,7 +372,7 @@ func (w *Worker) reapRemoved(ctx context.Context, hook string) bool {
 		return false
 	}
 	for _, j := range jobs {
-		w.outcomes <- w.removed(j)
+		w.outcomes <- w.unattempted(j)
 	}
 	return len(jobs) == reapBatch
 }

@@ -82,10 +82,37 @@ func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool,
 	public := http.NewServeMux()
 	svc.PublicRoutes(public)
 	sm.PublicRoutes(public)
+	var d *delivery
+	if b.embedded != nil {
+		// --dev with its embedded NATS runs a webhook worker in this process, so a laptop needs
+		// nothing else. Pointed at a NATS server (nats.url), --dev leaves delivery to
+		// `latch worker` processes, as production does.
+		if d, err = newDelivery(pool, b, workerHooks, cfg, dev, metrics, log); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
+	// The admin API lists the configured endpoints and sends test events itself.
+	hooksInForce := func() (*webhooks.Registry, error) {
+		if d != nil {
+			return d.hooks, nil
+		}
+		return webhooks.NewRegistry(workerHooks)
+	}
+	registry, err := hooksInForce()
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	sc, err := senderConfig(cfg, dev)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
 	admin := http.NewServeMux()
 	svc.AdminRoutes(admin)
 	sm.AdminRoutes(admin)
-	webhooks.NewAdmin(pool, log).Routes(admin)
+	webhooks.NewAdmin(pool, registry, webhooks.NewSender(sc), log).Routes(admin)
 	admin.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 
 	relay := events.NewRelay(pool, b.js, outbox, relayConfig(cfg), log)
@@ -103,15 +130,7 @@ func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool,
 		},
 		close: b.close,
 	}
-	var d *delivery
-	if b.embedded != nil {
-		// --dev with its embedded NATS runs a webhook worker in this process, so a laptop needs
-		// nothing else. Pointed at a NATS server (nats.url), --dev leaves delivery to
-		// `latch worker` processes, as production does.
-		if d, err = newDelivery(pool, b, workerHooks, cfg, dev, metrics, log); err != nil {
-			b.close()
-			return nil, err
-		}
+	if d != nil {
 		a.background = append(a.background, func(ctx context.Context) { runLogged(ctx, "webhook worker", d.run, log) })
 	}
 	// A reloaded configuration changes the flows' settings and hooks of this process.
@@ -127,10 +146,8 @@ func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool,
 		if err := svc.CheckConfig(nextCore); err != nil {
 			return err
 		}
-		if d != nil {
-			if err := d.hooks.Set(nextHooks); err != nil {
-				return err
-			}
+		if err := registry.Set(nextHooks); err != nil {
+			return err
 		}
 		return svc.SetConfig(nextCore)
 	}
@@ -145,7 +162,34 @@ func resolveConfig(cfg *config.Config) (core.Config, []webhooks.Hook, error) {
 		return c, nil, err
 	}
 	workerHooks, err := webhooks.FromPlan(c.Hooks, cfg.Webhooks.SigningSecrets)
-	return c, workerHooks, err
+	if err != nil {
+		return c, nil, err
+	}
+	endpoints, err := endpointHooks(cfg)
+	return c, append(workerHooks, endpoints...), err
+}
+
+// endpointHooks maps webhooks.endpoints onto the workers' hooks; an endpoint without secrets of
+// its own is signed with webhooks.signing_secrets, and one with neither is a configuration error,
+// since an unsigned endpoint cannot tell Latch's requests from anyone's.
+func endpointHooks(cfg *config.Config) ([]webhooks.Hook, error) {
+	var out []webhooks.Hook
+	for i, e := range cfg.Webhooks.Endpoints {
+		h := webhooks.Hook{ID: e.ID, Endpoint: true, URL: e.URL, Description: e.Description, EventTypes: e.EventTypes,
+			Headers: e.Headers, SigningSecrets: e.SigningSecrets, RateLimit: e.RateLimit, Ordering: e.Ordering,
+			Disabled: e.Disabled, Timeout: time.Duration(e.Timeout)}
+		if len(h.SigningSecrets) == 0 {
+			h.SigningSecrets = cfg.Webhooks.SigningSecrets
+		}
+		if len(h.SigningSecrets) == 0 {
+			return nil, fmt.Errorf("config: webhooks.endpoints[%d].signing_secrets: is required unless webhooks.signing_secrets is set", i)
+		}
+		if _, err := webhooks.NewRegistry([]webhooks.Hook{h}); err != nil {
+			return nil, fmt.Errorf("config: webhooks.endpoints[%d]: %w", i, err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }
 
 // delivery is a worker's share of the pipeline: the after-persist webhook worker and the

@@ -238,12 +238,31 @@ type WebhooksConfig struct {
 	SigningSecrets  []string `json:"signing_secrets"`  // default for hooks without their own; --dev supplies one
 	CallDeadline    Duration `json:"call_deadline"`    // before-persist web_hook calls, worker and retries included; unset: core.HookDeadlineDefault
 	AllowedNetworks []string `json:"allowed_networks"` // CIDRs webhooks may reach although not public
-	Worker          struct {
+	// Endpoints are webhook endpoints subscribed to event types, beside the flows' web_hooks.
+	Endpoints []WebhookEndpoint `json:"endpoints"`
+	// EndpointDisableAfter: an endpoint failing this long without a success is disabled; unset:
+	// webhooks.WorkerConfig's default.
+	EndpointDisableAfter Duration `json:"endpoint_disable_after"`
+	Worker               struct {
 		Concurrency        int      `json:"concurrency"`          // unset: webhooks.WorkerConfig's default
 		PerHookConcurrency int      `json:"per_hook_concurrency"` // unset: webhooks.WorkerConfig's default
 		ShutdownTimeout    Duration `json:"shutdown_timeout"`     // unset: webhooks.WorkerConfig's default
 		LeaseMargin        Duration `json:"lease_margin"`         // takeover after a crash = hook timeout + this; unset: webhooks.WorkerConfig's default
 	} `json:"worker"`
+}
+
+// WebhookEndpoint is one entry of webhooks.endpoints, with the admin API's field names.
+type WebhookEndpoint struct {
+	ID             string            `json:"id"`
+	URL            string            `json:"url"`
+	Description    string            `json:"description"`
+	EventTypes     []string          `json:"event_types"` // exact names or "prefix.*"; empty: every type
+	Headers        map[string]string `json:"headers"`
+	SigningSecrets []string          `json:"signing_secrets"` // unset: webhooks.signing_secrets
+	RateLimit      int               `json:"rate_limit"`      // deliveries per second, all workers together; unset: none
+	Ordering       string            `json:"ordering"`        // none (default) | per_identity
+	Disabled       bool              `json:"disabled"`
+	Timeout        Duration          `json:"timeout"`
 }
 
 // LogConfig is `log`.
