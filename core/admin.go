@@ -208,7 +208,8 @@ func (s *Service) createIdentity(w http.ResponseWriter, r *http.Request) {
 	}
 	// Like Kratos, the password credential exists (holding the identifiers, which must be
 	// unique) even when no password was given; such an identity cannot log in until one is set.
-	if cred.Config == nil {
+	setsPassword := cred.Config != nil
+	if !setsPassword {
 		cred.Config = json.RawMessage(`{}`)
 	}
 	err = s.inTx(r.Context(), func(st *step) error {
@@ -220,6 +221,11 @@ func (s *Service) createIdentity(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		st.record(ev)
+		if setsPassword {
+			// An import with a password or hash: receivers that follow credential changes
+			// (a password-reuse check, a security log) see this one too.
+			st.record(credentialsChanged(id.ID, []string{identity.CredentialsTypePassword}, nil, nil, nil))
+		}
 		return nil
 	})
 	if err != nil {
@@ -402,6 +408,7 @@ func (s *Service) replace(w http.ResponseWriter, r *http.Request, uid uuid.UUID,
 		if err != nil {
 			return err
 		}
+		setsPassword := cred.Config != nil // only a body with credentials.password gives one
 		if err := s.ids.Update(ctx, tx, cur); err != nil {
 			return err
 		}
@@ -409,7 +416,13 @@ func (s *Service) replace(w http.ResponseWriter, r *http.Request, uid uuid.UUID,
 			return err
 		}
 		id = cur
-		return s.identityChanged(ctx, st, cur, previous, nil, nil, nil)
+		if err := s.identityChanged(ctx, st, cur, previous, nil, nil, nil); err != nil {
+			return err
+		}
+		if setsPassword {
+			st.record(credentialsChanged(cur.ID, []string{identity.CredentialsTypePassword}, nil, nil, nil))
+		}
+		return nil
 	})
 	if err != nil {
 		s.fail(w, r, adminError(err))
@@ -444,6 +457,11 @@ func (s *Service) deleteIdentity(w http.ResponseWriter, r *http.Request) {
 	err = s.inTx(r.Context(), func(st *step) error {
 		id, err := s.ids.GetForUpdate(r.Context(), st.tx, uid)
 		if err != nil {
+			return err
+		}
+		// The sessions would go by cascade; deleting them here records session.revoked for
+		// those that were active, in this transaction.
+		if err := s.sessions.DeleteAllTx(r.Context(), st.tx, uid, events.ReasonIdentityDeleted); err != nil {
 			return err
 		}
 		if err := s.ids.Delete(r.Context(), st.tx, uid); err != nil {

@@ -759,7 +759,7 @@ func TestFlowsAndAdminActionsRecordEvents(t *testing.T) {
 		"session.revoked", "session.created:login/password",
 		"identity.updated:settings/profile",
 		"identity.updated", "identity.state_changed",
-		"identity.deleted",
+		"session.revoked", "identity.deleted",
 	}
 	got := b.eventTypes(t)
 	if strings.Join(got, ",") != strings.Join(want, ",") {

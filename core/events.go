@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -66,6 +67,31 @@ func sessionCreated(sess *sessions.Session, id *identity.Identity, flow *events.
 	}
 	data.Flow, data.Request = flow, requestMeta(m)
 	return events.Event{Type: events.TypeSessionCreated, Data: data}, nil
+}
+
+// credentialsChanged builds identity.credentials_changed for the credential types whose secret
+// a step set: by an admin (flow nil) or by the owner in a self-service flow.
+func credentialsChanged(identityID uuid.UUID, types []string, flow *events.FlowRef, sessionID *uuid.UUID, m *api.Meta) events.Event {
+	actor := events.ActorAdmin
+	if flow != nil {
+		actor = events.ActorSelfService
+	}
+	return events.Event{Type: events.TypeIdentityCredentialsChanged, Data: events.CredentialsChangedData{
+		IdentityID: identityID, CredentialTypes: types, Actor: actor, Flow: flow, SessionID: sessionID, Request: requestMeta(m),
+	}}
+}
+
+// eventIdentifier is a typed identifier as events carry it: cut to MaxEventIdentifierBytes on
+// a character boundary (submissions are valid UTF-8 without NUL, which jsonb needs).
+func eventIdentifier(identifier string) string {
+	if len(identifier) <= events.MaxEventIdentifierBytes {
+		return identifier
+	}
+	cut := events.MaxEventIdentifierBytes
+	for cut > 0 && !utf8.RuneStart(identifier[cut]) {
+		cut--
+	}
+	return identifier[:cut]
 }
 
 // step is one flow or admin step inside its transaction: the rows it changes go through tx, the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/hooks"
+	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/events/natstest"
 	"github.com/latchhq/latch/webhooks"
 )
@@ -165,10 +166,12 @@ func TestLoginHookDeniesTheSession(t *testing.T) {
 	b := setupHooks(t, []webhooks.Hook{callHook("denylist", e.URL, false)}, true, withHooks(func(l *hooks.Lists) {
 		l.Login.Methods = map[string][]hooks.Entry{hooks.Password: {webHook("denylist", false)}}
 	}))
-	if s, r := b.register(t, "mallory@example.com", goodPassword); s != 200 {
-		t.Fatalf("register: %d %v", s, r["_raw"])
+	s, reg := b.register(t, "mallory@example.com", goodPassword)
+	if s != 200 {
+		t.Fatalf("register: %d %v", s, reg["_raw"])
 	}
 	before := b.count(t, "sessions")
+	seq := b.lastSeq(t)
 	e.respond(http.StatusForbidden, `{"messages":[{"instance_ptr":"#/","messages":[{"id":4000100,"text":"This account cannot sign in.","type":"error"}]}]}`)
 	status, f := b.login(t, "mallory@example.com", goodPassword)
 	if status != 400 {
@@ -178,6 +181,12 @@ func TestLoginHookDeniesTheSession(t *testing.T) {
 	if _, ok := f["session_token"]; ok || b.count(t, "sessions") != before {
 		t.Fatal("a denied login created a session")
 	}
+	// The denial is a failed login, recorded with its reason and nothing else.
+	evs := b.outbox(t, seq)
+	wantTypes(t, "denied login", evs, events.TypeLoginFailed)
+	wantData(t, "denied login", evs[0].Data, map[string]any{
+		"reason": events.LoginHookDenied, "identifier": "mallory@example.com", "identity_id": reg["identity"].(map[string]any)["id"],
+	})
 	e.respond(http.StatusNoContent, "")
 	if s, r := b.login(t, "mallory@example.com", goodPassword); s != 200 {
 		t.Fatalf("allowed login: %d %v", s, r["_raw"])

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/latchhq/latch/events"
 
@@ -64,7 +68,8 @@ type loginResult struct {
 
 // login checks the password and issues a session. An unknown identifier, a wrong password and
 // an inactive identity all get the same answer (4000006) after the same hashing work, so that
-// neither the body nor the timing tells whether an account exists or is disabled. current is
+// neither the body nor the timing tells whether an account exists or is disabled; only the
+// login.failed event, written in a transaction of its own (failLogin), says which. current is
 // the session a refresh login renews (with its token), nil otherwise.
 //
 // The hash and the hooks run outside any transaction; the transaction then claims the flow and
@@ -86,7 +91,8 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 		}
 		return nil, &FlowError{f}
 	}
-	id, cred, err := s.authenticateThrottled(ctx, meta.ClientAddress, sub.Identifier, sub.Password)
+	attempt := loginAttempt{flow: f, meta: meta, identifier: sub.Identifier}
+	id, cred, err := s.authenticateThrottled(ctx, attempt, sub.Password)
 	if errors.Is(err, password.ErrMismatch) {
 		f.UI.addMessage("", msgInvalidCredentials())
 		return nil, &FlowError{f}
@@ -100,6 +106,14 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 	scratch := *id
 	plan := s.config().Hooks
 	if _, err := s.runHooks(ctx, meta, f, plan.PrePersist(hooks.Login, hooks.Password), &scratch, nil); err != nil {
+		var denied *FlowError // an interrupt; a hook that gave no verdict is no failed login
+		if errors.As(err, &denied) {
+			// The client gets the hook's messages, as before; the event gets the reason.
+			fail := &loginFailure{reason: events.LoginHookDenied, identityID: &id.ID}
+			if rerr := s.failLogin(ctx, attempt, fail, nil); rerr != fail {
+				return nil, rerr
+			}
+		}
 		return nil, err
 	}
 	rehash := s.rehash(ctx, cred, sub.Password)
@@ -115,8 +129,11 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 			return err
 		}
 		locked, err := s.ids.GetForShare(ctx, st.tx, id.ID)
-		if errors.Is(err, identity.ErrNotFound) || (err == nil && !locked.Active()) {
-			return password.ErrMismatch // deleted or deactivated while the password was checked
+		if errors.Is(err, identity.ErrNotFound) {
+			return &loginFailure{reason: events.LoginUnknownIdentifier, identityID: &id.ID} // deleted while the password was checked
+		}
+		if err == nil && !locked.Active() {
+			return &loginFailure{reason: events.LoginIdentityInactive, identityID: &id.ID} // deactivated meanwhile
 		}
 		if err != nil {
 			return err
@@ -126,6 +143,14 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 			if err := s.sessions.Reauthenticate(ctx, st.tx, sess, "password", sessions.NewDevice(meta)); err != nil {
 				return err
 			}
+			// The renewal moved the session's expiry: that is session.extended, with the
+			// login flow that renewed it.
+			data, err := sessions.SessionEventData(sess)
+			if err != nil {
+				return err
+			}
+			data.Flow, data.Request = flowRef(f, "password"), requestMeta(&meta)
+			st.record(events.Event{Type: events.TypeSessionExtended, Data: data})
 		} else if sess, token, err = s.sessions.Issue(ctx, st.tx, locked, "password", sessions.NewDevice(meta)); err != nil {
 			return err
 		}
@@ -154,6 +179,10 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 		return nil
 	})
 	if errors.Is(err, password.ErrMismatch) {
+		// The login's transaction rolled back; its failure is recorded on its own.
+		if err := s.failLogin(ctx, attempt, err, nil); !errors.Is(err, password.ErrMismatch) {
+			return nil, err
+		}
 		f.UI.addMessage("", msgInvalidCredentials())
 		return nil, &FlowError{f}
 	}
@@ -163,32 +192,111 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 	return res, nil
 }
 
-// authenticate finds the identity by identifier and checks its password. Every failure is
-// password.ErrMismatch, and every path costs one hash comparison.
+// authenticate finds the identity by identifier and checks its password. Every failure is a
+// *loginFailure, which is password.ErrMismatch to every caller but failLogin, and every path
+// costs one hash comparison.
 func (s *Service) authenticate(ctx context.Context, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
 	normalized := schemas.NormalizeIdentifier(identifier)
 	id, cred, err := s.ids.FindByIdentifier(ctx, s.db, identity.CredentialsTypePassword, normalized)
 	if errors.Is(err, identity.ErrNotFound) {
-		return nil, nil, s.hasher.CompareUnknown(ctx, []byte(pw))
+		return nil, nil, failed(events.LoginUnknownIdentifier, nil, s.hasher.CompareUnknown(ctx, []byte(pw)))
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	var pc identity.PasswordConfig
 	if err := json.Unmarshal(cred.Config, &pc); err != nil || pc.HashedPassword == "" {
-		return nil, nil, s.hasher.CompareUnknown(ctx, []byte(pw))
+		// No password set (an admin created the identity without one): none can match.
+		return nil, nil, failed(events.LoginWrongPassword, &id.ID, s.hasher.CompareUnknown(ctx, []byte(pw)))
 	}
 	if err := s.hasher.Compare(ctx, []byte(pw), []byte(pc.HashedPassword)); err != nil {
 		if errors.Is(err, password.ErrUnsupportedHash) {
 			s.log.WarnContext(ctx, "stored password hash is not supported", "identity_id", id.ID)
-			return nil, nil, password.ErrMismatch
+			err = password.ErrMismatch
 		}
-		return nil, nil, err
+		return nil, nil, failed(events.LoginWrongPassword, &id.ID, err)
 	}
 	if !id.Active() {
-		return nil, nil, password.ErrMismatch
+		return nil, nil, &loginFailure{reason: events.LoginIdentityInactive, identityID: &id.ID}
 	}
 	return id, cred, nil
+}
+
+// loginAttempt is one password login as its failure events describe it.
+type loginAttempt struct {
+	flow       *Flow
+	meta       api.Meta
+	identifier string // as typed
+}
+
+// loginFailure is a failed login: password.ErrMismatch to the flow, which answers every
+// failure alike, with the reason only login.failed tells.
+type loginFailure struct {
+	reason     string     // one of the events.Login* constants
+	identityID *uuid.UUID // when known
+}
+
+func (e *loginFailure) Error() string { return "login failed: " + e.reason }
+
+// Unwrap makes a loginFailure password.ErrMismatch for errors.Is.
+func (e *loginFailure) Unwrap() error { return password.ErrMismatch }
+
+// failed is err as a *loginFailure with reason when it is password.ErrMismatch (a comparison
+// that failed), and err itself otherwise (a comparison that could not run).
+func failed(reason string, identityID *uuid.UUID, err error) error {
+	if errors.Is(err, password.ErrMismatch) {
+		return &loginFailure{reason: reason, identityID: identityID}
+	}
+	return err
+}
+
+// failureRecordTimeout bounds failLogin's transaction, which outlives the request's context.
+const failureRecordTimeout = 5 * time.Second
+
+// failLogin records a failed login attempt in a transaction of its own that commits nothing
+// else: login.failed with the reason when err is a *loginFailure, with the wrong password
+// counted against the client address when the throttle is on (t set), and identity.locked when
+// the attempt's reservation locked its pair. It runs detached from the request's cancellation,
+// so that a client hanging up mid-attempt can neither keep its failure uncounted nor its
+// lockout unreported. It returns err, or the recording's own error.
+func (s *Service) failLogin(ctx context.Context, a loginAttempt, err error, t *throttled) error {
+	var fail *loginFailure
+	errors.As(err, &fail)
+	var lock *pairLock
+	if t != nil {
+		lock = t.lock
+	}
+	if fail == nil && lock == nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), failureRecordTimeout)
+	defer cancel()
+	flow, meta, identifier := flowRef(a.flow, "password"), requestMeta(&a.meta), eventIdentifier(a.identifier)
+	rerr := s.inTx(rctx, func(st *step) error {
+		var identityID *uuid.UUID
+		if fail != nil {
+			if t != nil {
+				if err := s.recordFailure(rctx, st.tx, t.cfg, t.keys); err != nil {
+					return err
+				}
+			}
+			identityID = fail.identityID
+			st.record(events.Event{Type: events.TypeLoginFailed, Data: events.LoginFailedData{
+				Identifier: identifier, IdentityID: identityID, Reason: fail.reason, Flow: flow, Request: meta,
+			}})
+		}
+		if lock != nil {
+			st.record(events.Event{Type: events.TypeIdentityLocked, Data: events.IdentityLockedData{
+				IdentityID: identityID, Identifier: identifier, Until: lock.until, Failures: lock.failures,
+				Flow: flow, Request: meta,
+			}})
+		}
+		return nil
+	})
+	if rerr != nil {
+		return fmt.Errorf("record failed login: %w", rerr)
+	}
+	return err
 }
 
 // rehash returns the new hash when the stored one uses another algorithm than the configured

@@ -260,8 +260,12 @@ func (s *Service) applySettings(ctx context.Context, st *step, f *Flow, sess *se
 			return nil, err
 		}
 	}
-	if err := s.identityChanged(ctx, st, id, previous, flowRef(f, ch.method), &sess.ID, &meta); err != nil {
+	flow := flowRef(f, ch.method)
+	if err := s.identityChanged(ctx, st, id, previous, flow, &sess.ID, &meta); err != nil {
 		return nil, err
+	}
+	if ch.passwordCfg != nil {
+		st.record(credentialsChanged(id.ID, []string{identity.CredentialsTypePassword}, flow, &sess.ID, &meta))
 	}
 	return id, nil
 }

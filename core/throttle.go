@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -11,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/latchhq/latch/core/identity"
-	"github.com/latchhq/latch/core/password"
+	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/schemas"
 )
 
@@ -73,11 +72,11 @@ ON CONFLICT (kind, key) DO UPDATE SET (failures, window_start, locked_until, exp
          LATERAL (SELECT CASE WHEN n.failures >= c.lim THEN
                              CASE WHEN c.restart OR t.locked_until IS NULL THEN now() + @lockout ELSE t.locked_until END
                          END AS locked_until) AS l)
-RETURNING kind, failures)
-SELECT kind, failures FROM counted
+RETURNING kind, failures, locked_until)
+SELECT kind, failures, locked_until FROM counted
 UNION ALL
 SELECT 'address', CASE WHEN a.locked_until > now() THEN @address_limit::int + 1
-                       WHEN a.window_start <= now() - @window THEN 1 ELSE a.failures + 1 END
+                       WHEN a.window_start <= now() - @window THEN 1 ELSE a.failures + 1 END, NULL::timestamptz
 FROM login_throttle a
 WHERE @read_address::bool AND a.kind = 'address' AND a.key = @address::bytea`
 
@@ -133,22 +132,36 @@ func throttleAddress(addr netip.Addr) string {
 type attemptVerdict struct {
 	locked bool          // over a limit: answer as a wrong password without checking it
 	delay  time.Duration // wait this long before answering
+	// locks is set when this reservation reached the pair's limit and so set its lock. The
+	// lock holds unless this very attempt proves the password (clearAttempt lifts it), so
+	// identity.locked is recorded when this attempt fails: once per lockout, since every
+	// later attempt on the pair counts past the limit.
+	locks *pairLock
+}
+
+// pairLock is the lock a reservation set on its (identifier, address) pair.
+type pairLock struct {
+	failures int
+	until    time.Time
 }
 
 // reserveAttempt counts the attempt against its pair and identifier, reads the address's
 // failures, and decides whether the password may be checked, and after what delay.
 func (s *Service) reserveAttempt(ctx context.Context, cfg ThrottleConfig, keys throttleKeys) (attemptVerdict, error) {
-	return s.count(ctx, cfg, keys, []string{"identifier", "pair"}, true)
+	return s.count(ctx, s.db, cfg, keys, []string{"identifier", "pair"}, true)
 }
 
-// recordFailure counts a wrong password against the client address.
-func (s *Service) recordFailure(ctx context.Context, cfg ThrottleConfig, keys throttleKeys) error {
-	_, err := s.count(ctx, cfg, keys, []string{"address"}, false)
+// recordFailure counts a wrong password against the client address, in tx: the transaction
+// that records the attempt's login.failed.
+func (s *Service) recordFailure(ctx context.Context, tx pgx.Tx, cfg ThrottleConfig, keys throttleKeys) error {
+	_, err := s.count(ctx, tx, cfg, keys, []string{"address"}, false)
 	return err
 }
 
-func (s *Service) count(ctx context.Context, cfg ThrottleConfig, keys throttleKeys, kinds []string, readAddress bool) (attemptVerdict, error) {
-	rows, err := s.db.Query(ctx, countSQL, pgx.NamedArgs{
+// count runs countSQL on db: the pool for a reservation, which must commit before the
+// password is checked, or the transaction of a failure.
+func (s *Service) count(ctx context.Context, db identity.DB, cfg ThrottleConfig, keys throttleKeys, kinds []string, readAddress bool) (attemptVerdict, error) {
+	rows, err := db.Query(ctx, countSQL, pgx.NamedArgs{
 		"identifier": keys.identifier, "pair": keys.pair, "pair_limit": cfg.MaxFailures,
 		"address": keys.address, "address_limit": cfg.MaxAddressFailures,
 		"window": cfg.Window, "lockout": cfg.Lockout, "kinds": kinds, "read_address": readAddress,
@@ -159,7 +172,8 @@ func (s *Service) count(ctx context.Context, cfg ThrottleConfig, keys throttleKe
 	var v attemptVerdict
 	var kind string
 	var failures int
-	_, err = pgx.ForEachRow(rows, []any{&kind, &failures}, func() error {
+	var lockedUntil *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&kind, &failures, &lockedUntil}, func() error {
 		switch kind {
 		case "identifier":
 			// No lock: a slow-down that starts once the owner's own typos are ruled out.
@@ -167,6 +181,9 @@ func (s *Service) count(ctx context.Context, cfg ThrottleConfig, keys throttleKe
 		case "pair":
 			v.locked = v.locked || failures > cfg.MaxFailures
 			v.delay = max(v.delay, throttleDelay(failures-1, cfg.MaxFailures))
+			if failures == cfg.MaxFailures && lockedUntil != nil {
+				v.locks = &pairLock{failures: failures, until: lockedUntil.UTC()}
+			}
 		case "address":
 			v.locked = v.locked || failures > cfg.MaxAddressFailures
 			v.delay = max(v.delay, throttleDelay(failures-1, cfg.MaxAddressFailures))
@@ -202,44 +219,51 @@ func (s *Service) clearAttempt(ctx context.Context, cfg ThrottleConfig, keys thr
 	return nil
 }
 
-// authenticateThrottled is authenticate behind the throttle, for a client at addr: it reserves
-// the attempt against the pair and the identifier, waits the slow-down, and then either checks
-// the password or, when a limit is reached, does the work of checking an unknown one and fails
-// as a wrong password would. A wrong password (or a locked attempt) also counts against the
-// client address; anything but a correct password stays counted, errors included.
-func (s *Service) authenticateThrottled(ctx context.Context, addr netip.Addr, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
+// authenticateThrottled is authenticate behind the throttle, for the attempt's client: it
+// reserves the attempt against the pair and the identifier, waits the slow-down, and then either
+// checks the password or, when a limit is reached, does the work of checking an unknown one and
+// fails as a wrong password would. Anything but a correct password stays counted, errors
+// included; a failure is recorded by failLogin (the address's count, login.failed,
+// identity.locked).
+func (s *Service) authenticateThrottled(ctx context.Context, a loginAttempt, pw string) (*identity.Identity, *identity.Credential, error) {
 	cfg := s.config().Throttle
 	if cfg.Disabled {
-		return s.authenticate(ctx, identifier, pw)
+		id, cred, err := s.authenticate(ctx, a.identifier, pw)
+		if err != nil {
+			return nil, nil, s.failLogin(ctx, a, err, nil)
+		}
+		return id, cred, nil
 	}
-	keys := throttleKeysFor(addr, identifier)
+	keys := throttleKeysFor(a.meta.ClientAddress, a.identifier)
 	v, err := s.reserveAttempt(ctx, cfg, keys)
 	if err != nil {
 		return nil, nil, err
 	}
+	t := &throttled{cfg: cfg, keys: keys, lock: v.locks}
 	if err := throttleWait(ctx, v.delay); err != nil {
-		return nil, nil, err
+		return nil, nil, s.failLogin(ctx, a, err, t)
 	}
 	if v.locked {
-		err = s.hasher.CompareUnknown(ctx, []byte(pw))
-	} else {
-		var id *identity.Identity
-		var cred *identity.Credential
-		if id, cred, err = s.authenticate(ctx, identifier, pw); err == nil {
-			// The password was right: failing the login because the counters could not be
-			// cleared would lock out the one person who proved to be the owner.
-			if err := s.clearAttempt(ctx, cfg, keys); err != nil {
-				s.log.WarnContext(ctx, "clearing login failures failed", "error", err)
-			}
-			return id, cred, nil
-		}
+		return nil, nil, s.failLogin(ctx, a, failed(events.LoginThrottled, nil, s.hasher.CompareUnknown(ctx, []byte(pw))), t)
 	}
-	if errors.Is(err, password.ErrMismatch) {
-		if rerr := s.recordFailure(ctx, cfg, keys); rerr != nil {
-			return nil, nil, rerr
-		}
+	id, cred, err := s.authenticate(ctx, a.identifier, pw)
+	if err != nil {
+		return nil, nil, s.failLogin(ctx, a, err, t)
 	}
-	return nil, nil, err
+	// The password was right: failing the login because the counters could not be cleared
+	// would lock out the one person who proved to be the owner.
+	if err := s.clearAttempt(ctx, cfg, keys); err != nil {
+		s.log.WarnContext(ctx, "clearing login failures failed", "error", err)
+	}
+	return id, cred, nil
+}
+
+// throttled is what failLogin needs of the throttle: the counters to charge, and the pair lock
+// the attempt's reservation set, if it set one.
+type throttled struct {
+	cfg  ThrottleConfig
+	keys throttleKeys
+	lock *pairLock
 }
 
 // throttleWait sleeps for d, or until ctx ends (then it returns ctx.Err()).

@@ -38,8 +38,19 @@ const (
 	// TypeSessionRevoked is emitted when sessions stop being valid; data is SessionsRevokedData,
 	// one event per revoking action however many sessions it ended.
 	TypeSessionRevoked = "session.revoked"
-	// TypeSessionExtended is emitted when a session's expiry is pushed back; data is SessionData.
+	// TypeSessionExtended is emitted when a session's expiry is pushed back (admin extend,
+	// self-service extend, a refresh login renewing the session); data is SessionData.
 	TypeSessionExtended = "session.extended"
+	// TypeIdentityCredentialsChanged is emitted when a credential's secret is set or replaced
+	// (a settings password change, an admin create, import or update that carries a password);
+	// data is CredentialsChangedData. A login that re-hashes the same password is no change.
+	TypeIdentityCredentialsChanged = "identity.credentials_changed"
+	// TypeLoginFailed is emitted for every failed password check of a login flow; data is
+	// LoginFailedData, whose Reason the client never sees (every failure answers alike).
+	TypeLoginFailed = "login.failed"
+	// TypeIdentityLocked is emitted once when the login throttle locks an (identifier, client
+	// address) pair; data is IdentityLockedData.
+	TypeIdentityLocked = "identity.locked"
 )
 
 // Reasons carried by SessionsRevokedData.Reason, so consumers can tell a user's logout from an
@@ -56,6 +67,33 @@ const (
 	ReasonAdmin = "admin"
 	// ReasonIdentityDeactivated: the identity was made inactive, which ends its sessions.
 	ReasonIdentityDeactivated = "identity_deactivated"
+	// ReasonIdentityDeleted: the identity was deleted, and its sessions with it.
+	ReasonIdentityDeleted = "identity_deleted"
+)
+
+// Reasons carried by LoginFailedData.Reason. They are recorded for operators and integrators
+// only: the client gets the same answer whatever the reason.
+const (
+	// LoginUnknownIdentifier: no identity has a password credential with that identifier.
+	LoginUnknownIdentifier = "unknown_identifier"
+	// LoginWrongPassword: the identity exists and the password does not match (or it has no
+	// password set).
+	LoginWrongPassword = "wrong_password"
+	// LoginIdentityInactive: the password matched but the identity is inactive.
+	LoginIdentityInactive = "identity_inactive"
+	// LoginThrottled: the login throttle refused to check the password (a locked pair or
+	// address).
+	LoginThrottled = "throttled"
+	// LoginHookDenied: a before-login web_hook (can_interrupt) refused the session.
+	LoginHookDenied = "hook_denied"
+)
+
+// Actors carried by CredentialsChangedData.Actor: who changed the credential.
+const (
+	// ActorSelfService: the identity's owner, through a self-service flow.
+	ActorSelfService = "self_service"
+	// ActorAdmin: an administrator, through the admin API.
+	ActorAdmin = "admin"
 )
 
 // Envelope is what is stored in the outbox, published to JetStream and, unless a webhook has a
@@ -154,3 +192,60 @@ type SessionsRevokedData struct {
 	// Reason is one of the Reason constants.
 	Reason string `json:"reason"`
 }
+
+// CredentialsChangedData is the payload of identity.credentials_changed. It names what changed,
+// never the secret or its hash.
+type CredentialsChangedData struct {
+	// IdentityID owns the credentials.
+	IdentityID uuid.UUID `json:"identity_id"`
+	// CredentialTypes are the credential types whose secret was set or replaced ("password").
+	CredentialTypes []string `json:"credential_types"`
+	// Actor is ActorSelfService or ActorAdmin.
+	Actor string `json:"actor"`
+	// Flow is the self-service flow that made the change, when one did.
+	Flow *FlowRef `json:"flow,omitempty"`
+	// SessionID is the session the flow ran under, when there is one.
+	SessionID *uuid.UUID `json:"session_id,omitempty"`
+	// Request is the HTTP request of the self-service flow.
+	Request *RequestMeta `json:"request,omitempty"`
+}
+
+// LoginFailedData is the payload of login.failed.
+type LoginFailedData struct {
+	// Identifier is the identifier as the client typed it (not normalised), cut to
+	// MaxEventIdentifierBytes. People sometimes type a password into that field: treat it as
+	// personal data.
+	Identifier string `json:"identifier"`
+	// IdentityID is the identity the identifier names, when the failure knows it (not for
+	// unknown_identifier, nor for throttled, where the identity is not looked up).
+	IdentityID *uuid.UUID `json:"identity_id,omitempty"`
+	// Reason is one of the Login* constants.
+	Reason string `json:"reason"`
+	// Flow is the login flow.
+	Flow *FlowRef `json:"flow,omitempty"`
+	// Request is the HTTP request of the attempt.
+	Request *RequestMeta `json:"request,omitempty"`
+}
+
+// IdentityLockedData is the payload of identity.locked: the login throttle locked one
+// identifier for one client address (other addresses can still sign in with it).
+type IdentityLockedData struct {
+	// IdentityID is the identity the identifier names, when it names one.
+	IdentityID *uuid.UUID `json:"identity_id,omitempty"`
+	// Identifier is the identifier as typed in the attempt that caused the lock, cut to
+	// MaxEventIdentifierBytes.
+	Identifier string `json:"identifier"`
+	// Until is when the lock ends.
+	Until time.Time `json:"until"`
+	// Failures is the number of failures, within the throttle window, that caused the lock.
+	Failures int `json:"failures"`
+	// Flow is the login flow of the attempt that caused the lock.
+	Flow *FlowRef `json:"flow,omitempty"`
+	// Request is the HTTP request of that attempt (its ip is the locked address, as Latch
+	// saw it).
+	Request *RequestMeta `json:"request,omitempty"`
+}
+
+// MaxEventIdentifierBytes bounds the typed identifier an event carries, so that a client
+// cannot make every failed attempt write a megabyte into the outbox.
+const MaxEventIdentifierBytes = 512

@@ -320,6 +320,20 @@ func (m *Manager) deleteByIdentity(ctx context.Context, identityID uuid.UUID) er
 	return err
 }
 
+// DeleteAllTx deletes every session of the identity in the caller's transaction and records
+// one session.revoked with reason for those that were active: deleting an identity ends its
+// sessions, and receivers that track sessions must hear it. The caller, which locked the
+// identity, wakes the relay after commit.
+func (m *Manager) DeleteAllTx(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, reason string) error {
+	var active []uuid.UUID
+	err := tx.QueryRow(ctx, `WITH deleted AS (DELETE FROM sessions WHERE identity_id = $1 RETURNING id, active)
+		SELECT coalesce(array_agg(id) FILTER (WHERE active), '{}') FROM deleted`, identityID).Scan(&active)
+	if err != nil {
+		return fmt.Errorf("delete sessions: %w", err)
+	}
+	return m.recordRevoked(ctx, tx, identityID, active, reason)
+}
+
 // LockActive locks session id until tx ends and returns it, or ErrInactive when it has been
 // revoked, has expired or its identity is no longer active, and ErrNotFound when it is gone (its
 // identity deleted). A step that acts on behalf of a session (settings) calls it inside its own
