@@ -22,7 +22,7 @@ var flowEvents = map[string]string{
 
 // revokeReasons are the reasons a session.revoke.after hook fires for: every revocation.
 var revokeReasons = []string{events.ReasonLogout, events.ReasonRevokeActiveSessions, events.ReasonSelfService,
-	events.ReasonAdmin, events.ReasonIdentityDeactivated}
+	events.ReasonAdmin, events.ReasonIdentityDeactivated, events.ReasonIdentityDeleted}
 
 // triggers are the events a post-persist step's hooks fire on.
 func triggers(s hooks.Step) []Trigger {

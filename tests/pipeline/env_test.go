@@ -38,6 +38,7 @@ type options struct {
 type env struct {
 	t       *testing.T
 	dir     string
+	dsn     string        // the test's own database
 	db      *pgxpool.Pool // the test's own database, for assertions
 	nats    *natsServer
 	recv    *receiver
@@ -54,6 +55,7 @@ func setup(t *testing.T, opts options) *env {
 	e := &env{t: t, dir: t.TempDir()}
 	// Registered before the processes start, the drop runs after their clean-ups stopped them.
 	dsn := latchtest.NewDatabase(t, "latch_pipe")
+	e.dsn = dsn
 	e.openDB(dsn)
 	e.nats = startNATS(t)
 	e.recv = newReceiver(t)
