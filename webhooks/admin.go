@@ -47,6 +47,8 @@ func (a *Admin) fail(w http.ResponseWriter, r *http.Request, err error) {
 		err = api.NotFound().WithReason("Unable to locate the resource")
 	case errors.Is(err, ErrLeased):
 		err = api.Conflict().WithReason("The delivery is being attempted right now; replay it once the attempt is over.")
+	case errors.Is(err, ErrErased):
+		err = api.Conflict().WithReason("The delivery's identity was deleted and its body erased, so there is nothing to send.")
 	case errors.Is(err, ErrNotReplayable):
 		err = api.Conflict().WithReason("The delivery's body template failed, so it has no body to send. Fix the template; the next event will be delivered.")
 	}

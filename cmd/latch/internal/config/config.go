@@ -238,6 +238,7 @@ type WebhooksConfig struct {
 	SigningSecrets  []string `json:"signing_secrets"`  // default for hooks without their own; --dev supplies one
 	CallDeadline    Duration `json:"call_deadline"`    // before-persist web_hook calls, worker and retries included; unset: core.HookDeadlineDefault
 	AllowedNetworks []string `json:"allowed_networks"` // CIDRs webhooks may reach although not public
+	Retention       Duration `json:"retention"`        // final deliveries kept this long; unset: webhooks.RetentionDefault
 	Worker          struct {
 		Concurrency        int      `json:"concurrency"`          // unset: webhooks.WorkerConfig's default
 		PerHookConcurrency int      `json:"per_hook_concurrency"` // unset: webhooks.WorkerConfig's default
