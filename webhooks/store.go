@@ -276,7 +276,7 @@ func bodyJSON(b []byte) json.RawMessage {
 
 // replayable is the condition a delivery must meet to be replayed: not being attempted right
 // now, and with a body to send.
-const replayable = `NOT (d.state = 'pending' AND d.lease_until > now())
+const replayable = `NOT (d.state = 'pending' AND COALESCE(d.lease_until > now(), false))
 	AND d.event_type <> '` + CallEventType + `'
 	AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')
 	AND NOT ` + erased
@@ -299,7 +299,7 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 		var leased, template, gone bool
 		// A before-persist call belongs to a flow that has already answered: sending it again
 		// later would decide nothing, so it is not replayable (its attempts stay visible).
-		err := tx.QueryRow(ctx, `SELECT d.state = 'pending' AND d.lease_until > now(),
+		err := tx.QueryRow(ctx, `SELECT d.state = 'pending' AND COALESCE(d.lease_until > now(), false),
 			d.event_type = '`+CallEventType+`' OR EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template'),
 			`+erased+` FROM webhook_deliveries d WHERE d.id = $1 FOR UPDATE`, id).Scan(&leased, &template, &gone)
 		switch {
