@@ -61,12 +61,16 @@ DELETE FROM webhook_deliveries d USING c WHERE d.id = c.id`
 // eraseSQL erases up to $1 final, unerased deliveries of identities with an open marker: the
 // body becomes empty (the column is NOT NULL), last_error and the attempts' response_body and
 // error become NULL. Status codes, timings and error classes stay. updated_at stays too: the
-// retention counts from the delivery's last attempt, not from its erasure.
+// retention counts from the delivery's last attempt, not from its erasure. The lateral join
+// keeps the plan a probe of the identity index per open marker, whatever the statistics say.
 const eraseSQL = `WITH c AS (
-	SELECT d.id FROM webhook_erasures e JOIN webhook_deliveries d ON d.identity_id = e.identity_id
-	WHERE e.settled_at IS NULL AND d.state <> 'pending' AND d.erased_at IS NULL
+	SELECT d.id FROM webhook_erasures e CROSS JOIN LATERAL (
+		SELECT d.id FROM webhook_deliveries d
+		WHERE d.identity_id = e.identity_id AND d.state <> 'pending' AND d.erased_at IS NULL
+		FOR UPDATE SKIP LOCKED
+	) d
+	WHERE e.settled_at IS NULL
 	LIMIT $1
-	FOR UPDATE OF d SKIP LOCKED
 ), a AS (
 	UPDATE webhook_attempts a SET response_body = NULL, error = NULL
 	FROM c WHERE a.delivery_id = c.id AND (a.response_body IS NOT NULL OR a.error IS NOT NULL)
@@ -83,12 +87,19 @@ WHERE e.settled_at IS NULL AND e.requested_at < now() - $1 * interval '1 millise
 // reopenSQL reopens the settled markers whose identity has an unerased delivery created
 // since it settled (less $1 ms of margin): one made later (a late event, a before-persist call
 // recorded after the deletion) or one whose insert committed while the marker settled. It
-// probes the identity index once per marker, which is why it runs with the retention pass
-// and not with every sweep.
-const reopenSQL = `UPDATE webhook_erasures e SET settled_at = NULL
-WHERE e.settled_at IS NOT NULL AND EXISTS (SELECT 1 FROM webhook_deliveries d
-	WHERE d.identity_id = e.identity_id AND d.created_at > e.settled_at - $1 * interval '1 millisecond'
-	  AND d.erased_at IS NULL)`
+// probes the identity index once per marker (the lateral join keeps it so; a semi join
+// would hash the whole table), which is why it runs with the retention pass and not with
+// every sweep.
+const reopenSQL = `UPDATE webhook_erasures SET settled_at = NULL
+WHERE settled_at IS NOT NULL AND identity_id IN (
+	SELECT e.identity_id FROM webhook_erasures e CROSS JOIN LATERAL (
+		SELECT 1 FROM webhook_deliveries d
+		WHERE d.identity_id = e.identity_id AND d.created_at > e.settled_at - $1 * interval '1 millisecond'
+		  AND d.erased_at IS NULL
+		LIMIT 1
+	) late
+	WHERE e.settled_at IS NOT NULL
+)`
 
 // pruneErasuresSQL deletes up to $3 markers requested more than $1 ms ago and settled more
 // than $2 ms ago whose identity has nothing left to erase. Past the retention, deliveries
