@@ -88,7 +88,8 @@ type Delivery struct {
 	// deleted; nil while they are kept.
 	ErasedAt *time.Time `json:"erased_at"`
 
-	// Body is the stored body, as JSON when it is JSON and as a JSON string otherwise.
+	// Body is the stored body, as JSON when it is JSON and as a JSON string otherwise; nil once
+	// erased.
 	Body json.RawMessage `json:"body,omitempty"`
 	// Attempts are the attempt rows, oldest first (Store.Get only; never nil there).
 	Attempts []AttemptRecord `json:"attempts,omitempty"`
