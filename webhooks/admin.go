@@ -84,6 +84,8 @@ func (a *Admin) fail(w http.ResponseWriter, r *http.Request, err error) {
 		err = api.BadRequest().WithReason("%s", strings.TrimPrefix(err.Error(), ErrInvalidEndpoint.Error()+": ")).WithCause(err)
 	case errors.Is(err, ErrConfigured):
 		err = api.Conflict().WithReason("The endpoint is declared in the configuration (webhooks.endpoints): change it there. Through the API it can only be disabled, enabled, tested and recovered.")
+	case errors.Is(err, ErrErased):
+		err = api.Conflict().WithReason("The delivery's identity was deleted and its body erased, so there is nothing to send.")
 	case errors.Is(err, ErrNotReplayable):
 		err = api.Conflict().WithReason("The delivery's body template failed, so it has no body to send. Fix the template; the next event will be delivered.")
 	}

@@ -278,7 +278,7 @@ func sendTest(ctx context.Context, st *Store, sender *Sender, h *Hook) (*TestRes
 		leaseMS: (hookTimeout(h) + leaseSafety).Milliseconds()}
 	// The records must be written even if the client goes away mid-send.
 	dbctx := context.WithoutCancel(ctx)
-	if _, err := insertDeliveries(dbctx, st.db, owner, []newDelivery{d}); err != nil {
+	if _, err := insertDeliveries(dbctx, st.db, owner, []newDelivery{d}, nil); err != nil {
 		return nil, err
 	}
 	res := sender.Send(ctx, Attempt{Hook: h, DeliveryID: d.id.String(), Body: raw, ContentType: d.contentType})

@@ -104,6 +104,7 @@ func gather(msgs <-chan jetstream.Msg, max int) (group []jetstream.Msg, open boo
 // them with a delay and returns the error.
 func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 	var rows []newDelivery
+	var erase []uuid.UUID // identities deleted: their markers commit with the rows
 	seen := map[string]bool{}
 	acks := make([]jetstream.Msg, 0, len(msgs))
 	for _, m := range msgs {
@@ -119,11 +120,14 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 			seq = md.Sequence.Stream
 		}
 		rows = append(rows, w.deliveriesFor(env, m.Data(), seq, seen)...)
+		if id, ok := w.deletedIdentity(env); ok {
+			erase = append(erase, id)
+		}
 		acks = append(acks, m)
 	}
 	rows = w.render(rows)
-	if len(rows) > 0 {
-		if err := w.insert(ctx, rows); err != nil {
+	if len(rows) > 0 || len(erase) > 0 {
+		if err := w.insert(ctx, rows, erase); err != nil {
 			for _, m := range acks {
 				_ = m.NakWithDelay(nakDelay)
 			}
@@ -133,13 +137,16 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 	for _, m := range acks {
 		_ = m.Ack() // a lost ack only means a redelivery, which the unique key absorbs
 	}
+	if len(erase) > 0 {
+		w.wakeErasure()
+	}
 	return nil
 }
 
 // insert leases as many of rows as the dispatcher has room for (none once ctx ended: nothing
 // new starts during shutdown), inserts them all, and dispatches the new leased ones at once.
 // The others are left to the claim loop.
-func (w *Worker) insert(ctx context.Context, rows []newDelivery) error {
+func (w *Worker) insert(ctx context.Context, rows []newDelivery, erase []uuid.UUID) error {
 	booked := map[string]int{}
 	if ctx.Err() == nil {
 		want := map[string]int{}
@@ -163,7 +170,7 @@ func (w *Worker) insert(ctx context.Context, rows []newDelivery) error {
 	}
 	// The insert must finish even if ctx ends meanwhile: its rows are what the ack promises.
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-	inserted, err := insertDeliveries(qctx, w.db, w.cfg.ID, rows)
+	inserted, err := insertDeliveries(qctx, w.db, w.cfg.ID, rows, erase)
 	cancel()
 	if err != nil {
 		for hook, n := range booked {

@@ -18,6 +18,8 @@ type Metrics struct {
 	attempts *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	creates  *prometheus.CounterVec
+	pruned   prometheus.Counter
+	erased   prometheus.Counter
 }
 
 // NewMetrics creates the worker's metrics and registers them with reg (nil: unregistered, for
@@ -38,9 +40,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "latch_webhook_deliveries_created_total",
 			Help: "Webhook deliveries created by fan-out, by hook.",
 		}, []string{"hook"}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "latch_webhook_deliveries_pruned_total",
+			Help: "Final webhook deliveries deleted (with their attempts) after webhooks.retention.",
+		}),
+		erased: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "latch_webhook_deliveries_erased_total",
+			Help: "Webhook deliveries whose body and attempt excerpts were erased because their identity was deleted.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.attempts, m.duration, m.creates)
+		reg.MustRegister(m.attempts, m.duration, m.creates, m.pruned, m.erased)
 	}
 	return m
 }

@@ -51,6 +51,9 @@ var (
 	ErrLeased = errors.New("webhook delivery is being attempted")
 	// ErrNotReplayable: the delivery has no body to send (its template failed at fan-out).
 	ErrNotReplayable = errors.New("webhook delivery cannot be replayed: its body template failed")
+	// ErrErased: the delivery's identity was deleted and its body erased (or about to be), so
+	// there is nothing left to send.
+	ErrErased = errors.New("webhook delivery cannot be replayed: its identity was deleted and its body erased")
 )
 
 // Delivery is one webhook_deliveries row as the admin API shows it. Body and Attempts are only
@@ -84,8 +87,12 @@ type Delivery struct {
 	EventTime  time.Time `json:"event_time"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// ErasedAt is when the body and attempt excerpts were erased because the identity was
+	// deleted; nil while they are kept.
+	ErasedAt *time.Time `json:"erased_at"`
 
-	// Body is the stored body, as JSON when it is JSON and as a JSON string otherwise.
+	// Body is the stored body, as JSON when it is JSON and as a JSON string otherwise; nil once
+	// erased.
 	Body json.RawMessage `json:"body,omitempty"`
 	// Attempts are the attempt rows, oldest first (Store.Get only; never nil there).
 	Attempts []AttemptRecord `json:"attempts,omitempty"`
@@ -147,18 +154,18 @@ func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
 // deliveryColumns are the columns scanDelivery reads, in order.
 const deliveryColumns = `d.id, d.event_id, d.hook_id, d.event_type, d.identity_id, d.url, d.content_type,
 	d.state, d.attempts, d.next_attempt_at, d.lease_until, d.leased_by, d.last_status, d.last_error,
-	d.event_time, d.created_at, d.updated_at`
+	d.event_time, d.created_at, d.updated_at, d.erased_at`
 
 func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
 	var d Delivery
 	err := row.Scan(append([]any{&d.ID, &d.EventID, &d.HookID, &d.EventType, &d.IdentityID, &d.URL,
 		&d.ContentType, &d.State, &d.AttemptCount, &d.NextAttemptAt, &d.LeaseUntil, &d.LeasedBy,
-		&d.LastStatus, &d.LastError, &d.EventTime, &d.CreatedAt, &d.UpdatedAt}, extra...)...)
+		&d.LastStatus, &d.LastError, &d.EventTime, &d.CreatedAt, &d.UpdatedAt, &d.ErasedAt}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
 	// pgx scans timestamptz in the local zone; the API speaks UTC whatever the host's TZ.
-	for _, t := range []*time.Time{&d.EventTime, &d.CreatedAt, &d.UpdatedAt, d.NextAttemptAt, d.LeaseUntil} {
+	for _, t := range []*time.Time{&d.EventTime, &d.CreatedAt, &d.UpdatedAt, d.NextAttemptAt, d.LeaseUntil, d.ErasedAt} {
 		if t != nil {
 			*t = t.UTC()
 		}
@@ -238,7 +245,9 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load webhook delivery: %w", err)
 	}
-	d.Body = bodyJSON(body)
+	if d.ErasedAt == nil {
+		d.Body = bodyJSON(body)
+	}
 	rows, err := s.db.Query(ctx, `SELECT attempt, started_at, duration_ms, status_code, error_class, error, response_body
 		FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt`, id)
 	if err != nil {
@@ -271,25 +280,32 @@ func bodyJSON(b []byte) json.RawMessage {
 
 // replayable is the condition a delivery must meet to be replayed: not being attempted right
 // now, and with a body to send.
-const replayable = `NOT (d.state = 'pending' AND d.lease_until > now())
+const replayable = `NOT (d.state = 'pending' AND COALESCE(d.lease_until > now(), false))
 	AND d.event_type <> '` + CallEventType + `'
-	AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')`
+	AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')
+	AND NOT ` + erased
+
+// erased holds for a delivery whose body is erased, or about to be: a final one whose identity
+// has an erasure marker (the sweep erases it within seconds; replaying it first would send the
+// deleted identity's data again).
+const erased = `(d.erased_at IS NOT NULL OR (d.state <> 'pending'
+	AND EXISTS (SELECT 1 FROM webhook_erasures e WHERE e.identity_id = d.identity_id)))`
 
 // replaySet is what a replay does to a delivery: due now, lease released. attempts keeps
 // counting and the id stays, so the receiver sees the same webhook-id.
 const replaySet = `state = 'pending', next_attempt_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now()`
 
 // Replay makes one delivery pending and due now. It fails with ErrNotFound, ErrLeased (a worker
-// is attempting it) or ErrNotReplayable.
+// is attempting it), ErrNotReplayable or ErrErased.
 func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 	var out *Delivery
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		var leased, template bool
+		var leased, template, gone bool
 		// A before-persist call belongs to a flow that has already answered: sending it again
 		// later would decide nothing, so it is not replayable (its attempts stay visible).
-		err := tx.QueryRow(ctx, `SELECT d.state = 'pending' AND d.lease_until > now(),
-			d.event_type = '`+CallEventType+`' OR EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')
-			FROM webhook_deliveries d WHERE d.id = $1 FOR UPDATE`, id).Scan(&leased, &template)
+		err := tx.QueryRow(ctx, `SELECT d.state = 'pending' AND COALESCE(d.lease_until > now(), false),
+			d.event_type = '`+CallEventType+`' OR EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template'),
+			`+erased+` FROM webhook_deliveries d WHERE d.id = $1 FOR UPDATE`, id).Scan(&leased, &template, &gone)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return ErrNotFound
@@ -297,6 +313,8 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 			return fmt.Errorf("lock webhook delivery: %w", err)
 		case leased:
 			return ErrLeased
+		case gone:
+			return ErrErased
 		case template:
 			return ErrNotReplayable
 		}
@@ -378,7 +396,9 @@ type newDelivery struct {
 }
 
 // insertDeliveriesSQL inserts a fan-out batch in one statement and returns the ids that were
-// new: (event_id, hook_id) conflicts are the duplicates JetStream or the relay produced.
+// new: (event_id, hook_id) conflicts are the duplicates JetStream or the relay produced. It
+// also records the erasure markers of the batch's identity.deleted events ($16), so that they
+// are committed before the events are acked.
 const insertDeliveriesSQL = `WITH r AS (
 	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],
 		$7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::text[], $14::text[], $15::bigint[])
@@ -399,11 +419,14 @@ const insertDeliveriesSQL = `WITH r AS (
 ), att AS (
 	INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, error_class, error)
 	SELECT ins.id, 1, now(), 0, r.error_class, r.error FROM ins JOIN r ON r.id = ins.id WHERE ins.state = 'dead'
+), erasures AS (
+	INSERT INTO webhook_erasures (identity_id) SELECT DISTINCT unnest($16::uuid[]) ON CONFLICT DO NOTHING
 )
 SELECT id FROM ins`
 
-// insertDeliveries runs insertDeliveriesSQL for rows on behalf of worker workerID.
-func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, rows []newDelivery) (map[uuid.UUID]bool, error) {
+// insertDeliveries runs insertDeliveriesSQL for rows and the erasure markers of erase on behalf
+// of worker workerID.
+func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, rows []newDelivery, erase []uuid.UUID) (map[uuid.UUID]bool, error) {
 	n := len(rows)
 	// [16]byte and pgtype.UUID encode natively; uuid.UUID would go through its string Valuer.
 	ids, events, identities := make([][16]byte, n), make([][16]byte, n), make([]pgtype.UUID, n)
@@ -424,7 +447,7 @@ func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, ro
 		classes[i], seqs[i] = nonEmpty(&rows[i].errClass), r.eventSeq
 	}
 	res, err := db.Query(ctx, insertDeliveriesSQL, ids, events, hooks, types, identities, urls, bodies,
-		ctypes, states, leases, times, errs, workerID, classes, seqs)
+		ctypes, states, leases, times, errs, workerID, classes, seqs, erase)
 	if err != nil {
 		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
 	}

@@ -150,7 +150,7 @@ func TestInsertDeliveries(t *testing.T) {
 	leased, plain, dead := row("a"), row("b"), row("c")
 	leased.leaseMS = 60000
 	dead.state, dead.err = StateDead, "template: boom"
-	got, err := insertDeliveries(ctx, db, "me", []newDelivery{leased, plain, dead})
+	got, err := insertDeliveries(ctx, db, "me", []newDelivery{leased, plain, dead}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestInsertDeliveries(t *testing.T) {
 		t.Errorf("template failure: %+v %+v", d, d.Attempts)
 	}
 	again := row("a")
-	got, err = insertDeliveries(ctx, db, "me", []newDelivery{again})
+	got, err = insertDeliveries(ctx, db, "me", []newDelivery{again}, nil)
 	if err != nil || len(got) != 0 {
 		t.Errorf("duplicate (event, hook) inserted: %v %v", got, err)
 	}

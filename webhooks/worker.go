@@ -50,6 +50,15 @@ type WorkerConfig struct {
 	// EndpointPoll is how often the worker checks the admin API's endpoints for a change it
 	// missed the NOTIFY of. Default EndpointPollDefault.
 	EndpointPoll time.Duration
+	// Retention is how long final deliveries (succeeded, dead) and their attempts are kept after
+	// their last change (webhooks.retention). Default RetentionDefault.
+	Retention time.Duration
+	// PruneInterval is how often this worker deletes deliveries past Retention (every worker
+	// does, side by side). Default PruneIntervalDefault.
+	PruneInterval time.Duration
+	// ErasureInterval is how often this worker erases the final deliveries of deleted
+	// identities, besides at once after fan-out records a deletion. Default ErasureIntervalDefault.
+	ErasureInterval time.Duration
 }
 
 // DefaultConsumer is the durable consumer of webhook fan-out on events.StreamName. It is a
@@ -95,6 +104,9 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	defDur(&c.ClaimInterval, time.Second)
 	defDur(&c.LeaseMargin, 30*time.Second)
 	defDur(&c.ShutdownTimeout, 30*time.Second)
+	defDur(&c.Retention, RetentionDefault)
+	defDur(&c.PruneInterval, PruneIntervalDefault)
+	defDur(&c.ErasureInterval, ErasureIntervalDefault)
 	if c.Consumer == "" {
 		c.Consumer = DefaultConsumer
 	}
@@ -107,6 +119,8 @@ func (c WorkerConfig) validate() error {
 		return errors.New("webhooks: Concurrency, PerHookConcurrency and FetchBatch must be positive")
 	case c.ClaimInterval < 0, c.LeaseMargin < 0:
 		return errors.New("webhooks: ClaimInterval and LeaseMargin must not be negative")
+	case c.Retention < 0, c.PruneInterval < 0, c.ErasureInterval < 0:
+		return errors.New("webhooks: Retention, PruneInterval and ErasureInterval must not be negative")
 	}
 	return nil
 }
@@ -124,9 +138,10 @@ type Worker struct {
 	metrics *Metrics
 	log     *slog.Logger
 
-	hints   *hints
-	sync    *EndpointSync
-	running atomic.Bool
+	hints    *hints
+	sync     *EndpointSync
+	eraseNow chan struct{} // fan-out recorded a deletion: the erasure sweep runs now
+	running  atomic.Bool
 
 	// Set by Run before its goroutines start.
 	disp     *dispatcher
@@ -150,7 +165,7 @@ func NewWorker(db *pgxpool.Pool, js jetstream.JetStream, reg *Registry, sender *
 	}
 	log = log.With("worker", cfg.ID)
 	return &Worker{db: db, js: js, reg: reg, sender: sender, cfg: cfg, metrics: m, log: log, hints: newHints(),
-		sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log)}, nil
+		sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log), eraseNow: make(chan struct{}, 1)}, nil
 }
 
 // ID returns the worker's lease owner name, for logs and tests.
@@ -208,6 +223,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	var loops sync.WaitGroup
 	loops.Go(func() { w.fanoutLoop(ctx, cons) })
 	loops.Go(func() { w.claimLoop(ctx) })
+	loops.Go(func() { w.retentionLoop(ctx) })
+	loops.Go(func() { w.erasureLoop(ctx) })
 	w.log.Info("webhook worker started", "consumer", w.cfg.Consumer, "concurrency", w.cfg.Concurrency,
 		"per_hook_concurrency", w.cfg.PerHookConcurrency)
 	loops.Wait()

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"github.com/latchhq/latch/core/password"
@@ -60,8 +61,12 @@ func TestUnsetKeysTakeThePackagesDefaults(t *testing.T) {
 	if hc := hasherConfig(cfg.Hashers); hc != (password.Config{}) {
 		t.Errorf("hasher config = %+v; unset keys must reach password as zero", hc)
 	}
-	if wc := workerConfig(cfg); wc.Concurrency != 0 || wc.ShutdownTimeout != 0 {
+	if wc := workerConfig(cfg); wc.Concurrency != 0 || wc.ShutdownTimeout != 0 || wc.Retention != 0 {
 		t.Errorf("worker config = %+v", wc)
+	}
+	set, _ := mustLoad(t, false, nil, minimal+"webhooks: {retention: 48h}\n")
+	if wc := workerConfig(set); wc.Retention != 48*time.Hour {
+		t.Errorf("webhooks.retention 48h reached the worker as %v", wc.Retention)
 	}
 	if rc := relayConfig(cfg); rc.Retention != 0 {
 		t.Errorf("relay config = %+v", rc)

@@ -243,7 +243,9 @@ type WebhooksConfig struct {
 	// EndpointDisableAfter: an endpoint failing this long without a success is disabled; unset:
 	// webhooks.WorkerConfig's default.
 	EndpointDisableAfter Duration `json:"endpoint_disable_after"`
-	Worker               struct {
+	// Retention: final deliveries are kept this long; unset: webhooks.RetentionDefault.
+	Retention Duration `json:"retention"`
+	Worker    struct {
 		Concurrency        int      `json:"concurrency"`          // unset: webhooks.WorkerConfig's default
 		PerHookConcurrency int      `json:"per_hook_concurrency"` // unset: webhooks.WorkerConfig's default
 		ShutdownTimeout    Duration `json:"shutdown_timeout"`     // unset: webhooks.WorkerConfig's default

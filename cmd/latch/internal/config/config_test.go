@@ -256,6 +256,11 @@ secrets:
 				t.Errorf("identity.schemas = %+v", c.Identity.Schemas)
 			}
 		}},
+		{"webhook retention", []string{"WEBHOOKS_RETENTION=168h"}, func(t *testing.T, c *Config) {
+			if c.Webhooks.Retention != Duration(7*24*time.Hour) {
+				t.Errorf("webhooks.retention = %v", c.Webhooks.Retention)
+			}
+		}},
 		{"byte size as string and as integer", []string{"HASHERS_ARGON2_MEMORY=1GB"}, func(t *testing.T, c *Config) {
 			if c.Hashers.Argon2.Memory != 1<<30 {
 				t.Errorf("memory = %d", c.Hashers.Argon2.Memory)
@@ -384,6 +389,8 @@ selfservice: {flows: {login: {before: {hooks: [{hook: web_hook, config: {url: "h
 			[]string{"config: serve.public.client_ip_header: must be an HTTP header name"}},
 		{"bad allowed network", false, nil, minimal + "webhooks: {allowed_networks: [10.0.0.0]}",
 			[]string{"config: webhooks.allowed_networks[0]: must be a CIDR"}},
+		{"bad webhook retention", false, nil, minimal + "webhooks: {retention: 30d}",
+			[]string{"config: webhooks.retention: must be a duration"}},
 		{"template over http", false, nil, minimal + `
 selfservice: {flows: {registration: {after: {hooks: [{hook: web_hook, config: {url: "https://x", body: "https://x/t.jsonnet"}}]}}}}`,
 			[]string{"config: selfservice.flows.registration.after.hooks[0].config.body: must be a file:// or base64:// URL"}},
