@@ -170,6 +170,25 @@ func parseTime(v, name string) (*time.Time, error) {
 	return &t, nil
 }
 
+// replayWindow reads a replay's [since, until) from a request body's RFC 3339 fields; since is
+// required, so that a replay never sweeps the whole history by accident.
+func replayWindow(since string, until *string) (time.Time, *time.Time, error) {
+	if since == "" {
+		return time.Time{}, nil, api.BadRequest().WithReason("since is required (RFC 3339): the time from which deliveries are replayed.")
+	}
+	from, err := parseTime(since, "since")
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	var to *time.Time
+	if until != nil {
+		if to, err = parseTime(*until, "until"); err != nil {
+			return time.Time{}, nil, err
+		}
+	}
+	return *from, to, nil
+}
+
 func pathID(r *http.Request) (uuid.UUID, error) {
 	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {
@@ -234,21 +253,11 @@ func (a *Admin) replayMatching(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, api.BadRequest().WithReason("state is required: pending, succeeded or dead."))
 		return
 	}
-	if req.Since == "" {
-		a.fail(w, r, api.BadRequest().WithReason("since is required (RFC 3339), so that a replay never sweeps the whole history by accident."))
-		return
-	}
-	since, err := parseTime(req.Since, "since")
-	if err != nil {
+	f := ReplayFilter{State: req.State, HookID: req.HookID}
+	var err error
+	if f.Since, f.Until, err = replayWindow(req.Since, req.Until); err != nil {
 		a.fail(w, r, err)
 		return
-	}
-	f := ReplayFilter{State: req.State, HookID: req.HookID, Since: *since}
-	if req.Until != nil {
-		if f.Until, err = parseTime(*req.Until, "until"); err != nil {
-			a.fail(w, r, err)
-			return
-		}
 	}
 	n, err := a.store.ReplayMatching(r.Context(), f)
 	if err != nil {

@@ -184,21 +184,10 @@ func (a *Admin) recoverEndpoint(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if req.Since == "" {
-		a.fail(w, r, api.BadRequest().WithReason("since is required (RFC 3339): the time from which failed deliveries are replayed."))
-		return
-	}
-	since, err := parseTime(req.Since, "since")
-	if err != nil {
+	f := ReplayFilter{State: StateDead, HookID: id}
+	if f.Since, f.Until, err = replayWindow(req.Since, req.Until); err != nil {
 		a.fail(w, r, err)
 		return
-	}
-	f := ReplayFilter{State: StateDead, HookID: id, Since: *since}
-	if req.Until != nil {
-		if f.Until, err = parseTime(*req.Until, "until"); err != nil {
-			a.fail(w, r, err)
-			return
-		}
 	}
 	if err := a.endpoints.SetDisabled(r.Context(), id, false); err != nil {
 		a.fail(w, r, err)
