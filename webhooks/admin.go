@@ -61,6 +61,8 @@ func (a *Admin) routes() []Route {
 		{"POST", "/admin/webhooks/endpoints/{id}/secret/rotate", a.rotateSecret},
 		{"POST", "/admin/webhooks/endpoints/{id}/test", a.testEndpoint},
 		{"POST", "/admin/webhooks/endpoints/{id}/recover", a.recoverEndpoint},
+		{"GET", "/admin/webhooks/openapi.yaml", a.serveOpenAPIYAML},
+		{"GET", "/admin/webhooks/openapi.json", a.serveOpenAPIJSON},
 	}
 }
 
