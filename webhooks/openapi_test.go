@@ -444,9 +444,9 @@ func TestOpenAPIShapes(t *testing.T) {
 		endpoint   = "/admin/webhooks/endpoints/{id}"
 	)
 	var e1, e2 Endpoint
-	mustJSON(t, do("POST", endpoints, "", fmt.Sprintf(`{"url":%q,"description":"billing","event_types":["identity.*","session.revoked"],
+	mustDecode(t, do("POST", endpoints, "", fmt.Sprintf(`{"url":%q,"description":"billing","event_types":["identity.*","session.revoked"],
 		"headers":{"X-Team":"billing"},"rate_limit":5,"ordering":"per_identity","signing_secrets":[%q]}`, healthy.URL, testSecret), 201), &e1)
-	mustJSON(t, do("POST", endpoints, "", fmt.Sprintf(`{"url":%q}`, failing.URL), 201), &e2)
+	mustDecode(t, do("POST", endpoints, "", fmt.Sprintf(`{"url":%q}`, failing.URL), 201), &e2)
 
 	do("GET", endpoints, "", "", 200)
 	res, _ := send(t, "GET", srv.URL+endpoints+"?page_size=1", "")
@@ -463,13 +463,13 @@ func TestOpenAPIShapes(t *testing.T) {
 	do("POST", endpoint+"/secret/rotate", e2.ID, "", 200)
 
 	var tr1, tr2 TestResult
-	mustJSON(t, do("POST", endpoint+"/test", e1.ID, "", 200), &tr1)
-	mustJSON(t, do("POST", endpoint+"/test", e2.ID, "", 200), &tr2)
+	mustDecode(t, do("POST", endpoint+"/test", e1.ID, "", 200), &tr1)
+	mustDecode(t, do("POST", endpoint+"/test", e2.ID, "", 200), &tr2)
 	if !tr1.Success || tr2.Success || tr2.ErrorClass == nil || *tr2.ErrorClass != ErrorClassHTTPStatus {
 		t.Fatalf("test sends: %+v, %+v", tr1, tr2)
 	}
 	var rec struct{ Replayed int }
-	mustJSON(t, do("POST", endpoint+"/recover", e2.ID, fmt.Sprintf(`{"since":%q,"until":null}`, start), 200), &rec)
+	mustDecode(t, do("POST", endpoint+"/recover", e2.ID, fmt.Sprintf(`{"since":%q,"until":null}`, start), 200), &rec)
 	if rec.Replayed != 1 {
 		t.Fatalf("recover replayed %d, want the failed test send", rec.Replayed)
 	}
@@ -480,12 +480,12 @@ func TestOpenAPIShapes(t *testing.T) {
 		fmt.Sprintf("identity_id = '%s'", uuid.New()), "leased_by = 'w1', lease_until = now() + interval '1 minute'",
 		"last_status = 500, last_error = 'endpoint answered 500', attempts = 1", "body = 'a=1'")
 	var listed []json.RawMessage
-	if mustJSON(t, do("GET", deliveries, "", "", 200), &listed); len(listed) != 3 {
+	if mustDecode(t, do("GET", deliveries, "", "", 200), &listed); len(listed) != 3 {
 		t.Fatalf("%d deliveries listed, want the two test sends and the seeded one", len(listed))
 	}
 	filter := "?state=succeeded&hook_id=" + e1.ID + "&event_type=webhook.test&since=" + url.QueryEscape(start) +
 		"&until=" + url.QueryEscape(time.Now().Add(time.Minute).UTC().Format(time.RFC3339))
-	if mustJSON(t, do("GET", deliveries+filter, "", "", 200), &listed); len(listed) != 1 {
+	if mustDecode(t, do("GET", deliveries+filter, "", "", 200), &listed); len(listed) != 1 {
 		t.Fatalf("%d deliveries match %s, want the successful test send", len(listed), filter)
 	}
 	do("GET", deliveries+"?identity_id="+uuid.NewString(), "", "", 200)
@@ -623,7 +623,7 @@ func decodeJSONNumbers(b []byte) (any, error) {
 	return v, nil
 }
 
-func mustJSON(t testing.TB, b []byte, v any) {
+func mustDecode(t testing.TB, b []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("decode %s: %v", b, err)
