@@ -112,6 +112,7 @@ func workerConfig(cfg *config.Config) webhooks.WorkerConfig {
 	return webhooks.WorkerConfig{
 		Concurrency: w.Concurrency, PerHookConcurrency: w.PerHookConcurrency,
 		ShutdownTimeout: time.Duration(w.ShutdownTimeout), LeaseMargin: time.Duration(w.LeaseMargin),
+		EndpointDisableAfter: time.Duration(cfg.Webhooks.EndpointDisableAfter),
 	}
 }
 
