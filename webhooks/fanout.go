@@ -151,7 +151,7 @@ func (w *Worker) insert(ctx context.Context, rows []newDelivery, erase []uuid.UU
 	if ctx.Err() == nil {
 		want := map[string]int{}
 		for _, r := range rows {
-			if r.state == StatePending {
+			if r.state == StatePending && !w.breakers.open(r.hookID) { // a paced hook's rows wait for its probe
 				want[r.hookID]++
 			}
 		}
@@ -216,7 +216,7 @@ func (w *Worker) leaseFor(hookID string) time.Duration {
 // of ordered endpoints. seen drops a second copy of one event within a batch.
 func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seq uint64, seen map[string]bool) []newDelivery {
 	ev, flowEvent := decodeEvent(env)
-	if ev.identityID == nil {
+	if ev.identityID == nil && !events.IsOperational(env.Type) { // an operational event is about no identity
 		ev.identityID = identityOf(env.Data)
 	}
 	var hooks []*Hook

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +21,8 @@ type Metrics struct {
 	creates  *prometheus.CounterVec
 	pruned   prometheus.Counter
 	erased   prometheus.Counter
+	breakers *prometheus.CounterVec
+	disabled *prometheus.CounterVec
 }
 
 // NewMetrics creates the worker's metrics and registers them with reg (nil: unregistered, for
@@ -48,9 +51,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "latch_webhook_deliveries_erased_total",
 			Help: "Webhook deliveries whose body and attempt excerpts were erased because their identity was deleted.",
 		}),
+		breakers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_webhook_breaker_opened_total",
+			Help: "Circuit breaker openings: a hook reached " + fmt.Sprint(BreakerThreshold) + " failed attempts in a row and is paced.",
+		}, []string{"hook"}),
+		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "latch_webhook_endpoints_disabled_total",
+			Help: "Endpoints disabled because they kept failing for webhooks.endpoint_disable_after.",
+		}, []string{"endpoint"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.attempts, m.duration, m.creates, m.pruned, m.erased)
+		reg.MustRegister(m.attempts, m.duration, m.creates, m.pruned, m.erased, m.breakers, m.disabled)
 	}
 	return m
 }
@@ -65,6 +76,10 @@ func (m *Metrics) observe(hook, outcome string, d time.Duration) {
 
 func (m *Metrics) created(hook string) { m.creates.WithLabelValues(hook).Inc() }
 
+func (m *Metrics) breakerOpened(hook string) { m.breakers.WithLabelValues(hook).Inc() }
+
+func (m *Metrics) endpointDisabled(hook string) { m.disabled.WithLabelValues(hook).Inc() }
+
 // scrapeTimeout bounds the state collector's queries: a slow database must not hang /metrics.
 const scrapeTimeout = 2 * time.Second
 
@@ -76,6 +91,9 @@ var (
 		"Age of the oldest event not yet published to JetStream (0 when none).", nil, nil)
 	consumerPendingDesc = prometheus.NewDesc("latch_webhook_consumer_pending",
 		"Events not yet fanned out: the webhook consumer's pending plus unacknowledged messages.", nil, nil)
+	failuresDesc = prometheus.NewDesc("latch_webhook_consecutive_failures",
+		"Failed attempts in a row of each hook that has been attempted (0: its last attempt succeeded); the circuit breaker opens at "+
+			fmt.Sprint(BreakerThreshold)+".", []string{"hook"}, nil)
 	scrapeErrorDesc = prometheus.NewDesc("latch_webhook_state_scrape_error",
 		"1 when the last scrape could not read the source (postgres or nats), else 0.", []string{"source"}, nil)
 )
@@ -88,7 +106,8 @@ type stateCollector struct {
 }
 
 // NewStateCollector returns a collector of latch_webhook_deliveries{state,hook},
-// latch_outbox_lag_seconds and latch_webhook_consumer_pending (of DefaultConsumer), read at
+// latch_outbox_lag_seconds, latch_webhook_consecutive_failures{hook} and
+// latch_webhook_consumer_pending (of DefaultConsumer), read at
 // scrape time within a short timeout. Register it in one process only (latch serve), since
 // every process would report the same numbers. js may be nil; an unreachable NATS is skipped
 // and reported by latch_webhook_state_scrape_error{source="nats"}.
@@ -101,6 +120,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- deliveriesDesc
 	ch <- outboxLagDesc
 	ch <- consumerPendingDesc
+	ch <- failuresDesc
 	ch <- scrapeErrorDesc
 }
 
@@ -150,7 +170,22 @@ func (c *stateCollector) collectPostgres(ctx context.Context, ch chan<- promethe
 		return err
 	}
 	ch <- prometheus.MustNewConstMetric(outboxLagDesc, prometheus.GaugeValue, lag)
-	return nil
+	return c.collectHealth(ctx, ch)
+}
+
+// collectHealth reports every hook's failure streak, as webhook_health holds it for all workers.
+func (c *stateCollector) collectHealth(ctx context.Context, ch chan<- prometheus.Metric) error {
+	rows, err := c.db.Query(ctx, `SELECT hook_id, consecutive_failures FROM webhook_health`)
+	if err != nil {
+		return err
+	}
+	var hook string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&hook, &n}, func() error {
+		ch <- prometheus.MustNewConstMetric(failuresDesc, prometheus.GaugeValue, float64(n), hook)
+		return nil
+	})
+	return err
 }
 
 func (c *stateCollector) consumerPending(ctx context.Context) (float64, error) {

@@ -557,7 +557,8 @@ func released(j *job) outcome {
 
 // flushSQL applies a batch of outcomes in one statement: the delivery update only where this
 // worker still holds the lease (a slow worker never overwrites a takeover), and the attempt
-// rows only for the deliveries it updated.
+// rows only for the deliveries it updated. It returns the deliveries it made dead after a real
+// attempt, for webhook.delivery.dead.
 const flushSQL = `WITH r AS (
 	SELECT * FROM unnest($2::uuid[], $3::int[], $4::text[], $5::timestamptz[], $6::timestamptz[],
 		$7::int[], $8::int[], $9::text[], $10::text[], $11::text[])
@@ -572,15 +573,25 @@ const flushSQL = `WITH r AS (
 		last_error = CASE WHEN r.attempt > 0 THEN r.error ELSE d.last_error END,
 		updated_at = now()
 	FROM r WHERE d.id = r.id AND d.leased_by = $1 AND d.state = 'pending'
-	RETURNING d.id
+	RETURNING d.id, d.hook_id, d.event_id, d.event_type, d.identity_id, d.attempts
+), att AS (
+	INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error, response_body)
+	SELECT r.id, r.attempt, r.started_at, r.duration_ms, r.status_code, r.error_class, r.error, r.response_body
+	FROM r JOIN upd ON upd.id = r.id WHERE r.attempt > 0
+	ON CONFLICT (delivery_id, attempt) DO NOTHING
 )
-INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error, response_body)
-SELECT r.id, r.attempt, r.started_at, r.duration_ms, r.status_code, r.error_class, r.error, r.response_body
-FROM r JOIN upd ON upd.id = r.id WHERE r.attempt > 0
-ON CONFLICT (delivery_id, attempt) DO NOTHING`
+SELECT upd.id, upd.hook_id, upd.event_id, upd.event_type, upd.identity_id, upd.attempts, r.status_code, r.error_class
+FROM upd JOIN r ON r.id = upd.id WHERE r.state = 'dead' AND r.attempt > 0`
 
-// flushOutcomes runs flushSQL for os on behalf of worker workerID.
+// flushOutcomes records os on behalf of worker workerID without health accounting (an admin
+// test send); the worker records through recordOutcomes.
 func flushOutcomes(ctx context.Context, db *pgxpool.Pool, workerID string, os []outcome) error {
+	_, err := recordOutcomes(ctx, db, workerID, os, nil)
+	return err
+}
+
+// flushArgs are flushSQL's arguments for os.
+func flushArgs(workerID string, os []outcome) []any {
 	n := len(os)
 	ids, attempts, states := make([][16]byte, n), make([]int32, n), make([]string, n)
 	next, started, durations := make([]*time.Time, n), make([]time.Time, n), make([]int32, n)
@@ -595,12 +606,7 @@ func flushOutcomes(ctx context.Context, db *pgxpool.Pool, workerID string, os []
 		}
 		classes[i], errs[i], bodies[i] = nonEmpty(&o.errorClass), nonEmpty(&o.err), nonEmpty(&o.response)
 	}
-	_, err := db.Exec(ctx, flushSQL, workerID, ids, attempts, states, next, started, durations, status,
-		classes, errs, bodies)
-	if err != nil {
-		return fmt.Errorf("record webhook attempts: %w", err)
-	}
-	return nil
+	return []any{workerID, ids, attempts, states, next, started, durations, status, classes, errs, bodies}
 }
 
 func nonEmpty(s *string) *string {

@@ -59,6 +59,19 @@ type WorkerConfig struct {
 	// ErasureInterval is how often this worker erases the final deliveries of deleted
 	// identities, besides at once after fan-out records a deletion. Default ErasureIntervalDefault.
 	ErasureInterval time.Duration
+
+	// EndpointDisableAfter is how long an endpoint (never a flow web_hook) may fail without a
+	// single success before it is disabled (webhooks.endpoint_disable_after). Default
+	// EndpointDisableAfterDefault; negative: never.
+	EndpointDisableAfter time.Duration
+	// BreakerPace is the first pause of a hook whose circuit breaker opened (BreakerThreshold
+	// failures in a row); later pauses last as long as the streak has, up to BreakerPaceMax.
+	// Defaults BreakerPaceDefault and BreakerPaceMaxDefault.
+	BreakerPace, BreakerPaceMax time.Duration
+	// Outbox receives the operational events (webhook.endpoint.disabled and .recovered,
+	// webhook.delivery.dead) in the flush's transaction; a `latch serve` relay publishes them.
+	// Nil: none are written (health is kept all the same).
+	Outbox *events.Outbox
 }
 
 // DefaultConsumer is the durable consumer of webhook fan-out on events.StreamName. It is a
@@ -107,6 +120,10 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	defDur(&c.Retention, RetentionDefault)
 	defDur(&c.PruneInterval, PruneIntervalDefault)
 	defDur(&c.ErasureInterval, ErasureIntervalDefault)
+	defDur(&c.EndpointDisableAfter, EndpointDisableAfterDefault)
+	defDur(&c.BreakerPace, BreakerPaceDefault)
+	defDur(&c.BreakerPaceMax, BreakerPaceMaxDefault)
+	c.BreakerPaceMax = max(c.BreakerPaceMax, c.BreakerPace)
 	if c.Consumer == "" {
 		c.Consumer = DefaultConsumer
 	}
@@ -121,6 +138,8 @@ func (c WorkerConfig) validate() error {
 		return errors.New("webhooks: ClaimInterval and LeaseMargin must not be negative")
 	case c.Retention < 0, c.PruneInterval < 0, c.ErasureInterval < 0:
 		return errors.New("webhooks: Retention, PruneInterval and ErasureInterval must not be negative")
+	case c.BreakerPace < 0:
+		return errors.New("webhooks: BreakerPace must not be negative")
 	}
 	return nil
 }
@@ -139,6 +158,7 @@ type Worker struct {
 	log     *slog.Logger
 
 	hints    *hints
+	breakers *breakers // the open circuit breakers, cached (health.go)
 	sync     *EndpointSync
 	eraseNow chan struct{} // fan-out recorded a deletion: the erasure sweep runs now
 	running  atomic.Bool
@@ -165,7 +185,7 @@ func NewWorker(db *pgxpool.Pool, js jetstream.JetStream, reg *Registry, sender *
 	}
 	log = log.With("worker", cfg.ID)
 	return &Worker{db: db, js: js, reg: reg, sender: sender, cfg: cfg, metrics: m, log: log, hints: newHints(),
-		sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log), eraseNow: make(chan struct{}, 1)}, nil
+		breakers: newBreakers(), sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log), eraseNow: make(chan struct{}, 1)}, nil
 }
 
 // ID returns the worker's lease owner name, for logs and tests.
@@ -212,6 +232,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer hardStop()
 	w.outcomes = make(chan outcome, 2*w.cfg.Concurrency)
 	w.disp = newDispatcher(w.cfg.Concurrency, w.cfg.PerHookConcurrency, func(j *job) {
+		if w.breakers.holdBack(j.hookID) { // its breaker opened while it waited: not the probe
+			w.outcomes <- released(j)
+			return
+		}
 		w.outcomes <- w.attempt(hardCtx, j)
 	})
 	written := make(chan struct{})
@@ -317,6 +341,9 @@ func (w *Worker) scan(ctx context.Context) {
 		}
 		return
 	}
+	if err := w.refreshBreakers(qctx); err != nil && ctx.Err() == nil {
+		w.log.Error("webhook claim scan failed", "error", err)
+	}
 	now := time.Now()
 	for _, h := range hooks {
 		if h.due.IsZero() || h.due.Before(now) {
@@ -347,6 +374,9 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 		free, queued := w.disp.room(d.hook)
 		if free == 0 || (queued > 0 && free < w.cfg.PerHookConcurrency) {
 			continue // claim a round at a time; the hint stays and a freed slot wakes the loop
+		}
+		if free = w.breakerLimit(ctx, d, free, now); free == 0 {
+			continue // its circuit breaker is open (health.go)
 		}
 		n := w.disp.reserve(d.hook, free)
 		// Not cancelled with ctx: a claim cut off after its commit would strand its leases.
@@ -441,9 +471,12 @@ func (w *Worker) flush(ctx context.Context, os []outcome) {
 		return
 	}
 	wait := retryMin
+	hp := w.healthPolicy()
+	var rep *flushReport
 	for try := 1; ; try++ {
 		qctx, cancel := context.WithTimeout(ctx, dbTimeout)
-		err := flushOutcomes(qctx, w.db, w.cfg.ID, os)
+		var err error
+		rep, err = recordOutcomes(qctx, w.db, w.cfg.ID, os, hp)
 		cancel()
 		if err == nil {
 			break
@@ -457,6 +490,7 @@ func (w *Worker) flush(ctx context.Context, os []outcome) {
 		time.Sleep(wait)
 		wait = min(2*wait, retryMax)
 	}
+	w.applyHealth(rep) // before the hints: a paced hook's retries wait for its breaker
 	now := time.Now()
 	for i := range os {
 		if o := &os[i]; o.state == StatePending || o.attempt == 0 {

@@ -112,7 +112,8 @@ func workerConfig(cfg *config.Config) webhooks.WorkerConfig {
 	return webhooks.WorkerConfig{
 		Concurrency: w.Concurrency, PerHookConcurrency: w.PerHookConcurrency,
 		ShutdownTimeout: time.Duration(w.ShutdownTimeout), LeaseMargin: time.Duration(w.LeaseMargin),
-		Retention: time.Duration(cfg.Webhooks.Retention),
+		Retention:            time.Duration(cfg.Webhooks.Retention),
+		EndpointDisableAfter: time.Duration(cfg.Webhooks.EndpointDisableAfter),
 	}
 }
 

@@ -87,7 +87,7 @@ func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool,
 		// --dev with its embedded NATS runs a webhook worker in this process, so a laptop needs
 		// nothing else. Pointed at a NATS server (nats.url), --dev leaves delivery to
 		// `latch worker` processes, as production does.
-		if d, err = newDelivery(pool, b, workerHooks, cfg, dev, metrics, log); err != nil {
+		if d, err = newDelivery(pool, b, workerHooks, cfg, dev, outbox, metrics, log); err != nil {
 			b.close()
 			return nil, err
 		}
@@ -203,8 +203,10 @@ type delivery struct {
 	log       *slog.Logger
 }
 
+// outbox takes the worker's operational events (webhook.endpoint.disabled, ...): the serve
+// process's own, so its relay is woken at once; a worker process's, published by a serve's relay.
 func newDelivery(pool *pgxpool.Pool, b *bus, workerHooks []webhooks.Hook, cfg *config.Config, dev bool,
-	reg prometheus.Registerer, log *slog.Logger) (*delivery, error) {
+	outbox *events.Outbox, reg prometheus.Registerer, log *slog.Logger) (*delivery, error) {
 	registry, err := webhooks.NewRegistry(workerHooks)
 	if err != nil {
 		return nil, fmt.Errorf("config: selfservice.flows: %w", err)
@@ -215,7 +217,9 @@ func newDelivery(pool *pgxpool.Pool, b *bus, workerHooks []webhooks.Hook, cfg *c
 	}
 	sender := webhooks.NewSender(sc)
 	m := webhooks.NewMetrics(reg)
-	w, err := webhooks.NewWorker(pool, b.js, registry, sender, workerConfig(cfg), m, log)
+	wc := workerConfig(cfg)
+	wc.Outbox = outbox
+	w, err := webhooks.NewWorker(pool, b.js, registry, sender, wc, m, log)
 	if err != nil {
 		return nil, err
 	}

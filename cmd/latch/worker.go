@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/latchhq/latch/cmd/latch/internal/config"
+	"github.com/latchhq/latch/events"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -62,7 +63,9 @@ func work(ctx context.Context, cfg *config.Config, paths, env []string, dev bool
 	defer b.close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d, err := newDelivery(pool, b, hooks, cfg, dev, reg, log)
+	// The worker runs no relay: the events it writes wait for a `latch serve` relay, woken by
+	// the outbox's NOTIFY (or its poll).
+	d, err := newDelivery(pool, b, hooks, cfg, dev, events.NewOutbox(), reg, log)
 	if err != nil {
 		return err
 	}
