@@ -247,7 +247,8 @@ type replayRequest struct {
 // [since, until), optionally of one hook, due again now; answers {"replayed": n}.
 func (a *Admin) replayMatching(w http.ResponseWriter, r *http.Request) {
 	var req replayRequest
-	if err := api.DecodeJSON(w, r, &req); err != nil {
+	// Strict: a misspelt filter ("hook-id") must not silently widen the replay to every hook.
+	if err := api.DecodeJSONStrict(w, r, &req); err != nil {
 		a.fail(w, r, err)
 		return
 	}

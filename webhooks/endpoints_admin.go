@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -141,11 +142,13 @@ func (a *Admin) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req rotateRequest
-	if r.ContentLength != 0 {
-		if err := api.DecodeJSONStrict(w, r, &req); err != nil {
-			a.fail(w, r, err)
-			return
-		}
+	body, err := api.ReadBody(w, r)
+	if err == nil && len(bytes.TrimSpace(body)) > 0 { // every field is optional, the body too
+		err = api.UnmarshalJSON(body, &req, true)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	overlap := RotationOverlapDefault
 	if req.Overlap != "" {

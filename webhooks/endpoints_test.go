@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -156,6 +157,22 @@ func TestEndpointAdminRefusesBadInput(t *testing.T) {
 		if res.StatusCode != http.StatusBadRequest {
 			t.Errorf("%s: %d %+v", name, res.StatusCode, ke)
 		}
+	}
+	// A misspelt bulk replay filter is refused rather than widening the replay to every hook.
+	replay := strings.TrimSuffix(base, "/endpoints") + "/replay"
+	if res := call(t, "POST", replay, `{"state":"dead","since":"2026-01-01T00:00:00Z","hook-id":"crm"}`, nil); res.StatusCode != http.StatusBadRequest {
+		t.Errorf("bulk replay with an unknown field: %d", res.StatusCode)
+	}
+	// Rotate takes an empty body however it is framed (here chunked, with no Content-Length).
+	req, _ := http.NewRequest("POST", base+"/"+e.ID+"/secret/rotate", io.NopCloser(strings.NewReader("")))
+	req.ContentLength = -1
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("rotate with an empty chunked body: %d", res.StatusCode)
 	}
 	if res := call(t, "GET", base+"/not-a-uuid", "", nil); res.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown id: %d", res.StatusCode)
