@@ -10,6 +10,13 @@
 // schedule until it succeeds, the receiver answers 410 Gone, or the schedule runs out (dead,
 // replayable). Retry state lives in Postgres, never in a goroutine or a timer.
 //
+// Besides Kratos' flow web_hooks, the package owns endpoints (endpoints*.go): Svix-style targets
+// subscribed to event types, from the configuration or stored through the admin API, which every
+// process reloads within a second (EndpointSync). Both kinds are Hooks to the worker, and share
+// its per-hook machinery: health and the circuit breaker (health.go), rate limits and
+// per-identity ordering (flowcontrol.go), retention and erasure of what deliveries keep
+// (retention.go), and the admin API documented in openapi.yaml.
+//
 // Before-persist web_hooks (response.parse, can_interrupt, and `before` hooks) take another
 // path: the flow core asks over NATS request/reply (Caller), any worker's Responder makes the
 // call within the flow's deadline and answers continue, interrupt, modify or failed; the call is
