@@ -126,6 +126,7 @@ type Worker struct {
 
 	hints   *hints
 	sync    *EndpointSync
+	flow    *flowControl
 	running atomic.Bool
 
 	// Set by Run before its goroutines start.
@@ -150,7 +151,7 @@ func NewWorker(db *pgxpool.Pool, js jetstream.JetStream, reg *Registry, sender *
 	}
 	log = log.With("worker", cfg.ID)
 	return &Worker{db: db, js: js, reg: reg, sender: sender, cfg: cfg, metrics: m, log: log, hints: newHints(),
-		sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log)}, nil
+		sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log), flow: newFlowControl(js, cfg.Consumer)}, nil
 }
 
 // ID returns the worker's lease owner name, for logs and tests.
@@ -334,7 +335,7 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 		n := w.disp.reserve(d.hook, free)
 		// Not cancelled with ctx: a claim cut off after its commit would strand its leases.
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-		jobs, err := claimDeliveries(qctx, w.db, w.cfg.ID, d.hook, n, hookTimeout(hook)+w.cfg.LeaseMargin)
+		jobs, retry, err := w.claimPaced(qctx, hook, n, hookTimeout(hook)+w.cfg.LeaseMargin)
 		cancel()
 		if err != nil {
 			w.disp.unreserve(d.hook, n)
@@ -354,6 +355,9 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 			more = true
 		} else {
 			w.hints.done(d.hook, d.version, now)
+			if !retry.IsZero() { // a rate limit's next token, an ordered endpoint's ack floor
+				w.hints.add(d.hook, retry)
+			}
 		}
 	}
 	return more, next
@@ -442,7 +446,8 @@ func (w *Worker) flush(ctx context.Context, os []outcome) {
 	}
 	now := time.Now()
 	for i := range os {
-		if o := &os[i]; o.state == StatePending || o.attempt == 0 {
+		// A final outcome on an ordered endpoint lets the identity's next delivery go.
+		if o := &os[i]; o.state == StatePending || o.attempt == 0 || w.ordered(o.hookID) {
 			at := now
 			if o.next != nil {
 				at = *o.next
