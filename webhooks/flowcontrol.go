@@ -25,8 +25,9 @@ const (
 	// again: at most ten consumer info requests per second per worker, and only while it
 	// claims for ordered endpoints.
 	ackFloorMaxAge = 100 * time.Millisecond
-	// ackFloorTimeout bounds one read of the ack floor.
-	ackFloorTimeout = 2 * time.Second
+	// ackFloorTimeout bounds one read of the ack floor: the claim loop waits for it, and so
+	// does every other endpoint's claim.
+	ackFloorTimeout = 250 * time.Millisecond
 	// orderedAfterAck is how long after fan-out acks a batch it hints the batch's ordered
 	// endpoints again: time for the server to move the ack floor past the batch, so that its
 	// deliveries start without waiting for a scan.
@@ -77,19 +78,28 @@ func newFlowControl(js jetstream.JetStream, consumer string) *flowControl {
 // ackFloor returns the durable consumer's ack floor (every event at or below it has been
 // fanned out and acked) as read at most ackFloorMaxAge ago, and when it may be read again. A
 // failed read keeps the last floor: ordered deliveries above it wait, nothing is reordered.
+// While the NATS connection is down it is not even tried, so the claim loop never waits for a
+// request that cannot be answered.
 func (f *flowControl) ackFloor(ctx context.Context) (floor uint64, next time.Time) {
 	if now := time.Now(); now.Sub(f.floorAt) >= ackFloorMaxAge {
-		qctx, cancel := context.WithTimeout(ctx, ackFloorTimeout)
-		c, err := f.js.Consumer(qctx, events.StreamName, f.consumer)
-		cancel()
-		if err == nil {
-			if info := c.CachedInfo(); info != nil && info.AckFloor.Stream > f.floor {
-				f.floor = info.AckFloor.Stream
+		f.floorAt = now // failed or skipped reads wait their turn too: no claim loop spins on them
+		if f.connected() {
+			qctx, cancel := context.WithTimeout(ctx, ackFloorTimeout)
+			c, err := f.js.Consumer(qctx, events.StreamName, f.consumer)
+			cancel()
+			if err == nil {
+				if info := c.CachedInfo(); info != nil && info.AckFloor.Stream > f.floor {
+					f.floor = info.AckFloor.Stream
+				}
 			}
 		}
-		f.floorAt = now
 	}
 	return f.floor, f.floorAt.Add(ackFloorMaxAge)
+}
+
+func (f *flowControl) connected() bool {
+	nc := f.js.Conn()
+	return nc == nil || nc.IsConnected()
 }
 
 // track records that this worker inserted deliveries of event seq for ordered hook.
