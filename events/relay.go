@@ -77,8 +77,18 @@ const (
 	retryMax     = 4 * time.Second // ±25 % jitter: at most 5 s
 )
 
+// standbyRetry is how soon a relay that found another holding the relay lock tries again when
+// nothing wakes it earlier (or its poll, when that is sooner): it takes over within that time
+// when the active relay stops, and publishes rows whose NOTIFY the active one never got.
+const standbyRetry = 250 * time.Millisecond
+
+// errStandby: another relay holds the relay lock; this one claimed nothing.
+var errStandby = errors.New("another relay is publishing")
+
 // Relay publishes committed outbox rows to JetStream and marks them published. Any number of
-// relays (one per `latch serve`) may share a database: each claims rows the others do not hold.
+// relays (one per `latch serve`) may share a database: one at a time holds the relay lock and
+// publishes a batch, so the stream's order is the outbox's seq order; the others stand by and
+// try again on their next wake-up, at most standbyRetry later.
 // Delivery is at-least-once: a crash between publish and mark re-publishes the batch, which
 // JetStream de-duplicates by Nats-Msg-Id inside the stream's duplicates window.
 type Relay struct {
@@ -90,7 +100,7 @@ type Relay struct {
 
 	// Test hooks, set only by tests in this package (export_test.go).
 	afterPublish func() error       // after a batch's acks, before marking; an error aborts it
-	onLoop       func(event string) // "idle" before waiting; then "outbox", "listen" or "poll"
+	onLoop       func(event string) // "idle" before waiting; then "outbox", "listen", "poll" or "standby"
 	onBatch      func(n int)        // after a batch of n rows committed
 }
 
@@ -132,10 +142,18 @@ func (r *Relay) publishLoop(ctx context.Context, kick <-chan struct{}) {
 	defer poll.Stop()
 	bo := newBackoff()
 	failures := 0
+	standby := time.NewTimer(time.Hour)
+	standby.Stop()
+	defer standby.Stop()
 	for {
 		claimed, acked, err := r.relayBatch(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		standby.Stop()
+		if errors.Is(err, errStandby) {
+			standby.Reset(min(standbyRetry, r.cfg.PollInterval))
+			err = nil
 		}
 		switch {
 		case err != nil && acked == 0:
@@ -175,6 +193,8 @@ func (r *Relay) publishLoop(ctx context.Context, kick <-chan struct{}) {
 			source = "listen"
 		case <-poll.C:
 			source = "poll"
+		case <-standby.C:
+			source = "standby"
 		}
 		if r.onLoop != nil {
 			r.onLoop(source)
@@ -194,9 +214,10 @@ type outboxRow struct {
 	Data      []byte // jsonb's text: valid JSON with spaces after ':' and ','
 }
 
-// relayBatch claims up to BatchSize rows, publishes them, marks the acknowledged ones and
-// commits. It returns how many rows it claimed and how many it marked published. When none was
-// acknowledged it rolls back, leaving every row for the next attempt.
+// relayBatch takes the relay lock, claims up to BatchSize rows, publishes them, marks the
+// acknowledged ones and commits. It returns how many rows it claimed and how many it marked
+// published. When none was acknowledged it rolls back, leaving every row for the next attempt.
+// When another relay holds the lock it claims nothing and returns errStandby.
 func (r *Relay) relayBatch(ctx context.Context) (claimed, acked int, err error) {
 	tx, err := r.db.Begin(ctx)
 	if err != nil {
@@ -204,6 +225,13 @@ func (r *Relay) relayBatch(ctx context.Context) (claimed, acked int, err error) 
 	}
 	defer rollback(tx)
 
+	var active bool
+	if err := tx.QueryRow(ctx, relayLockSQL).Scan(&active); err != nil {
+		return 0, 0, fmt.Errorf("take relay lock: %w", err)
+	}
+	if !active {
+		return 0, 0, errStandby
+	}
 	rows, _ := tx.Query(ctx, claimSQL, r.cfg.BatchSize)
 	batch, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outboxRow])
 	if err != nil {

@@ -2,6 +2,11 @@ package events
 
 // The queries on event_outbox (migrations/00002_event_outbox.sql), grouped here so the table's
 // whole contract reads in one place.
+// relayLockKey is the advisory lock of relayLockSQL: 0x6c6174636801, "latch" in ASCII then 1,
+// so that it does not collide with the locks of anything else sharing the database (decimal:
+// Postgres before 16 has no hexadecimal literals).
+const relayLockKey = "119165820299265"
+
 const (
 	// insertSQL adds every event of one Insert call in one statement, whatever their number;
 	// unnest keeps the argument order, so seq follows the order the writer passed.
@@ -14,6 +19,12 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])`
 
 	// listenSQL subscribes a relay's dedicated connection to notifySQL's channel.
 	listenSQL = `LISTEN latch_outbox`
+
+	// relayLockSQL makes one relay at a time claim and publish, whatever the number of `latch
+	// serve` processes, so that the stream receives events in outbox seq order (the order
+	// ordered webhook endpoints deliver them in). The lock is the transaction's: it ends with
+	// the batch's commit or rollback, and with the connection of a relay that dies.
+	relayLockSQL = `SELECT pg_try_advisory_xact_lock(` + relayLockKey + `)`
 
 	// claimSQL locks the oldest unpublished rows that no other relay holds. SKIP LOCKED lets any
 	// number of relays share the table without waiting on each other or publishing a row twice.

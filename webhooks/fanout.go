@@ -126,6 +126,7 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 		acks = append(acks, m)
 	}
 	rows = w.render(rows)
+	var ordered map[string]bool
 	if len(rows) > 0 || len(erase) > 0 {
 		if err := w.insert(ctx, rows, erase); err != nil {
 			for _, m := range acks {
@@ -133,6 +134,7 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 			}
 			return err
 		}
+		ordered = w.orderedRows(rows)
 	}
 	for _, m := range acks {
 		_ = m.Ack() // a lost ack only means a redelivery, which the unique key absorbs
@@ -140,18 +142,22 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 	if len(erase) > 0 {
 		w.wakeErasure()
 	}
+	// Ordered deliveries wait for the ack floor to pass their event: look again once it has.
+	w.hintAfterAck(ordered)
 	return nil
 }
 
 // insert leases as many of rows as the dispatcher has room for (none once ctx ended: nothing
-// new starts during shutdown), inserts them all, and dispatches the new leased ones at once.
-// The others are left to the claim loop.
+// new starts during shutdown; none of endpoints with a rate limit or an ordering, which only
+// the claim honours), inserts them all, and dispatches the new leased ones at once. The others
+// are left to the claim loop, hinted at once.
 func (w *Worker) insert(ctx context.Context, rows []newDelivery, erase []uuid.UUID) error {
 	booked := map[string]int{}
 	if ctx.Err() == nil {
 		want := map[string]int{}
 		for _, r := range rows {
-			if r.state == StatePending && !w.breakers.open(r.hookID) { // a paced hook's rows wait for its probe
+			// A paced hook's rows wait for its probe; a rate-limited or ordered one's for the claim.
+			if h, ok := w.reg.Get(r.hookID); r.state == StatePending && !w.breakers.open(r.hookID) && !(ok && flowControlled(h)) {
 				want[r.hookID]++
 			}
 		}

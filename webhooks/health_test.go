@@ -56,7 +56,7 @@ func outboxEvents(t testing.TB, db *pgxpool.Pool, typ string) []events.Envelope 
 }
 
 // endpointHook is a config endpoint of this test, subscribed to types, posting to url.
-func endpointHook(id, url string, schedule []time.Duration, types ...string) Hook {
+func scheduledEndpoint(id, url string, schedule []time.Duration, types ...string) Hook {
 	return Hook{ID: id, Endpoint: true, URL: url, Timeout: 5 * time.Second, SigningSecrets: []string{testSecret},
 		EventTypes: types, Schedule: schedule}
 }
@@ -79,7 +79,7 @@ func TestBreakerPacesFailingEndpointAndRecovers(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	b.setHooks(t, endpointHook("crm", s.URL, zeros(30), "identity.*"))
+	b.setHooks(t, scheduledEndpoint("crm", s.URL, zeros(30), "identity.*"))
 	w := b.start(t, WorkerConfig{BreakerPace: 500 * time.Millisecond, BreakerPaceMax: 2 * time.Second, Outbox: events.NewOutbox()})
 	<-w.sync.Loaded()
 	const n = 10
@@ -150,7 +150,7 @@ func TestFailingEndpointIsDisabled(t *testing.T) {
 	s := newSink(t, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusBadGateway) })
 	flow := b.hook("flow", s.URL)
 	flow.Schedule = zeros(100)
-	b.setHooks(t, endpointHook("crm", s.URL, zeros(100), "identity.*"), flow)
+	b.setHooks(t, scheduledEndpoint("crm", s.URL, zeros(100), "identity.*"), flow)
 	const disableAfter = 300 * time.Millisecond
 	w := b.start(t, WorkerConfig{EndpointDisableAfter: disableAfter, BreakerPace: 100 * time.Millisecond,
 		BreakerPaceMax: 200 * time.Millisecond, Outbox: events.NewOutbox()})
@@ -230,8 +230,8 @@ func TestDeadDeliveryEvent(t *testing.T) {
 	b := setupWorker(t)
 	gone := newSink(t, func(w http.ResponseWriter, _ *http.Request, _ int) { w.WriteHeader(http.StatusGone) })
 	ops := newSink(t, nil)
-	b.setHooks(t, endpointHook("audit", gone.URL, zeros(2), "identity.*", "webhook.*"),
-		endpointHook("ops", ops.URL, nil, "webhook.*"))
+	b.setHooks(t, scheduledEndpoint("audit", gone.URL, zeros(2), "identity.*", "webhook.*"),
+		scheduledEndpoint("ops", ops.URL, nil, "webhook.*"))
 	w := b.start(t, WorkerConfig{Outbox: events.NewOutbox()})
 	<-w.sync.Loaded()
 

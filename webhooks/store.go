@@ -476,11 +476,65 @@ UPDATE webhook_deliveries d SET lease_until = now() + $3 * interval '1 milliseco
 FROM c WHERE d.id = c.id
 RETURNING d.id, d.hook_id, d.body, d.content_type, d.attempts`
 
+// claimOrderedSQL is claimSQL for an endpoint with ordering per_identity: a delivery about an
+// identity is claimable only when no pending delivery of that identity to that endpoint has an
+// earlier event (a leased one is pending too, so one identity has at most one attempt in
+// flight), and only when its event is at or below $5, the consumer's ack floor: every earlier
+// event has then been fanned out, so no earlier delivery can still appear. Deliveries without
+// an identity or an event sequence (test sends, rows older than the column) are unordered.
+// The NOT EXISTS probe uses webhook_deliveries_ordered_idx.
+const claimOrderedSQL = `WITH c AS (
+	SELECT d.id FROM webhook_deliveries d
+	WHERE d.state = 'pending' AND d.hook_id = $1 AND d.next_attempt_at <= now()
+	  AND (d.lease_until IS NULL OR d.lease_until < now())
+	  AND (d.identity_id IS NULL OR d.event_seq IS NULL OR (d.event_seq <= $5 AND NOT EXISTS (
+		SELECT 1 FROM webhook_deliveries e
+		WHERE e.state = 'pending' AND e.hook_id = d.hook_id AND e.identity_id = d.identity_id
+		  AND e.event_seq < d.event_seq)))
+	ORDER BY d.next_attempt_at LIMIT $2
+	FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE webhook_deliveries d SET lease_until = now() + $3 * interval '1 millisecond', leased_by = $4, updated_at = now()
+FROM c WHERE d.id = c.id
+RETURNING d.id, d.hook_id, d.body, d.content_type, d.attempts`
+
+// refillTokensSQL refills a rate-limited hook's token bucket in webhook_health (creating the
+// row, full, when it is missing) and returns the tokens available: min(burst $2, tokens + rate
+// $3 * seconds since the last refill). ON CONFLICT DO UPDATE locks the row until the claiming
+// transaction ends, so the workers' claims on one hook take turns on it. clock_timestamp() is
+// read once the lock is held, and refilled_at never goes back, so time waited for the lock is
+// not counted twice.
+const refillTokensSQL = `INSERT INTO webhook_health AS h (hook_id, tokens, refilled_at) VALUES ($1, $2, clock_timestamp())
+ON CONFLICT (hook_id) DO UPDATE SET
+	tokens = CASE WHEN h.refilled_at IS NULL THEN $2
+		ELSE least($2, h.tokens + $3 * greatest(0, extract(epoch FROM clock_timestamp() - h.refilled_at)::float8)) END,
+	refilled_at = greatest(h.refilled_at, clock_timestamp())
+RETURNING tokens`
+
+// debitTokensSQL takes the tokens of the deliveries a claim leased, in the refilling
+// transaction.
+const debitTokensSQL = `UPDATE webhook_health SET tokens = tokens - $2 WHERE hook_id = $1`
+
+// querier is what the claim queries run on: the pool, or the transaction that holds a token
+// bucket.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // claimDeliveries runs claimSQL and returns the leased deliveries as jobs whose local lease
 // deadline is leased (the caller's clock reading taken before the query, so it errs early).
-func claimDeliveries(ctx context.Context, db *pgxpool.Pool, workerID, hookID string, limit int, lease time.Duration) ([]*job, error) {
+func claimDeliveries(ctx context.Context, db querier, workerID, hookID string, limit int, lease time.Duration) ([]*job, error) {
+	return claimWith(ctx, db, claimSQL, lease, hookID, limit, lease.Milliseconds(), workerID)
+}
+
+// claimOrdered runs claimOrderedSQL with floor, the consumer's ack floor.
+func claimOrdered(ctx context.Context, db querier, workerID, hookID string, limit int, lease time.Duration, floor uint64) ([]*job, error) {
+	return claimWith(ctx, db, claimOrderedSQL, lease, hookID, limit, lease.Milliseconds(), workerID, int64(min(floor, 1<<63-1)))
+}
+
+func claimWith(ctx context.Context, db querier, sql string, lease time.Duration, args ...any) ([]*job, error) {
 	start := time.Now()
-	rows, err := db.Query(ctx, claimSQL, hookID, limit, lease.Milliseconds(), workerID)
+	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}

@@ -160,6 +160,7 @@ type Worker struct {
 	hints    *hints
 	breakers *breakers // the open circuit breakers, cached (health.go)
 	sync     *EndpointSync
+	flow     *flowControl
 	eraseNow chan struct{} // fan-out recorded a deletion: the erasure sweep runs now
 	running  atomic.Bool
 
@@ -185,7 +186,8 @@ func NewWorker(db *pgxpool.Pool, js jetstream.JetStream, reg *Registry, sender *
 	}
 	log = log.With("worker", cfg.ID)
 	return &Worker{db: db, js: js, reg: reg, sender: sender, cfg: cfg, metrics: m, log: log, hints: newHints(),
-		breakers: newBreakers(), sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log), eraseNow: make(chan struct{}, 1)}, nil
+		breakers: newBreakers(), sync: NewEndpointSync(db, reg, cfg.EndpointPoll, log), flow: newFlowControl(js, cfg.Consumer),
+		eraseNow: make(chan struct{}, 1)}, nil
 }
 
 // ID returns the worker's lease owner name, for logs and tests.
@@ -381,7 +383,7 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 		n := w.disp.reserve(d.hook, free)
 		// Not cancelled with ctx: a claim cut off after its commit would strand its leases.
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-		jobs, err := claimDeliveries(qctx, w.db, w.cfg.ID, d.hook, n, hookTimeout(hook)+w.cfg.LeaseMargin)
+		jobs, retry, err := w.claimControlled(qctx, hook, n, hookTimeout(hook)+w.cfg.LeaseMargin)
 		cancel()
 		if err != nil {
 			w.disp.unreserve(d.hook, n)
@@ -401,6 +403,9 @@ func (w *Worker) claimDue(ctx context.Context) (more bool, next time.Time) {
 			more = true
 		} else {
 			w.hints.done(d.hook, d.version, now)
+			if !retry.IsZero() { // a rate limit's next token, an ordered endpoint's ack floor
+				w.hints.add(d.hook, retry)
+			}
 		}
 	}
 	return more, next
@@ -493,7 +498,8 @@ func (w *Worker) flush(ctx context.Context, os []outcome) {
 	w.applyHealth(rep) // before the hints: a paced hook's retries wait for its breaker
 	now := time.Now()
 	for i := range os {
-		if o := &os[i]; o.state == StatePending || o.attempt == 0 {
+		// A final outcome on an ordered endpoint lets the identity's next delivery go.
+		if o := &os[i]; o.state == StatePending || o.attempt == 0 || w.ordered(o.hookID) {
 			at := now
 			if o.next != nil {
 				at = *o.next
