@@ -3,9 +3,10 @@
 // session, identity.created outbox row), the outbox relay woken after each commit, JetStream
 // (embedded, file storage), the webhook worker's fan-out into webhook_deliveries, its signed
 // POST, and an HTTP receiver on 127.0.0.1 that verifies each signature and records when the
-// webhook arrived. It reports the throughput, the latency from the start of the transaction
-// (and from its commit) to the webhook being received, exact percentiles, and the CPU each
-// party used, so that a number in docs/BENCHMARKS.md always comes with the machine's load.
+// webhook arrived (by default to one flow web_hook; with -endpoints N to N webhook endpoints).
+// It reports the throughput, the latency from the start of the transaction (and from its
+// commit) to the webhook being received, exact percentiles, and the CPU each party used, so
+// that a number in docs/BENCHMARKS.md always comes with the machine's load.
 //
 // It owns only its own database, latch_pipebench_<random>, created on the server of -dsn,
 // migrated with goose over package migrations and dropped at the end (also on Ctrl-C), and a
@@ -14,6 +15,7 @@
 //	go run ./bench/pipeline -mode paced -rate 1000 -d 10s
 //	go run ./bench/pipeline -mode closed -writers 16 -d 10s
 //	go run ./bench/pipeline -mode drain -backlog 50000
+//	go run ./bench/pipeline -mode drain -backlog 5000 -endpoints 10
 //
 // Modes:
 //
@@ -26,11 +28,20 @@
 //     events and the relay puts them on the stream; once every one is there, the worker starts
 //     and the command measures deliveries/s until the receiver has them all.
 //
+// Hooks: without -endpoints (or -endpoints 0) the worker delivers to one after-persist flow
+// web_hook, registration.after.password.0, as a Kratos config declares it. -endpoints N
+// registers N webhook endpoints instead (endpoint-00, endpoint-01, ...), each subscribed to
+// identity.*, with its own secret and its own URL on the receiver ("?e=i"), so that every
+// committed event makes N deliveries. The receiver verifies each with its endpoint's secret
+// and counts deliveries per endpoint; throughput is reported in deliveries/s (all endpoints
+// together) and events/s, CPU per delivery. In every mode the counts below are deliveries.
+//
 // paced and closed first run a warm-up (-warmup, not counted) of the same load and wait for
 // its deliveries, so that the measured window starts with pooled connections and a warm
-// receiver. Every committed event must arrive exactly once with a valid signature: a missing
-// event, a repeated webhook-id or event, a bad signature or a delivery not recorded as
-// succeeded is reported as FAILURE and the command exits 1.
+// receiver. Every committed event must arrive exactly once at every endpoint with a valid
+// signature: a missing delivery, a repeated webhook-id or event at one endpoint, a bad
+// signature, an endpoint that received another count than the events committed, or a delivery
+// not recorded as succeeded is reported as FAILURE and the command exits 1.
 //
 // The writers run what a password registration commits, minus the password hash (measured
 // separately: it caps registrations at 7-80/s on this machine, see the limits reference) and

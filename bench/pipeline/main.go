@@ -22,6 +22,7 @@ type options struct {
 	duration  time.Duration // paced, closed: how long the writers run
 	warmup    time.Duration // paced, closed: unmeasured run of the same load first
 	backlog   int           // drain: events committed before the worker starts
+	endpoints int           // 0: one flow web_hook; N: N endpoints subscribed to identity.*
 	wait      time.Duration // longest wait for the deliveries once the writers stopped
 	poolSize  int           // pgx pool connections; 0: writers + 8
 	cpuProf   string        // CPU profile of the measured window
@@ -42,6 +43,12 @@ type options struct {
 	files     []string
 }
 
+// maxEndpoints bounds -endpoints, a sanity bound: the ledger holds one slot per delivery.
+const maxEndpoints = 100
+
+// fanout is how many deliveries one committed event makes.
+func (o *options) fanout() int { return max(1, o.endpoints) }
+
 func parseOptions(args []string) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("pipeline", flag.ContinueOnError)
@@ -53,6 +60,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "paced, closed: measured duration (max 10m)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "paced, closed: unmeasured warm-up of the same load")
 	fs.IntVar(&o.backlog, "backlog", 50000, "drain: events committed before the worker starts")
+	fs.IntVar(&o.endpoints, "endpoints", 0, "0: one flow web_hook (registration.after.password.0); N > 0: N webhook endpoints subscribed to identity.*, so each event makes N deliveries")
 	fs.DurationVar(&o.wait, "wait", time.Minute, "longest wait for every delivery once the writers stopped")
 	fs.IntVar(&o.poolSize, "pool", 0, "pgx pool size (0: writers + 8)")
 	fs.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the measured window to this file")
@@ -90,6 +98,8 @@ func parseOptions(args []string) (*options, error) {
 		return nil, errors.New("-warmup must be in [0, 1m]")
 	case o.backlog < 1 || o.backlog > 2000000:
 		return nil, errors.New("-backlog must be in [1, 2000000]")
+	case o.endpoints < 0 || o.endpoints > maxEndpoints:
+		return nil, fmt.Errorf("-endpoints must be in [0, %d]", maxEndpoints)
 	case o.wait <= 0 || o.wait > 30*time.Minute:
 		return nil, errors.New("-wait must be in (0, 30m]")
 	case o.poolSize < 0 || o.perHook < 0 || o.fetchBatch < 0:

@@ -35,8 +35,8 @@ func (r *rig) flow(ctx context.Context) (*result, error) {
 		progress("%s: warm-up %s", r.o.mode, r.o.warmup)
 		load(r.o.warmup)
 		if !r.awaitDeliveries(ctx, time.Now().Add(r.o.wait)) {
-			return nil, fmt.Errorf("warm-up: only %d of %d events delivered within %s",
-				r.recv.count.Load(), r.committed(0), r.o.wait)
+			return nil, fmt.Errorf("warm-up: only %d of %d deliveries arrived within %s",
+				r.recv.count.Load(), r.committed(0)*r.o.fanout(), r.o.wait)
 		}
 	}
 	from := int(r.ledger.next.Load())
@@ -117,10 +117,10 @@ func (r *rig) committed(from int) int {
 	return n
 }
 
-// awaitDeliveries waits until the receiver has every committed event or the deadline passes,
-// and reports whether it got them all.
+// awaitDeliveries waits until the receiver has every delivery of every committed event (one per
+// endpoint) or the deadline passes, and reports whether it got them all.
 func (r *rig) awaitDeliveries(ctx context.Context, deadline time.Time) bool {
-	want := int64(r.committed(0))
+	want := int64(r.committed(0) * r.o.fanout())
 	for r.recv.count.Load() < want {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
@@ -192,7 +192,8 @@ func (r *rig) startProfile() (func(), error) {
 }
 
 // checkRecorded waits (a few seconds at most: results are flushed every 5 ms) until Postgres
-// records every delivery as succeeded, then reads the delivery and attempt counts.
+// records every delivery (one per event and endpoint) as succeeded, then reads the delivery
+// and attempt counts.
 func (r *rig) checkRecorded(ctx context.Context, res *result) {
 	res.PG = r.pgSettings(ctx)
 	deadline := time.Now().Add(10 * time.Second)
@@ -204,7 +205,7 @@ func (r *rig) checkRecorded(ctx context.Context, res *result) {
 			res.DB.Error = err.Error()
 			return
 		}
-		if res.DB.Succeeded >= int64(res.CommittedAll) || ctx.Err() != nil {
+		if res.DB.Succeeded >= res.wantDeliveries() || ctx.Err() != nil {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -18,12 +18,15 @@ type result struct {
 	Writers  int     `json:"writers"`
 	Duration string  `json:"duration,omitempty"`
 	Backlog  int     `json:"backlog,omitempty"`
-	PerHook  int     `json:"per_hook_concurrency,omitempty"`
-	Fetch    int     `json:"fetch_batch,omitempty"`
-	AfterSQL string  `json:"after_migrate,omitempty"`
-	Finished string  `json:"finished"`
-	Database string  `json:"database"`
-	GoVer    string  `json:"go"`
+	// Endpoints is -endpoints: 0 for the one flow web_hook, else each event makes this many
+	// deliveries, one per endpoint.
+	Endpoints int    `json:"endpoints,omitempty"`
+	PerHook   int    `json:"per_hook_concurrency,omitempty"`
+	Fetch     int    `json:"fetch_batch,omitempty"`
+	AfterSQL  string `json:"after_migrate,omitempty"`
+	Finished  string `json:"finished"`
+	Database  string `json:"database"`
+	GoVer     string `json:"go"`
 
 	// Committed counts the events of the measured window (drain: the backlog) that committed;
 	// CommittedAll adds the warm-up's.
@@ -32,14 +35,16 @@ type result struct {
 	TxFailed     int64 `json:"tx_failed"`
 	LedgerFull   bool  `json:"ledger_full,omitempty"`
 
-	// Delivery checks over every committed event, warm-up included.
-	Delivered     int64 `json:"delivered"`
-	Missing       int   `json:"missing"`
-	DupWebhookIDs int64 `json:"duplicate_webhook_ids"`
-	DupEvents     int64 `json:"duplicate_events"`
-	BadSignatures int64 `json:"bad_signatures"`
-	BadBodies     int64 `json:"bad_bodies"`
-	WrongT0       int64 `json:"wrong_start_times"`
+	// Delivery checks over every committed event, warm-up included, counted in deliveries
+	// (events × endpoints). PerEndpoint is Delivered per endpoint, with -endpoints.
+	Delivered     int64   `json:"delivered"`
+	PerEndpoint   []int64 `json:"delivered_per_endpoint,omitempty"`
+	Missing       int     `json:"missing"`
+	DupWebhookIDs int64   `json:"duplicate_webhook_ids"`
+	DupEvents     int64   `json:"duplicate_events"`
+	BadSignatures int64   `json:"bad_signatures"`
+	BadBodies     int64   `json:"bad_bodies"`
+	WrongT0       int64   `json:"wrong_start_times"`
 
 	// Statements is how many statements this process sent to Postgres per event of the window
 	// (-count-statements), StatementList which.
@@ -70,12 +75,14 @@ type windowReport struct {
 	// CommitRate is committed events per second of WriterSeconds.
 	CommitRate float64 `json:"commit_rate"`
 	// DeliverySeconds runs from the window's start to its last webhook received; Rate is the
-	// window's events over it: end-to-end events/s (paced, closed) or deliveries/s (drain).
+	// window's deliveries over it: end-to-end deliveries/s, which is events/s without
+	// -endpoints. EventRate is Rate divided by the deliveries each event makes.
 	DeliverySeconds float64 `json:"delivery_seconds"`
 	Rate            float64 `json:"rate"`
+	EventRate       float64 `json:"event_rate"`
 	// TailMS is how long after the last commit the last webhook arrived (paced, closed).
 	TailMS float64 `json:"tail_ms"`
-	// Latencies of the window's events, in ms (paced, closed).
+	// Latencies of the window's deliveries, in ms (paced, closed).
 	StartToReceived  *latency `json:"start_to_received,omitempty"`
 	CommitToReceived *latency `json:"commit_to_received,omitempty"`
 	StartToCommit    *latency `json:"start_to_commit,omitempty"`
@@ -118,7 +125,7 @@ func newLatency(ns []int64) *latency {
 }
 
 func (r *rig) newResult() *result {
-	res := &result{Mode: r.o.mode, Writers: r.o.writers, Database: r.dbName, GoVer: runtime.Version(),
+	res := &result{Mode: r.o.mode, Writers: r.o.writers, Endpoints: r.o.endpoints, Database: r.dbName, GoVer: runtime.Version(),
 		PerHook: r.o.perHook, Fetch: r.o.fetchBatch, AfterSQL: r.o.afterSQL, Finished: time.Now().UTC().Format(time.RFC3339)}
 	switch r.o.mode {
 	case "paced":
@@ -133,9 +140,16 @@ func (r *rig) newResult() *result {
 	res.TxFailed = l.failed.Load()
 	res.LedgerFull = r.o.mode != "drain" && int(l.next.Load()) >= len(l.started) // drain's cap is the backlog
 	res.Delivered = r.recv.count.Load()
+	if r.o.endpoints > 0 {
+		for i := range r.recv.perEndpoint {
+			res.PerEndpoint = append(res.PerEndpoint, r.recv.perEndpoint[i].Load())
+		}
+	}
 	for i := range int(l.next.Load()) {
-		if l.commit[i].Load() != 0 && l.recv[i].Load() == 0 {
-			res.Missing++
+		for e := range l.fanout {
+			if l.commit[i].Load() != 0 && l.recv[l.slot(i, e)].Load() == 0 {
+				res.Missing++
+			}
 		}
 	}
 	res.DupWebhookIDs, res.DupEvents = r.recv.dupIDs.Load(), r.recv.dupEvents.Load()
@@ -160,16 +174,19 @@ func (r *rig) window(from int, start, writersDone time.Time, u0, u1 usage) windo
 		if s := l.sched[i].Load(); s != 0 {
 			lag = append(lag, max(0, l.started[i].Load()-s))
 		}
-		if rv := l.recv[i].Load(); rv != 0 {
-			toRecv = append(toRecv, l.lat[i].Load())
-			toCommitRecv = append(toCommitRecv, rv-c)
-			last = max(last, rv)
+		for e := range l.fanout {
+			if rv := l.recv[l.slot(i, e)].Load(); rv != 0 {
+				toRecv = append(toRecv, l.lat[l.slot(i, e)].Load())
+				toCommitRecv = append(toCommitRecv, rv-c)
+				last = max(last, rv)
+			}
 		}
 	}
-	w := windowReport{CPU: u1.since(u0, n)}
+	w := windowReport{CPU: u1.since(u0, n*l.fanout)}
 	if last > 0 {
 		w.DeliverySeconds = float64(last-start.UnixNano()) / 1e9
 		w.Rate = float64(len(toRecv)) / w.DeliverySeconds
+		w.EventRate = w.Rate / float64(l.fanout)
 	}
 	if r.o.mode == "drain" {
 		return w
@@ -195,17 +212,23 @@ func (res *result) finish(o *options) {
 	}
 	fail := func(format string, args ...any) { res.Failures = append(res.Failures, fmt.Sprintf(format, args...)) }
 	warn := func(format string, args ...any) { res.Warnings = append(res.Warnings, fmt.Sprintf(format, args...)) }
+	want := res.wantDeliveries()
 	if res.Missing > 0 {
-		fail("%d committed events never arrived (lost or still pending after -wait %s)", res.Missing, o.wait)
+		fail("%d deliveries of committed events never arrived (lost or still pending after -wait %s)", res.Missing, o.wait)
 	}
-	if res.Delivered != int64(res.CommittedAll) {
-		fail("delivered %d events, committed %d", res.Delivered, res.CommittedAll)
+	if res.Delivered != want {
+		fail("%d deliveries arrived, want %d (%d committed events × %d)", res.Delivered, want, res.CommittedAll, o.fanout())
+	}
+	for e, n := range res.PerEndpoint {
+		if n != int64(res.CommittedAll) {
+			fail("endpoint-%02d received %d deliveries for %d committed events", e, n, res.CommittedAll)
+		}
 	}
 	if res.DupWebhookIDs > 0 {
 		fail("%d deliveries repeated a webhook-id", res.DupWebhookIDs)
 	}
 	if res.DupEvents > 0 {
-		fail("%d events arrived more than once (different webhook-ids)", res.DupEvents)
+		fail("%d events arrived more than once at one endpoint (different webhook-ids)", res.DupEvents)
 	}
 	if res.BadSignatures > 0 || res.BadBodies > 0 || res.WrongT0 > 0 {
 		fail("%d bad signatures, %d unreadable bodies, %d wrong start times", res.BadSignatures, res.BadBodies, res.WrongT0)
@@ -219,9 +242,9 @@ func (res *result) finish(o *options) {
 	switch db := res.DB; {
 	case db.Error != "":
 		fail("reading webhook_deliveries: %s", db.Error)
-	case db.Deliveries != int64(res.CommittedAll) || db.Succeeded != int64(res.CommittedAll):
-		fail("webhook_deliveries holds %d rows, %d succeeded, for %d events; not succeeded: %s",
-			db.Deliveries, db.Succeeded, res.CommittedAll, strings.Join(db.Unfinished, "; "))
+	case db.Deliveries != want || db.Succeeded != want:
+		fail("webhook_deliveries holds %d rows, %d succeeded, want %d; not succeeded: %s",
+			db.Deliveries, db.Succeeded, want, strings.Join(db.Unfinished, "; "))
 	case db.Attempts != db.Deliveries:
 		fail("%d attempts for %d deliveries: some attempts failed and were retried", db.Attempts, db.Deliveries)
 	}
@@ -236,6 +259,11 @@ func (res *result) finish(o *options) {
 	}
 }
 
+// wantDeliveries is how many deliveries the committed events must make: one per endpoint.
+func (res *result) wantDeliveries() int64 {
+	return int64(res.CommittedAll) * int64(max(1, res.Endpoints))
+}
+
 func (res *result) print(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	host, _ := os.Hostname()
@@ -245,10 +273,12 @@ func (res *result) print(w io.Writer) {
 	wr := res.Window
 	if f := res.Fill; f != nil {
 		p("backlog: %d events committed in %.2f s (%.0f events/s, relay running)", f.Events, f.Seconds, f.EventsPerSec)
-		p("drain:   %d deliveries in %.3f s = %.0f deliveries/s", res.Committed, wr.DeliverySeconds, wr.Rate)
+		p("drain:   %d deliveries (%d events × %d) in %.3f s = %.0f deliveries/s, %.0f events/s",
+			res.wantDeliveries(), res.Committed, max(1, res.Endpoints), wr.DeliverySeconds, wr.Rate, wr.EventRate)
 	} else {
 		p("committed:  %d in %.2f s = %.0f events/s", res.Committed, wr.WriterSeconds, wr.CommitRate)
-		p("end to end: %.0f events/s (last webhook %.1f ms after the last commit)", wr.Rate, wr.TailMS)
+		p("end to end: %.0f deliveries/s = %.0f events/s × %d (last webhook %.1f ms after the last commit)",
+			wr.Rate, wr.EventRate, max(1, res.Endpoints), wr.TailMS)
 		p("latency ms            p50     p90     p99     max")
 		for _, l := range []struct {
 			name string
@@ -262,14 +292,17 @@ func (res *result) print(w io.Writer) {
 	}
 	c := wr.CPU
 	p("cpu (cores of %d): machine %.2f, this process %.2f, postgres %.2f, other %.2f", c.NumCPU, c.Machine, c.Process, c.Postgres, c.Other)
-	p("cpu per event (µs): machine %.0f, this process %.0f, postgres %.0f", c.MachineUS, c.ProcessUS, c.PostgresUS)
+	p("cpu per delivery (µs): machine %.0f, this process %.0f, postgres %.0f", c.MachineUS, c.ProcessUS, c.PostgresUS)
 	if res.Statements > 0 {
 		p("statements to Postgres per event: %.2f", res.Statements)
 		for _, s := range res.StatementList {
 			p("  %6.3f  %s", s.PerEvent, s.SQL)
 		}
 	}
-	p("checks: committed %d (warm-up included), delivered %d, missing %d, duplicate webhook-ids %d, duplicate events %d, bad signatures %d; db: %d deliveries, %d succeeded, %d attempts",
+	if len(res.PerEndpoint) > 0 {
+		p("deliveries per endpoint: %v", res.PerEndpoint)
+	}
+	p("checks: committed %d (warm-up included), deliveries %d, missing %d, duplicate webhook-ids %d, duplicate events %d, bad signatures %d; db: %d deliveries, %d succeeded, %d attempts",
 		res.CommittedAll, res.Delivered, res.Missing, res.DupWebhookIDs, res.DupEvents, res.BadSignatures,
 		res.DB.Deliveries, res.DB.Succeeded, res.DB.Attempts)
 	for _, s := range res.Warnings {
@@ -293,6 +326,9 @@ func (res *result) config() string {
 		parts = append(parts, "d="+res.Duration)
 	case "drain":
 		parts = append(parts, fmt.Sprintf("backlog=%d", res.Backlog))
+	}
+	if res.Endpoints != 0 {
+		parts = append(parts, fmt.Sprintf("endpoints=%d", res.Endpoints))
 	}
 	if res.PerHook != 0 {
 		parts = append(parts, fmt.Sprintf("per-hook=%d", res.PerHook))

@@ -87,22 +87,44 @@ func newRig(ctx context.Context, o *options, log *slog.Logger) (r *rig, err erro
 	if r.sessions, err = sessions.NewManager(r.pool, r.ids, r.outbox, sessions.Config{CookieSecrets: [][]byte{secret}}, log); err != nil {
 		return nil, err
 	}
-	whsec := webhooks.NewSecret()
-	if r.recv, err = startReceiver(whsec); err != nil {
+	secrets := make([]string, o.fanout())
+	for i := range secrets {
+		secrets[i] = webhooks.NewSecret()
+	}
+	if r.recv, err = startReceiver(secrets); err != nil {
 		return nil, err
 	}
-	r.hooks, err = webhooks.NewRegistry([]webhooks.Hook{{
-		ID:             hookID,
-		Triggers:       []webhooks.Trigger{{EventType: events.TypeIdentityCreated, Flow: "registration", Method: "password"}},
-		URL:            r.recv.url,
-		SigningSecrets: []string{whsec},
-	}})
-	if err != nil {
+	if r.hooks, err = webhooks.NewRegistry(r.benchHooks(secrets)); err != nil {
 		return nil, err
 	}
 	r.sender = webhooks.NewSender(webhooks.SenderConfig{AllowLoopback: true})
-	r.ledger = newLedger(ledgerSize(o))
+	r.ledger = newLedger(ledgerSize(o), o.fanout())
 	return r, nil
+}
+
+// benchHooks is what the worker delivers to: by default the one after-persist flow web_hook of
+// password registrations; with -endpoints N, N endpoints subscribed to identity.*, each with its
+// own URL on the receiver and its own secret, as an integrator would add them.
+func (r *rig) benchHooks(secrets []string) []webhooks.Hook {
+	if r.o.endpoints == 0 {
+		return []webhooks.Hook{{
+			ID:             hookID,
+			Triggers:       []webhooks.Trigger{{EventType: events.TypeIdentityCreated, Flow: "registration", Method: "password"}},
+			URL:            r.recv.url,
+			SigningSecrets: secrets[:1],
+		}}
+	}
+	hooks := make([]webhooks.Hook, r.o.endpoints)
+	for i := range hooks {
+		hooks[i] = webhooks.Hook{
+			ID:             fmt.Sprintf("endpoint-%02d", i),
+			Endpoint:       true,
+			EventTypes:     []string{"identity.*"},
+			URL:            r.recv.endpointURL(i),
+			SigningSecrets: secrets[i : i+1],
+		}
+	}
+	return hooks
 }
 
 // openDatabase creates latch_pipebench_<random> on the -dsn server, applies every migration
@@ -222,11 +244,14 @@ func (r *rig) close() error {
 			}
 		}
 	}
-	if r.recv != nil {
-		errs = append(errs, r.recv.close())
-	}
+	// The sender's idle connections first: a connection it dialled but never used is "new" to
+	// the receiver, whose Shutdown would wait 5 s for it (net/http treats such a connection as
+	// idle only after 5 s): a run with ten endpoints once hit the 5 s limit of close.
 	if r.sender != nil {
 		r.sender.Close()
+	}
+	if r.recv != nil {
+		errs = append(errs, r.recv.close())
 	}
 	if r.nc != nil {
 		r.nc.Close()

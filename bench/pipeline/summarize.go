@@ -44,7 +44,7 @@ func summarize(files []string, w io.Writer) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	fmt.Fprintln(w, "| Run | n | Committed events/s | End-to-end events/s (drain: deliveries/s) | start→received p50 / p90 / p99 / max ms | commit→received p50 / p99 ms | paced: due→start p99 ms | Cores: machine; process; Postgres; other | CPU µs/event: process; Postgres | Checks |")
+	fmt.Fprintln(w, "| Run | n | Committed events/s | End-to-end deliveries/s (one hook: = events/s) | start→received p50 / p90 / p99 / max ms | commit→received p50 / p99 ms | paced: due→start p99 ms | Cores: machine; process; Postgres; other | CPU µs/event: process; Postgres | Checks |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, key := range order {
 		rs := groups[key]

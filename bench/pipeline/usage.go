@@ -27,7 +27,7 @@ type usage struct {
 }
 
 // cpuReport is the CPU used during a window, in cores (CPU seconds per wall second), and per
-// event in microseconds.
+// delivery in microseconds.
 type cpuReport struct {
 	NumCPU   int     `json:"num_cpu"`
 	Machine  float64 `json:"machine_cores"`
@@ -36,7 +36,8 @@ type cpuReport struct {
 	// Other is what the machine spent outside this process and its Postgres: other benchmarks,
 	// compilers, the VM's own housekeeping. More than a few hundredths means: distrust the run.
 	Other float64 `json:"other_cores"`
-	// Per event (or delivery, in drain mode), in microseconds of CPU.
+	// Per delivery, in microseconds of CPU: per event without -endpoints (one delivery each),
+	// per event and endpoint with it. The JSON names predate -endpoints.
 	ProcessUS  float64 `json:"process_us_per_event"`
 	PostgresUS float64 `json:"postgres_us_per_event"`
 	MachineUS  float64 `json:"machine_us_per_event"`
@@ -53,7 +54,7 @@ func readUsage(db string) usage {
 	return u
 }
 
-// since reports the window from b to u; n is the number of events the window handled.
+// since reports the window from b to u; n is the number of deliveries the window handled.
 func (u usage) since(b usage, n int) cpuReport {
 	wall := u.at.Sub(b.at).Seconds()
 	if wall <= 0 {

@@ -19,24 +19,29 @@ import (
 	"github.com/latchhq/latch/sessions"
 )
 
-// ledger holds, per event sequence number, when its transaction started, when it committed and
-// when its webhook arrived (unix ns, 0 for "not yet"). Writers and the receiver write disjoint
-// slots without locks; the results read them once everything has stopped.
+// ledger holds, per event sequence number, when its transaction started and when it committed,
+// and per delivery (fanout of them per event, one per endpoint) when its webhook arrived (unix
+// ns, 0 for "not yet"). Writers and the receiver write disjoint slots without locks; the results
+// read them once everything has stopped.
 type ledger struct {
 	next    atomic.Int64 // the next sequence number to hand out
+	fanout  int          // deliveries per event: recv and lat hold fanout slots per event
 	started []atomic.Int64
 	commit  []atomic.Int64
-	recv    []atomic.Int64
-	lat     []atomic.Int64 // received minus the start time read from the delivered body
+	recv    []atomic.Int64 // per delivery, at slot(seq, endpoint)
+	lat     []atomic.Int64 // per delivery: received minus the start time read from the delivered body
 	sched   []atomic.Int64 // paced: when the event was due
 	failed  atomic.Int64   // transactions that did not commit
 	lastErr atomic.Pointer[string]
 }
 
-func newLedger(n int) *ledger {
-	return &ledger{started: make([]atomic.Int64, n), commit: make([]atomic.Int64, n),
-		recv: make([]atomic.Int64, n), lat: make([]atomic.Int64, n), sched: make([]atomic.Int64, n)}
+func newLedger(n, fanout int) *ledger {
+	return &ledger{fanout: fanout, started: make([]atomic.Int64, n), commit: make([]atomic.Int64, n),
+		recv: make([]atomic.Int64, n*fanout), lat: make([]atomic.Int64, n*fanout), sched: make([]atomic.Int64, n)}
 }
+
+// slot is where the delivery of event seq to endpoint e is recorded in recv and lat.
+func (l *ledger) slot(seq, e int) int { return seq*l.fanout + e }
 
 // ledgerSize is the most events one run can commit: warm-up and measured window at the paced
 // rate, at an implausible 30k/s closed loop, or the backlog. Writers stop when it is reached
