@@ -4,8 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Error is Kratos' generic error (herodot's DefaultError): the body of every failed request that
@@ -98,7 +104,13 @@ func Unavailable() *Error {
 // and never shown.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
-	if !errors.As(err, &e) {
+	switch {
+	case errors.As(err, &e):
+	case DatabaseUnavailable(err):
+		// Postgres is restarting or unreachable: the client may retry, and nothing was half done
+		// (every write is one transaction).
+		e = Unavailable().WithReason("The database is not reachable right now; try again shortly.").WithCause(err)
+	default:
 		e = Internal().WithCause(err)
 	}
 	if e.Code >= 500 && log != nil {
@@ -123,4 +135,25 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	if v != nil {
 		_ = json.NewEncoder(w).Encode(v)
 	}
+}
+
+// DatabaseUnavailable reports whether err says Postgres could not be reached or went away
+// (connection refused or reset, a server shutting down or starting up, a broken connection)
+// rather than that a query was wrong: such a request gets a 503 the client may retry.
+func DatabaseUnavailable(err error) bool {
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08: connection exception; 57P01-57P03: shutting down, crashed, starting up.
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	return pgconn.SafeToRetry(err)
 }
