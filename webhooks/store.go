@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchhq/latch/events"
 )
 
 // Delivery states, the values of webhook_deliveries.state.
@@ -279,10 +281,12 @@ func bodyJSON(b []byte) json.RawMessage {
 }
 
 // replayable is the condition a delivery must meet to be replayed: not being attempted right
-// now, and with a body to send.
+// now, and with a body to send. A courier message renders at every attempt, so one whose
+// template failed can be replayed once the template is fixed.
 const replayable = `NOT (d.state = 'pending' AND COALESCE(d.lease_until > now(), false))
 	AND d.event_type <> '` + CallEventType + `'
-	AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')
+	AND (d.hook_id = '` + events.CourierHookID + `'
+		OR NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template'))
 	AND NOT ` + erased
 
 // erased holds for a delivery whose body is erased, or about to be: a final one whose identity
