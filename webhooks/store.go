@@ -308,7 +308,8 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 		// A before-persist call belongs to a flow that has already answered: sending it again
 		// later would decide nothing, so it is not replayable (its attempts stay visible).
 		err := tx.QueryRow(ctx, `SELECT d.state = 'pending' AND COALESCE(d.lease_until > now(), false),
-			d.event_type = '`+CallEventType+`' OR EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template'),
+			d.event_type = '`+CallEventType+`' OR (d.hook_id <> '`+events.CourierHookID+`'
+				AND EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')),
 			`+erased+` FROM webhook_deliveries d WHERE d.id = $1 FOR UPDATE`, id).Scan(&leased, &template, &gone)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
