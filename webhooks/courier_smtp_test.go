@@ -57,9 +57,9 @@ type mailbox struct {
 	pass string
 
 	mu      sync.Mutex
-	tries   int                                  // DATA commands seen
-	refuse  func(try int) *smtp.SMTPError        // nil: accept everything
-	rcpt    func(to string) *smtp.SMTPError      // nil: accept every recipient
+	tries   int                             // DATA commands seen
+	refuse  func(try int) *smtp.SMTPError   // nil: accept everything
+	rcpt    func(to string) *smtp.SMTPError // nil: accept every recipient
 	mails   []receivedMail
 	arrived chan receivedMail
 }
