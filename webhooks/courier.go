@@ -529,3 +529,13 @@ func normalizeCourier(h Hook) (*Hook, error) {
 	}
 	return &h, nil
 }
+
+// CourierRetries is the schedule of Kratos' courier.message_retries: the first send and n
+// retries, spaced as CourierScheduleDefault and then every its last delay.
+func CourierRetries(n int) []time.Duration {
+	out := make([]time.Duration, 0, n+1)
+	for i := range n + 1 {
+		out = append(out, CourierScheduleDefault[min(i, len(CourierScheduleDefault)-1)])
+	}
+	return out
+}
