@@ -550,3 +550,40 @@ func TestCourierAdminMessages(t *testing.T) {
 	// A webhook delivery is no message.
 	get("/admin/courier/messages/"+seed(t, b.db, "crm", "https://crm.example/").String(), 404)
 }
+
+// SIGTERM while the mail server hangs mid-DATA: the send is cut at the shutdown timeout,
+// recorded as shutdown and due again at once, and the next worker sends it (same Message-ID).
+func TestCourierShutdownMidSend(t *testing.T) {
+	t.Parallel()
+	b := setupWorker(t)
+	mb := newMailbox(t, startTLS, "", "")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the mailbox closes (cleanups run last first)
+	entered := make(chan struct{}, 1)
+	mb.refuse = func(try int) *smtp.SMTPError {
+		if try == 1 {
+			entered <- struct{}{}
+			<-release
+			return &smtp.SMTPError{Code: 421, Message: "too late"}
+		}
+		return nil
+	}
+	b.setCourier(t, smtpConfig("smtp", mb, "?skip_ssl_verify=true"))
+	a := b.start(t, WorkerConfig{ShutdownTimeout: 100 * time.Millisecond})
+	id := queueMessage(t, b.db, TemplateRecoveryCodeValid, "ada@example.com", "314159")
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the send did not reach DATA")
+	}
+	a.stop(t)
+	d := mustGet(t, b, id)
+	if d.State != StatePending || len(d.Attempts) != 1 || d.Attempts[0].ErrorClass == nil || *d.Attempts[0].ErrorClass != ErrorClassShutdown {
+		t.Fatalf("after SIGTERM: %+v attempts %+v", d, d.Attempts)
+	}
+	b.start(t, WorkerConfig{})
+	m := mb.wait(t, 10*time.Second)
+	if !strings.Contains(m.plain, "314159") || !strings.Contains(m.header.Get("Message-Id"), id.String()) {
+		t.Errorf("resent mail %q %v", m.plain, m.header)
+	}
+}
