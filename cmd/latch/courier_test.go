@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/base64"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +85,50 @@ courier:
 		if _, err := courierOf(t, "\n"+yaml+"\n"); err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%s: %v, want an error naming %s", yaml, err, key)
 		}
+	}
+}
+
+// The configurations of docs/COURIER.md load and build a courier: every yaml block that
+// configures one, with its files (the Jsonnet body, template files) written where it says.
+func TestCourierDocConfigsWork(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/COURIER.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	blocks := regexp.MustCompile("(?s)```(yaml|jsonnet)\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	files := map[string]string{
+		"templates/recovery_code_valid.txt":  "Your code: {{ .RecoveryCode }}",
+		"templates/recovery_code_valid.html": "<p>Your code: <b>{{ .RecoveryCode }}</b></p>",
+	}
+	for _, b := range blocks {
+		if b[1] == "jsonnet" {
+			files["courier.jsonnet"] = b[2]
+		}
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for _, b := range blocks {
+		if b[1] != "yaml" || !strings.HasPrefix(b[2], "courier:") {
+			continue
+		}
+		n++
+		yaml := strings.ReplaceAll(b[2], "file:///etc/latch/", "file://"+dir+"/")
+		h, err := courierOf(t, "\n"+yaml)
+		if err != nil || h == nil {
+			t.Errorf("docs/COURIER.md block %d:\n%s\n%v", n, b[2], err)
+		}
+	}
+	if n < 3 {
+		t.Errorf("%d courier configurations in docs/COURIER.md, want the SMTP, HTTP and template ones", n)
 	}
 }
