@@ -414,6 +414,19 @@ func TestCourierConfigErrorsAndLimits(t *testing.T) {
 		}
 	}
 
+	// Hostile recipients: a header injection dies at once without a connection; markup in the
+	// address is escaped in the HTML part.
+	inj, _ := json.Marshal(events.Message{Type: "email", TemplateType: TemplateVerificationCodeValid,
+		Recipient: "a@example.com\r\nBcc: evil@example.com", TemplateData: map[string]any{"verification_code": "123456"}})
+	if res := h.Courier.deliver(context.Background(), nil, "x", inj, time.Second); res.ErrorClass != ErrorClassInvalidRequest || !res.Gone {
+		t.Errorf("header injection: %+v", res)
+	}
+	r, err := h.Courier.render(events.Message{Type: "email", TemplateType: TemplateVerificationCodeValid,
+		Recipient: "x@example.com", TemplateData: map[string]any{"to": "<script>alert(1)</script>", "verification_code": "123456"}})
+	if err != nil || strings.Contains(r.html, "<script>") || !strings.Contains(r.html, "&lt;script&gt;") || strings.ContainsAny(r.subject, "\r\n") {
+		t.Errorf("markup in the address: %+v, %v", r, err)
+	}
+
 	reg, err := NewRegistry([]Hook{h, {ID: "all", Endpoint: true, URL: "https://x.example/"}})
 	if err != nil {
 		t.Fatal(err)
