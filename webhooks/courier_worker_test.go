@@ -600,3 +600,18 @@ func TestCourierShutdownMidSend(t *testing.T) {
 		t.Errorf("resent mail %q %v", m.plain, m.header)
 	}
 }
+
+// The courier needs only Postgres: a message queued while NATS is down (a flow's transaction
+// never touches NATS) is sent by a worker that cannot reach NATS.
+func TestCourierSendsWhileNATSDown(t *testing.T) {
+	t.Parallel()
+	b := setupWorkerOwnNATS(t)
+	mb := newMailbox(t, startTLS, "", "")
+	b.setCourier(t, smtpConfig("smtp", mb, "?skip_ssl_verify=true"))
+	b.ns.Shutdown()
+	queueMessage(t, b.db, TemplateVerificationCodeValid, "ada@example.com", "271828")
+	b.start(t, WorkerConfig{})
+	if m := mb.wait(t, 20*time.Second); !strings.Contains(m.plain, "271828") {
+		t.Errorf("plain %q", m.plain)
+	}
+}
