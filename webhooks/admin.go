@@ -21,6 +21,7 @@ type Admin struct {
 	store     *Store
 	endpoints *EndpointStore
 	sender    *Sender
+	reg       *Registry // the courier's templates render messages; nil: the built-in ones
 	log       *slog.Logger
 }
 
@@ -34,7 +35,7 @@ func NewAdmin(db *pgxpool.Pool, reg *Registry, sender *Sender, log *slog.Logger)
 	if reg != nil {
 		static = reg.ConfigEndpoints
 	}
-	return &Admin{store: NewStore(db), endpoints: NewEndpointStore(db, static), sender: sender, log: log}
+	return &Admin{store: NewStore(db), endpoints: NewEndpointStore(db, static), sender: sender, reg: reg, log: log}
 }
 
 // Route is one route of the admin API: what Routes registers and what the OpenAPI document
@@ -61,6 +62,8 @@ func (a *Admin) routes() []Route {
 		{"POST", "/admin/webhooks/endpoints/{id}/secret/rotate", a.rotateSecret},
 		{"POST", "/admin/webhooks/endpoints/{id}/test", a.testEndpoint},
 		{"POST", "/admin/webhooks/endpoints/{id}/recover", a.recoverEndpoint},
+		{"GET", "/admin/courier/messages", a.listMessages},
+		{"GET", "/admin/courier/messages/{id}", a.getMessage},
 		{"GET", "/admin/webhooks/openapi.yaml", a.serveOpenAPIYAML},
 		{"GET", "/admin/webhooks/openapi.json", a.serveOpenAPIJSON},
 	}

@@ -285,7 +285,12 @@ func (w *Worker) attempt(ctx context.Context, j *job) (o outcome) {
 			o = w.judge(hook, j, Result{Started: time.Now(), ErrorClass: ErrorClassInternal, Err: fmt.Errorf("panic: %v", p)})
 		}
 	}()
-	res := w.sender.Send(ctx, Attempt{Hook: hook, DeliveryID: j.id.String(), Body: j.body, ContentType: j.contentType})
+	var res Result
+	if hook.Courier != nil {
+		res = hook.Courier.deliver(ctx, w.sender, j.id.String(), j.body, hookTimeout(hook))
+	} else {
+		res = w.sender.Send(ctx, Attempt{Hook: hook, DeliveryID: j.id.String(), Body: j.body, ContentType: j.contentType})
+	}
 	return w.judge(hook, j, res)
 }
 

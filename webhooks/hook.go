@@ -90,6 +90,12 @@ type Hook struct {
 	// Disabled stops attempts: new events still make delivery rows, dead at once with error
 	// class endpoint_disabled, so that a recovery can replay them once it is enabled again.
 	Disabled bool
+
+	// Courier, when set, makes this the courier (ID events.CourierHookID, built by
+	// NewCourierHook): its deliveries are messages the flows queued, rendered and sent over SMTP
+	// or HTTP at each attempt. It has no trigger and is no endpoint, so fan-out never makes
+	// courier deliveries; Timeout and Schedule apply as to any hook.
+	Courier *Courier
 }
 
 // Ordering modes of an endpoint.
@@ -376,6 +382,9 @@ func normalizeHook(h Hook) (*Hook, error) {
 	h.ID = strings.TrimSpace(h.ID)
 	fail := func(format string, args ...any) (*Hook, error) {
 		return nil, fmt.Errorf("%w %q: %s", ErrInvalidHook, h.ID, fmt.Sprintf(format, args...))
+	}
+	if h.Courier != nil {
+		return normalizeCourier(h)
 	}
 	if h.Trigger == (Trigger{}) && len(h.Triggers) == 0 && !h.Call && !h.Endpoint {
 		return fail("no trigger")

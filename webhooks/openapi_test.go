@@ -494,6 +494,23 @@ func TestOpenAPIShapes(t *testing.T) {
 	do("GET", delivery, seeded.String(), "", 200)
 	do("POST", delivery+"/replay", tr1.DeliveryID.String(), "", 200)
 	do("POST", "/admin/webhooks/replay", "", fmt.Sprintf(`{"state":"succeeded","since":%q,"hook_id":%q}`, start, e1.ID), 200)
+	// Courier messages: one queued, one sent after a failed dispatch, one erased.
+	queued := queueMessage(t, db, TemplateRecoveryCodeValid, "ada@example.com", "123456")
+	sentMsg := queueMessage(t, db, TemplateVerificationCodeInvalid, "bob@example.com", "")
+	mustExec(t, db, `UPDATE webhook_deliveries SET state = 'succeeded', attempts = 2, next_attempt_at = NULL WHERE id = $1`, sentMsg)
+	mustExec(t, db, `INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error)
+		VALUES ($1, 1, now(), 40, 451, 'smtp', 'try later'), ($1, 2, now(), 30, NULL, NULL, NULL)`, sentMsg)
+	erasedMsg := queueMessage(t, db, TemplateRecoveryCodeInvalid, "eve@example.com", "")
+	mustExec(t, db, `UPDATE webhook_deliveries SET state = 'dead', body = '', erased_at = now() WHERE id = $1`, erasedMsg)
+	if mustDecode(t, do("GET", "/admin/courier/messages", "", "", 200), &listed); len(listed) != 3 {
+		t.Fatalf("%d courier messages, want 3", len(listed))
+	}
+	do("GET", "/admin/courier/messages?status=queued&recipient=ada@example.com&page_size=1", "", "", 200)
+	for _, id := range []uuid.UUID{queued, sentMsg, erasedMsg} {
+		do("GET", "/admin/courier/messages/{id}", id.String(), "", 200)
+	}
+	do("GET", "/admin/courier/messages/{id}", uuid.NewString(), "", 404)
+	do("GET", "/admin/courier/messages?status=lost", "", "", 400)
 	do("GET", "/admin/webhooks/openapi.json", "", "", 200)
 	do("GET", "/admin/webhooks/openapi.yaml", "", "", 200)
 

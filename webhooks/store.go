@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchhq/latch/events"
 )
 
 // Delivery states, the values of webhook_deliveries.state.
@@ -279,10 +281,12 @@ func bodyJSON(b []byte) json.RawMessage {
 }
 
 // replayable is the condition a delivery must meet to be replayed: not being attempted right
-// now, and with a body to send.
+// now, and with a body to send. A courier message renders at every attempt, so one whose
+// template failed can be replayed once the template is fixed.
 const replayable = `NOT (d.state = 'pending' AND COALESCE(d.lease_until > now(), false))
 	AND d.event_type <> '` + CallEventType + `'
-	AND NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')
+	AND (d.hook_id = '` + events.CourierHookID + `'
+		OR NOT EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template'))
 	AND NOT ` + erased
 
 // erased holds for a delivery whose body is erased, or about to be: a final one whose identity
@@ -304,7 +308,8 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 		// A before-persist call belongs to a flow that has already answered: sending it again
 		// later would decide nothing, so it is not replayable (its attempts stay visible).
 		err := tx.QueryRow(ctx, `SELECT d.state = 'pending' AND COALESCE(d.lease_until > now(), false),
-			d.event_type = '`+CallEventType+`' OR EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template'),
+			d.event_type = '`+CallEventType+`' OR (d.hook_id <> '`+events.CourierHookID+`'
+				AND EXISTS (SELECT 1 FROM webhook_attempts a WHERE a.delivery_id = d.id AND a.error_class = 'template')),
 			`+erased+` FROM webhook_deliveries d WHERE d.id = $1 FOR UPDATE`, id).Scan(&leased, &template, &gone)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):

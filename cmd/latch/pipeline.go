@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -120,4 +121,55 @@ func workerConfig(cfg *config.Config) webhooks.WorkerConfig {
 // relayConfig is the outbox relay's.
 func relayConfig(cfg *config.Config) events.RelayConfig {
 	return events.RelayConfig{Retention: time.Duration(cfg.Events.OutboxRetention)}
+}
+
+// courierHook maps courier.* onto the courier's hook; nil when the file sets up no courier
+// (queued messages then wait, dead as hook_removed, until one is configured and they are
+// replayed). Errors name the key.
+func courierHook(cfg *config.Config) (*webhooks.Hook, error) {
+	c := cfg.Courier
+	if !c.Configured() {
+		return nil, nil
+	}
+	rc := c.HTTP.RequestConfig
+	wc := webhooks.CourierConfig{
+		DeliveryStrategy: c.DeliveryStrategy,
+		SMTP: webhooks.CourierSMTPConfig{ConnectionURI: c.SMTP.ConnectionURI, FromAddress: c.SMTP.FromAddress,
+			FromName: c.SMTP.FromName, Headers: c.SMTP.Headers, LocalName: c.SMTP.LocalName},
+		HTTP:    webhooks.CourierHTTPConfig{URL: rc.URL, Method: rc.Method, Headers: rc.Headers, Body: rc.Body},
+		Timeout: time.Duration(c.Timeout),
+	}
+	if len(rc.Auth) > 0 && string(rc.Auth) != "null" {
+		var a struct {
+			Type   string `json:"type"`
+			Config struct {
+				Name, Value, In, User, Password string
+			} `json:"config"`
+		}
+		if err := json.Unmarshal(rc.Auth, &a); err != nil {
+			return nil, fmt.Errorf("config: courier.http.request_config.auth: %w", err)
+		}
+		wc.HTTP.Auth = &webhooks.Auth{Type: a.Type, Name: a.Config.Name, Value: a.Config.Value, In: a.Config.In,
+			User: a.Config.User, Password: a.Config.Password}
+	}
+	wc.Templates = map[string]webhooks.CourierTemplateConfig{}
+	for tt, t := range map[string]config.CourierTemplates{
+		webhooks.TemplateRecoveryCodeValid: c.Templates.RecoveryCode.Valid, webhooks.TemplateRecoveryCodeInvalid: c.Templates.RecoveryCode.Invalid,
+		webhooks.TemplateVerificationCodeValid: c.Templates.VerificationCode.Valid, webhooks.TemplateVerificationCodeInvalid: c.Templates.VerificationCode.Invalid,
+	} {
+		wc.Templates[tt] = webhooks.CourierTemplateConfig{Subject: t.Email.Subject, PlainText: t.Email.Body.PlainText, HTML: t.Email.Body.HTML}
+	}
+	switch {
+	case len(c.Retry.Schedule) > 0:
+		for _, d := range c.Retry.Schedule {
+			wc.Schedule = append(wc.Schedule, time.Duration(d))
+		}
+	case c.MessageRetries != nil:
+		wc.Schedule = webhooks.CourierRetries(*c.MessageRetries)
+	}
+	h, err := webhooks.NewCourierHook(wc)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &h, nil
 }

@@ -166,7 +166,15 @@ func resolveConfig(cfg *config.Config) (core.Config, []webhooks.Hook, error) {
 		return c, nil, err
 	}
 	endpoints, err := endpointHooks(cfg)
-	return c, append(workerHooks, endpoints...), err
+	if err != nil {
+		return c, nil, err
+	}
+	workerHooks = append(workerHooks, endpoints...)
+	courier, err := courierHook(cfg)
+	if courier != nil {
+		workerHooks = append(workerHooks, *courier)
+	}
+	return c, workerHooks, err
 }
 
 // endpointHooks maps webhooks.endpoints onto the workers' hooks; an endpoint without secrets of

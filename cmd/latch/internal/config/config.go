@@ -39,6 +39,7 @@ type Config struct {
 	NATS        NATSConfig        `json:"nats"`
 	Events      EventsConfig      `json:"events"`
 	Webhooks    WebhooksConfig    `json:"webhooks"`
+	Courier     CourierConfig     `json:"courier"`
 }
 
 // ServeConfig is `serve`.
@@ -265,6 +266,59 @@ type WebhookEndpoint struct {
 	Ordering       string            `json:"ordering"`        // none (default) | per_identity
 	Disabled       bool              `json:"disabled"`
 	Timeout        Duration          `json:"timeout"`
+}
+
+// CourierConfig is Kratos' `courier`: how recovery and verification messages are sent. It is
+// configured when SMTP.ConnectionURI is set or DeliveryStrategy is http (Configured).
+type CourierConfig struct {
+	DeliveryStrategy string `json:"delivery_strategy"` // smtp (default) | http
+	SMTP             struct {
+		ConnectionURI string            `json:"connection_uri"` // smtp:// (STARTTLS) or smtps://
+		FromAddress   string            `json:"from_address"`
+		FromName      string            `json:"from_name"`
+		Headers       map[string]string `json:"headers"`
+		LocalName     string            `json:"local_name"` // HELO name; unset: the host name
+	} `json:"smtp"`
+	HTTP struct {
+		RequestConfig struct {
+			URL     string            `json:"url"`
+			Method  string            `json:"method"` // unset: POST
+			Headers map[string]string `json:"headers"`
+			Body    string            `json:"body"` // Jsonnet template URI; unset: Kratos' data model as JSON
+			Auth    json.RawMessage   `json:"auth"` // a web_hook's {type, config}; read by cmd/latch
+		} `json:"request_config"`
+	} `json:"http"`
+	Templates struct {
+		RecoveryCode     CourierTemplatePair `json:"recovery_code"`
+		VerificationCode CourierTemplatePair `json:"verification_code"`
+	} `json:"templates"`
+	MessageRetries *int `json:"message_retries"` // sends after the first; unset: the webhooks package's courier schedule
+	Retry          struct {
+		Schedule []Duration `json:"schedule"` // overrides message_retries
+	} `json:"retry"`
+	Timeout Duration `json:"timeout"` // unset: webhooks.TimeoutDefault
+}
+
+// Configured reports whether the file sets up a courier.
+func (c CourierConfig) Configured() bool {
+	return c.SMTP.ConnectionURI != "" || c.DeliveryStrategy == "http"
+}
+
+// CourierTemplatePair is `courier.templates.<name>`: the valid and invalid templates.
+type CourierTemplatePair struct {
+	Valid   CourierTemplates `json:"valid"`
+	Invalid CourierTemplates `json:"invalid"`
+}
+
+// CourierTemplates is `courier.templates.<name>.<valid|invalid>`; only email is used.
+type CourierTemplates struct {
+	Email struct {
+		Subject string `json:"subject"` // file:// or base64:// Go template; unset: the built-in one
+		Body    struct {
+			PlainText string `json:"plaintext"`
+			HTML      string `json:"html"`
+		} `json:"body"`
+	} `json:"email"`
 }
 
 // LogConfig is `log`.

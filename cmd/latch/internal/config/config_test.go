@@ -271,7 +271,7 @@ secrets:
 				t.Errorf("memory = %d", c.Hashers.Argon2.Memory)
 			}
 		}},
-		{"unrelated and ignored keys are skipped", []string{"PATH=/usr/bin", "HOME=/root", "COURIER_SMTP_CONNECTION_URI=smtp://x", "VERSION=1", "lower_case=1", "SERVE_PUBLIC_NOPE=1", "SERVE_PUBLIC_PORT=", "LOG_LEVEL="}, func(t *testing.T, c *Config) {
+		{"unrelated and ignored keys are skipped", []string{"PATH=/usr/bin", "HOME=/root", "COURIER_TEMPLATE_OVERRIDE_PATH=/x", "VERSION=1", "lower_case=1", "SERVE_PUBLIC_NOPE=1", "SERVE_PUBLIC_PORT=", "LOG_LEVEL="}, func(t *testing.T, c *Config) {
 			if c.Serve.Public.Port != 1111 {
 				t.Errorf("port = %d", c.Serve.Public.Port)
 			}
@@ -419,7 +419,7 @@ selfservice: {flows: {registration: {after: {hooks: [{hook: web_hook, config: {u
 func TestKratosKeysWarn(t *testing.T) {
 	t.Parallel()
 	cfg, warnings := mustLoad(t, false, nil, minimal+`
-courier: {smtp: {connection_uri: "smtps://x"}}
+courier: {smtp: {connection_uri: "smtps://x", client_cert_path: /c.pem}, template_override_path: /t}
 feature_flags: {cacheable_sessions: true}
 version: v1.3.0
 serve:
@@ -442,7 +442,8 @@ selfservice:
           hooks: [{hook: session}]
 `)
 	want := []string{
-		"config key courier is not used by Latch",
+		"config key courier.smtp.client_cert_path is not used by Latch",
+		"config key courier.template_override_path is not used by Latch",
 		"config key feature_flags is not used by Latch",
 		"config key selfservice.flows.registration.after.oidc is not used by Latch",
 		"config key selfservice.flows.verification is not used by Latch",
