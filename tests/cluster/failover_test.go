@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchhq/latch/events"
+)
+
+// TestNodeLossUnderLoadLosesNothing: on a three-node JetStream cluster with three replicas,
+// losing the stream leader and then another node under a steady registration load fails no
+// flow, loses no event and holds delivery back for seconds only.
+//
+// Why it proves it: registrations run at about 15/s for the whole test, each of them committing
+// an identity.created event to the outbox that the relay in `latch serve` publishes to the
+// stream and the two workers deliver to the receiver. First the node that leads LATCH_EVENTS
+// shuts down: until the two others elect a new leader, publishes and fetches fail, and a relay
+// or worker that did not recover (a stale connection, a consumer that is never fetched again)
+// would stall delivery for good. The node comes back on its ports and store and must catch up.
+// Then a different node (the new leader when it is another one) shuts down and comes back. The
+// test then stops the load and requires: every registration answered 200 with a session token
+// (flows never wait for NATS); every identity in the database, and every one the answers
+// named, reached the receiver as identity.created with a valid signature at least once; no
+// `latch` process crashed. It prints the duplicates per webhook-id (at-least-once allows them)
+// and the longest gap between consecutive receipts while the load ran, which must stay under
+// maxStall: with a request every ~67 ms, a longer gap is delivery held back by the fault.
+func TestNodeLossUnderLoadLosesNothing(t *testing.T) {
+	const (
+		interval = 66 * time.Millisecond // ~15 registrations/s
+		down     = 5 * time.Second       // how long each node stays down
+		settle   = 3 * time.Second       // load between faults
+		maxStall = 10 * time.Second
+		drain    = 60 * time.Second // load stopped -> every event at the receiver
+	)
+	e := setup(t)
+
+	l := startLoad(t.Context(), e.publicURL, interval)
+	t.Cleanup(func() { l.stop() })
+	loadStart := time.Now()
+	e.waitFor(30*time.Second, "the first deliveries under load", func() (bool, string) {
+		n := len(e.recv.all())
+		return n >= 10, fmt.Sprintf("%d receipts, %d registrations answered; %s", n, l.count(), e.upstream())
+	})
+	e.hold(settle)
+
+	// Fault 1: the stream leader goes away.
+	first := e.nats.waitStreamLeader(10 * time.Second)
+	e.fault(first, down)
+	e.hold(settle)
+
+	// Fault 2: another node, the new leader if the leadership moved elsewhere.
+	second := e.nats.waitStreamLeader(10 * time.Second)
+	if second == first {
+		for _, n := range e.nats.nodes {
+			if n != first {
+				second = n
+				break
+			}
+		}
+	}
+	e.fault(second, down)
+	e.hold(settle)
+
+	regs, skipped := l.stop()
+	loadStop := time.Now()
+	t.Logf("load: %d registrations in %s (%d ticks skipped: %d in flight)", len(regs),
+		loadStop.Sub(loadStart).Round(time.Millisecond), skipped, maxInFlight)
+
+	// Flows never fail because of NATS: every registration answered 200 with an identity.
+	var failed []error
+	answered := map[string]time.Time{}
+	for _, r := range regs {
+		if r.Err != nil {
+			failed = append(failed, fmt.Errorf("%s at %s: %w", r.Email, r.Answered.Format("15:04:05.000"), r.Err))
+			continue
+		}
+		answered[r.IdentityID] = r.Answered
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d of %d registrations failed:\n%v", len(failed), len(regs), errors.Join(failed...))
+	}
+	committed := e.identities()
+	for id := range answered {
+		if !slices.Contains(committed, id) {
+			t.Errorf("identity %s was answered but is not in the database", id)
+		}
+	}
+
+	// Nothing lost: every committed identity's identity.created reaches the receiver.
+	var missing []string
+	e.waitFor(drain, "every committed identity.created at the receiver", func() (bool, string) {
+		got := map[string]bool{}
+		for _, r := range e.recv.all() {
+			got[r.IdentityID] = true
+		}
+		missing = missing[:0]
+		for _, id := range committed {
+			if !got[id] {
+				missing = append(missing, id)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("%d of %d identities not received (first: %v); %s",
+			len(missing), len(committed), missing[:min(len(missing), 5)], e.upstream())
+	})
+	e.checkProcs()
+
+	receipts := e.recv.all()
+	perID := map[string]int{}
+	for _, r := range receipts {
+		if r.SigErr != nil {
+			t.Errorf("request %s: signature does not verify: %v", r.ID, r.SigErr)
+		}
+		if r.Type != "identity.created" {
+			t.Errorf("request %s: want type identity.created, got %q", r.ID, r.Type)
+		}
+		perID[r.ID]++
+	}
+	var dups []string
+	for id, n := range perID {
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("%s x%d", id, n))
+		}
+	}
+	sort.Strings(dups)
+	t.Logf("receiver: %d requests for %d webhook-ids, %d identities committed; %d webhook-ids received more than once (at-least-once allows it) %s",
+		len(receipts), len(perID), len(committed), len(dups), strings.Join(dups, ", "))
+
+	stall, at := longestStall(receipts, loadStart, loadStop)
+	lag := maxLag(receipts, answered)
+	t.Logf("longest stall between receipts while the load ran: %s (ending at %s); longest registration-to-receipt lag: %s",
+		stall.Round(time.Millisecond), at.Format("15:04:05.000"), lag.Round(time.Millisecond))
+	if stall > maxStall {
+		t.Errorf("delivery stalled for %s while the load ran, want under %s", stall.Round(time.Millisecond), maxStall)
+	}
+}
+
+// fault shuts node n down, lets the load run for down, starts it again on the same ports and
+// store and waits until it is current again.
+func (e *env) fault(n *natsNode, down time.Duration) {
+	e.t.Helper()
+	leader := e.nats.streamLeader() == n
+	stopped := time.Now()
+	n.stop()
+	e.t.Logf("nats %s (stream leader: %v) shut down at %s", n.name, leader, stopped.Format("15:04:05.000"))
+	e.hold(down)
+	n.start()
+	if e.t.Failed() {
+		e.t.FailNow()
+	}
+	n.waitCurrent(60 * time.Second)
+	newLeader := "none"
+	if l := e.nats.streamLeader(); l != nil {
+		newLeader = l.name
+	}
+	e.t.Logf("nats %s restarted and current at %s; %s leader now %s", n.name,
+		time.Now().Format("15:04:05.000"), events.StreamName, newLeader)
+}
+
+// longestStall is the longest gap between consecutive receipts while the load ran: from the
+// first receipt after from, through every receipt that follows one before to (a stall that
+// outlasts the load counts until its end).
+func longestStall(receipts []receipt, from, to time.Time) (time.Duration, time.Time) {
+	var times []time.Time
+	for _, r := range receipts {
+		if !r.At.Before(from) {
+			times = append(times, r.At)
+		}
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	var longest time.Duration
+	var at time.Time
+	for i := 1; i < len(times) && times[i-1].Before(to); i++ {
+		if d := times[i].Sub(times[i-1]); d > longest {
+			longest, at = d, times[i]
+		}
+	}
+	return longest, at
+}
+
+// maxLag is the longest time from a registration's answer to the first receipt of its event.
+func maxLag(receipts []receipt, answered map[string]time.Time) time.Duration {
+	first := map[string]time.Time{}
+	for _, r := range receipts {
+		if t, ok := first[r.IdentityID]; !ok || r.At.Before(t) {
+			first[r.IdentityID] = r.At
+		}
+	}
+	var lag time.Duration
+	for id, at := range answered {
+		if got, ok := first[id]; ok && got.Sub(at) > lag {
+			lag = got.Sub(at)
+		}
+	}
+	return lag
+}
