@@ -42,16 +42,17 @@ type configValues struct {
 	SigningSecret         string
 }
 
-// setup creates a fresh database, starts the NATS cluster and the receiver, writes the
+// setup creates a fresh database, starts the NATS cluster (child processes of natsBin, or in
+// the test process when it is "") and the receiver, writes the
 // configuration, starts `latch serve --dev` (no in-process worker: nats.url is set) and waits
 // for /health/ready, then starts two `latch worker --dev` and waits until they run.
-func setup(t *testing.T) *env {
+func setup(t *testing.T, natsBin string) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir()}
 	// Registered before the processes start, the drop runs after their clean-ups stopped them.
 	dsn := latchtest.NewDatabase(t, "latch_cluster")
 	e.openDB(dsn)
-	e.nats = startNATSCluster(t)
+	e.nats = startNATSCluster(t, natsBin)
 	e.recv = newReceiver(t, signingSecret)
 
 	ports := latchtest.FreePorts(t, 2)
@@ -86,11 +87,17 @@ func (e *env) start(name, dir string, args ...string) *latchtest.Process {
 	return p
 }
 
-// checkProcs fails the test if a process died although nobody asked it to.
+// checkProcs fails the test if a process (latch or nats-server) died although nobody asked it
+// to.
 func (e *env) checkProcs() {
 	e.t.Helper()
 	for _, p := range e.procs {
 		if err := p.Crashed(); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	for _, n := range e.nats.nodes {
+		if err := n.crashed(); err != nil {
 			e.t.Fatal(err)
 		}
 	}
@@ -156,4 +163,31 @@ func (e *env) upstream() string {
 	}
 	return "identity.created in event_outbox: " + strconv.Itoa(total) + ", unpublished " + strconv.Itoa(unpublished) +
 		"; webhook_deliveries: " + strconv.Itoa(deliveries) + ", succeeded " + strconv.Itoa(succeeded)
+}
+
+// stages is where one identity.created event spent its time: committed to the outbox, published
+// by the relay (JetStream acknowledged it), fanned out by a worker into a delivery.
+type stages struct {
+	Committed, Published, Fanned time.Time
+}
+
+// eventStages reads the stages of the identity.created event of each identity in ids.
+func (e *env) eventStages(ids []string) map[string]stages {
+	e.t.Helper()
+	rows, _ := e.db.Query(e.t.Context(), `SELECT o.payload->'data'->'identity'->>'id', o.created_at,
+  coalesce(o.published_at, 'epoch'),
+  coalesce((SELECT min(d.created_at) FROM webhook_deliveries d WHERE d.event_id = o.id), 'epoch')
+FROM event_outbox o
+WHERE o.type = 'identity.created' AND o.payload->'data'->'identity'->>'id' = ANY($1)`, ids)
+	out := map[string]stages{}
+	var id string
+	var s stages
+	_, err := pgx.ForEachRow(rows, []any{&id, &s.Committed, &s.Published, &s.Fanned}, func() error {
+		out[id] = s
+		return nil
+	})
+	if err != nil {
+		e.t.Fatalf("read event stages: %v", err)
+	}
+	return out
 }
