@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/latchhq/latch/events"
+	"github.com/latchhq/latch/webhooks"
 )
 
 // TestNodeShutdownUnderLoadLosesNothing: on a three-node JetStream cluster with three replicas,
@@ -42,7 +43,8 @@ func TestNodeKilledUnderLoadLosesNothing(t *testing.T) {
 // goes away: until the two others elect a new leader, publishes and fetches fail, and a relay
 // or worker that did not recover (a stale connection, a consumer that is never fetched again)
 // would stall delivery for good. The node comes back on its ports and store and must catch up.
-// Then a different node (the new leader when it is another one) goes away and comes back. The
+// Then a different node (the consumer's or the stream's new leader when it is another one)
+// goes away and comes back. The
 // test then stops the load and requires: every registration answered 200 with a session token
 // (flows never wait for NATS); every identity in the database, and every one the answers
 // named, reached the receiver as identity.created with a valid signature at least once; no
@@ -72,15 +74,15 @@ func nodeLossUnderLoad(t *testing.T, natsBin string, hard bool, maxStall time.Du
 	e.fault(first, down, hard)
 	e.hold(settle)
 
-	// Fault 2: another node, the new leader if the leadership moved elsewhere.
+	// Fault 2: another node. The leader of the workers' consumer when another node than the
+	// first leads it (the workers' fetches then fail until its replicas elect), else the new
+	// stream leader when the leadership moved elsewhere, else any other node.
 	second := e.nats.waitStreamLeader(10 * time.Second)
+	if _, consumer, _ := e.nats.leaders(); consumer != nil && consumer != first {
+		second = consumer
+	}
 	if second == first {
-		for _, n := range e.nats.nodes {
-			if n != first {
-				second = n
-				break
-			}
-		}
+		second = e.nats.nodes[(slices.Index(e.nats.nodes, first)+1)%len(e.nats.nodes)]
 	}
 	e.fault(second, down, hard)
 	e.hold(settle)
@@ -154,10 +156,13 @@ func nodeLossUnderLoad(t *testing.T, natsBin string, hard bool, maxStall time.Du
 	t.Logf("longest stall between receipts while the load ran: %s (ending at %s); longest registration-to-receipt lag: %s",
 		stall.Round(time.Millisecond), at.Format("15:04:05.000"), lags[0].lag.Round(time.Millisecond))
 	e.logSlowest(lags[:min(len(lags), 5)])
-	// What the relay went through: its failures during the elections explain a stall.
-	for line := range strings.Lines(e.procs[0].Output()) {
-		if strings.Contains(line, "outbox_relay") {
-			t.Log("  latch serve: " + strings.TrimSpace(line))
+	// What the relay and the workers' fan-out went through: their failures during the
+	// elections explain a stall.
+	for _, p := range e.procs {
+		for line := range strings.Lines(p.Output()) {
+			if strings.Contains(line, "outbox_relay") || strings.Contains(line, "fan-out") {
+				t.Logf("  %s: %s", p.Name(), strings.TrimSpace(line))
+			}
 		}
 	}
 	if stall > maxStall {
@@ -169,7 +174,7 @@ func nodeLossUnderLoad(t *testing.T, natsBin string, hard bool, maxStall time.Du
 // for down, starts it again on the same ports and store and waits until it is current again.
 func (e *env) fault(n *natsNode, down time.Duration, hard bool) {
 	e.t.Helper()
-	leader, _ := e.nats.streamLeader()
+	leader, consumer, _ := e.nats.leaders()
 	how := "shut down"
 	if hard {
 		how = "killed (SIGKILL)"
@@ -177,7 +182,8 @@ func (e *env) fault(n *natsNode, down time.Duration, hard bool) {
 	} else {
 		n.stop()
 	}
-	e.t.Logf("nats %s (stream leader: %v) %s at %s", n.name, leader == n, how, time.Now().Format("15:04:05.000"))
+	e.t.Logf("nats %s (leader of stream: %v, of consumer %s: %v) %s at %s", n.name, leader == n,
+		webhooks.DefaultConsumer, consumer == n, how, time.Now().Format("15:04:05.000"))
 	e.hold(down)
 	n.start()
 	if e.t.Failed() {

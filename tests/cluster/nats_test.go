@@ -18,6 +18,7 @@ import (
 
 	"github.com/latchhq/latch/events"
 	"github.com/latchhq/latch/tests/latchtest"
+	"github.com/latchhq/latch/webhooks"
 )
 
 // clusterName is the NATS cluster's name (cluster.name).
@@ -98,6 +99,13 @@ func (c *natsCluster) urls() string {
 // streamLeader asks the cluster (StreamInfo's Cluster.Leader) which node leads LATCH_EVENTS,
 // and returns it; nil while there is none or no node answers.
 func (c *natsCluster) streamLeader() (*natsNode, error) {
+	stream, _, err := c.leaders()
+	return stream, err
+}
+
+// leaders asks the cluster which nodes lead LATCH_EVENTS and the workers' durable consumer
+// (latch-webhooks); a nil node while there is none or no node answers.
+func (c *natsCluster) leaders() (stream, consumer *natsNode, err error) {
 	var urls []string
 	for _, n := range c.nodes {
 		if n.running() {
@@ -106,29 +114,39 @@ func (c *natsCluster) streamLeader() (*natsNode, error) {
 	}
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.Timeout(time.Second), nats.NoReconnect())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(c.t.Context(), 2*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	info := s.CachedInfo()
-	if info.Cluster == nil {
-		return nil, fmt.Errorf("stream %s has no cluster information", events.StreamName)
+	if stream = c.node(s.CachedInfo().Cluster); stream == nil {
+		return nil, nil, fmt.Errorf("stream %s has no leader", events.StreamName)
+	}
+	if cons, err := s.Consumer(ctx, webhooks.DefaultConsumer); err == nil {
+		consumer = c.node(cons.CachedInfo().Cluster)
+	}
+	return stream, consumer, nil
+}
+
+// node is the running node that leads according to ci; nil when none does.
+func (c *natsCluster) node(ci *jetstream.ClusterInfo) *natsNode {
+	if ci == nil {
+		return nil
 	}
 	for _, n := range c.nodes {
-		if n.name == info.Cluster.Leader && n.running() {
-			return n, nil
+		if n.name == ci.Leader && n.running() {
+			return n
 		}
 	}
-	return nil, fmt.Errorf("stream %s: leader %q", events.StreamName, info.Cluster.Leader)
+	return nil
 }
 
 // waitStreamLeader waits until LATCH_EVENTS has a leader and returns it.
