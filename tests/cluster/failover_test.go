@@ -69,6 +69,7 @@ func nodeLossUnderLoad(t *testing.T, natsBin string, hard bool, maxStall time.Du
 		n := len(e.recv.all())
 		return n >= 10, fmt.Sprintf("%d receipts, %d registrations answered; %s", n, l.count(), e.upstream())
 	})
+	t.Logf("load started at %s; first deliveries by %s", loadStart.Format("15:04:05.000"), time.Now().Format("15:04:05.000"))
 	e.hold(settle)
 
 	// Fault 1: the stream leader goes away.
