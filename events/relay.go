@@ -72,9 +72,15 @@ func (c RelayConfig) withDefaults() RelayConfig {
 // Retry pacing of the relay's in-process loops (publishing while NATS is down, re-LISTENing
 // while Postgres is away): exponential from retryInitial, never more than about 5 s apart, so
 // the outbox drains within seconds of NATS coming back.
+//
+// Publishing retries at most about a second apart (publishRetryMax): in a NATS cluster a failed
+// publish usually means the stream is electing a leader (after a node died), which ends within
+// seconds, and every second the relay then still waits is a second of delivery held back
+// (tests/cluster). One attempt a second while NATS is away costs one claim query.
 const (
-	retryInitial = 100 * time.Millisecond
-	retryMax     = 4 * time.Second // ±25 % jitter: at most 5 s
+	retryInitial    = 100 * time.Millisecond
+	retryMax        = 4 * time.Second // ±25 % jitter: at most 5 s
+	publishRetryMax = time.Second     // ±25 % jitter: at most 1.25 s
 )
 
 // standbyRetry is how soon a relay that found another holding the relay lock tries again when
@@ -140,7 +146,7 @@ func (r *Relay) publishLoop(ctx context.Context, kick <-chan struct{}) {
 	}
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
-	bo := newBackoff()
+	bo := newBackoff(publishRetryMax)
 	failures := 0
 	standby := time.NewTimer(time.Hour)
 	standby.Stop()
@@ -341,7 +347,7 @@ func (row outboxRow) envelope() []byte {
 // listen keeps a dedicated connection LISTENing on latch_outbox, so that relays wake when
 // another process commits events, and re-establishes it with backoff when it drops.
 func (r *Relay) listen(ctx context.Context, kick chan<- struct{}) {
-	bo := newBackoff()
+	bo := newBackoff(retryMax)
 	for {
 		err := r.listenOnce(ctx, kick, bo)
 		if ctx.Err() != nil {
@@ -404,11 +410,12 @@ func (r *Relay) pruneLoop(ctx context.Context) {
 	}
 }
 
-// newBackoff paces in-process retries (see retryInitial); it never gives up, since ctx ends it.
-func newBackoff() *backoff.ExponentialBackOff {
+// newBackoff paces in-process retries (see retryInitial), at most max apart (before jitter); it
+// never gives up, since ctx ends it.
+func newBackoff(max time.Duration) *backoff.ExponentialBackOff {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = retryInitial
-	bo.MaxInterval = retryMax
+	bo.MaxInterval = max
 	bo.RandomizationFactor = 0.25
 	bo.Multiplier = 2
 	bo.MaxElapsedTime = 0

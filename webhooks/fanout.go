@@ -14,6 +14,12 @@ import (
 	"github.com/latchhq/latch/events"
 )
 
+// fanoutRetryMax caps the fan-out's backoff lower than retryMax: in a NATS cluster a failing
+// fetch usually means the consumer is electing a leader (a node died), which ends within
+// seconds, and every second the worker then still sleeps holds delivery back (tests/cluster).
+// One pull request a second while NATS is away costs nothing.
+const fanoutRetryMax = time.Second
+
 // fanoutLoop owns the JetStream consumer: it fetches batches while ctx lives and turns each
 // into delivery rows. Fetch, not Consume: the reference measurements saw Consume stall. cons
 // nil means it is not declared yet.
@@ -41,7 +47,7 @@ func (w *Worker) fanoutLoop(ctx context.Context, cons jetstream.Consumer) {
 			}
 		}
 		sleep(ctx, wait)
-		wait = min(2*wait, retryMax)
+		wait = min(2*wait, fanoutRetryMax)
 	}
 }
 
