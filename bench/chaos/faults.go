@@ -10,12 +10,12 @@ import (
 
 // Fault kinds, in the order the schedule's first round takes them before shuffling.
 const (
-	faultServe    = "kill-serve"     // SIGKILL a `latch serve`, start it again
-	faultWorker   = "kill-worker"    // SIGKILL a `latch worker`, start it again
-	faultNATS     = "restart-nats"   // shut a NATS node down, start it again on its ports and store
-	faultPostgres = "restart-pg"     // pg_ctl -m fast stop, start
-	faultFlapHook = "flap-hook"      // the flow web_hook's receiver answers 503 for a while
-	faultFlapEP   = "flap-endpoint"  // the endpoint's receiver answers 503 for a while
+	faultServe    = "kill-serve"    // SIGKILL a `latch serve`, start it again
+	faultWorker   = "kill-worker"   // SIGKILL a `latch worker`, start it again
+	faultNATS     = "restart-nats"  // shut a NATS node down, start it again on its ports and store
+	faultPostgres = "restart-pg"    // pg_ctl -m fast stop, start
+	faultFlapHook = "flap-hook"     // the flow web_hook's receiver answers 503 for a while
+	faultFlapEP   = "flap-endpoint" // the endpoint's receiver answers 503 for a while
 )
 
 var faultKinds = []string{faultServe, faultWorker, faultNATS, faultPostgres, faultFlapHook, faultFlapEP}

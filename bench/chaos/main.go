@@ -165,3 +165,4 @@ func (r *rig) waitDelivered(ctx context.Context, wait time.Duration) ([]string, 
 		}
 	}
 }
+

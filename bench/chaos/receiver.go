@@ -166,10 +166,10 @@ type receiverReport struct {
 	// Delay is from the 200 answer of a registration to the first 2xx delivery of its
 	// identity.created, over the registrations answered 200: percentiles and the worst, with
 	// when that registration was answered (seconds since the load started).
-	DelayP50MS   int64   `json:"delay_p50_ms"`
-	DelayP99MS   int64   `json:"delay_p99_ms"`
-	DelayMaxMS   int64   `json:"delay_max_ms"`
-	DelayMaxAtS  float64 `json:"delay_max_at_s"`
+	DelayP50MS  int64   `json:"delay_p50_ms"`
+	DelayP99MS  int64   `json:"delay_p99_ms"`
+	DelayMaxMS  int64   `json:"delay_max_ms"`
+	DelayMaxAtS float64 `json:"delay_max_at_s"`
 }
 
 // report checks what arrived against want, the identities in Postgres; the stall is measured
