@@ -165,4 +165,3 @@ func (r *rig) waitDelivered(ctx context.Context, wait time.Duration) ([]string, 
 		}
 	}
 }
-
