@@ -59,6 +59,7 @@ func (a *Admin) routes() []Route {
 		{"GET", "/admin/webhooks/endpoints/{id}", a.getEndpoint},
 		{"PATCH", "/admin/webhooks/endpoints/{id}", a.patchEndpoint},
 		{"DELETE", "/admin/webhooks/endpoints/{id}", a.deleteEndpoint},
+		{"GET", "/admin/webhooks/endpoints/{id}/secret", a.getEndpointSecret},
 		{"POST", "/admin/webhooks/endpoints/{id}/secret/rotate", a.rotateSecret},
 		{"POST", "/admin/webhooks/endpoints/{id}/test", a.testEndpoint},
 		{"POST", "/admin/webhooks/endpoints/{id}/recover", a.recoverEndpoint},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -50,10 +51,41 @@ type Endpoint struct {
 	UpdatedAt *time.Time      `json:"updated_at,omitempty"`
 }
 
-// EndpointSecret is one signing secret of an endpoint.
+// EndpointSecret is one signing secret of an endpoint. Answers carry a Hint for each; only
+// those that create a secret (POST, rotate) and GET .../secret carry the secret itself
+// (Endpoint.Redacted, Endpoint.Revealed). The stored form has no hint.
 type EndpointSecret struct {
-	Secret    string     `json:"secret"`
+	Secret    string     `json:"secret,omitempty"`
+	Hint      string     `json:"hint,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// secretHint names a secret without revealing it: the last four characters of its key
+// material, enough to tell which one a receiver holds.
+func secretHint(secret string) string {
+	body := strings.TrimRight(strings.TrimPrefix(secret, SecretPrefix), "=")
+	if len(body) > 4 {
+		body = body[len(body)-4:]
+	}
+	return SecretPrefix + "…" + body
+}
+
+// Redacted is e as reads show it: each secret replaced by its hint.
+func (e *Endpoint) Redacted() *Endpoint { return e.withSecrets(false) }
+
+// Revealed is e with each secret and its hint, for the answers that hand secrets out.
+func (e *Endpoint) Revealed() *Endpoint { return e.withSecrets(true) }
+
+func (e *Endpoint) withSecrets(reveal bool) *Endpoint {
+	c := *e
+	c.SigningSecrets = make([]EndpointSecret, len(e.SigningSecrets))
+	for i, s := range e.SigningSecrets {
+		c.SigningSecrets[i] = EndpointSecret{Hint: secretHint(s.Secret), ExpiresAt: s.ExpiresAt}
+		if reveal {
+			c.SigningSecrets[i].Secret = s.Secret
+		}
+	}
+	return &c
 }
 
 // EndpointHealth is an endpoint's webhook_health row: the current failure streak, the circuit

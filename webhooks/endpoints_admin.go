@@ -13,14 +13,16 @@ import (
 	"github.com/latchhq/latch/events"
 )
 
-// The admin API of endpoints: /admin/webhooks/endpoints[/{id}[/secret/rotate|/test|/recover]].
+// The admin API of endpoints: /admin/webhooks/endpoints[/{id}[/secret[/rotate]|/test|/recover]].
 // Every change bumps webhook_config_version in its transaction, so every worker applies it
-// within a second (EndpointSync).
+// within a second (EndpointSync). Secrets appear only in the answers that make one (POST,
+// rotate) and in GET .../secret; every other answer shows a hint per secret, as Svix does, so
+// that a list or a log of admin answers does not spread them.
 
 // TypeWebhookTest is the event a test send carries; it is never written to the outbox.
 const TypeWebhookTest = "webhook.test"
 
-// createEndpoint serves POST: 201 with the endpoint, secrets included.
+// createEndpoint serves POST: 201 with the endpoint, its secrets included.
 func (a *Admin) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	var in EndpointInput
 	if err := api.DecodeJSONStrict(w, r, &in); err != nil {
@@ -34,7 +36,7 @@ func (a *Admin) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.InfoContext(r.Context(), "webhook endpoint created", "endpoint", e.ID, "url", e.URL)
 	w.Header().Set("Location", "/admin/webhooks/endpoints/"+e.ID)
-	api.WriteJSON(w, http.StatusCreated, e)
+	api.WriteJSON(w, http.StatusCreated, e.Revealed())
 }
 
 // listEndpoints serves GET: the configured endpoints, then the stored ones by id, paginated.
@@ -65,10 +67,11 @@ func (a *Admin) listEndpoints(w http.ResponseWriter, r *http.Request) {
 		token = api.EncodeToken(map[string]string{"id": next})
 	}
 	api.SetLinkHeader(w, r, page.Size, token)
-	if list == nil {
-		list = []*Endpoint{}
+	redacted := make([]*Endpoint, len(list))
+	for i, e := range list {
+		redacted[i] = e.Redacted()
 	}
-	api.WriteJSON(w, http.StatusOK, list)
+	api.WriteJSON(w, http.StatusOK, redacted)
 }
 
 // endpointID is the path's id: a stored endpoint's uuid or a configured endpoint's id, which
@@ -86,7 +89,26 @@ func (a *Admin) getEndpoint(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var e *Endpoint
 		if e, err = a.endpoints.Get(r.Context(), id); err == nil {
-			api.WriteJSON(w, http.StatusOK, e)
+			api.WriteJSON(w, http.StatusOK, e.Redacted())
+			return
+		}
+	}
+	a.fail(w, r, err)
+}
+
+// endpointSecrets is the answer of GET .../secret.
+type endpointSecrets struct {
+	SigningSecrets []EndpointSecret `json:"signing_secrets"`
+}
+
+// getEndpointSecret serves GET .../secret: the endpoint's signing secrets, the current one
+// first, each with its hint and expiry.
+func (a *Admin) getEndpointSecret(w http.ResponseWriter, r *http.Request) {
+	id, err := endpointID(r)
+	if err == nil {
+		var e *Endpoint
+		if e, err = a.endpoints.Get(r.Context(), id); err == nil {
+			api.WriteJSON(w, http.StatusOK, endpointSecrets{SigningSecrets: e.Revealed().SigningSecrets})
 			return
 		}
 	}
@@ -111,7 +133,7 @@ func (a *Admin) patchEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.InfoContext(r.Context(), "webhook endpoint changed", "endpoint", e.ID, "disabled", e.Disabled)
-	api.WriteJSON(w, http.StatusOK, e)
+	api.WriteJSON(w, http.StatusOK, e.Redacted())
 }
 
 func (a *Admin) deleteEndpoint(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +185,7 @@ func (a *Admin) rotateSecret(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.InfoContext(r.Context(), "webhook endpoint secret rotated", "endpoint", e.ID, "overlap", overlap)
-	api.WriteJSON(w, http.StatusOK, e)
+	api.WriteJSON(w, http.StatusOK, e.Revealed())
 }
 
 // recoverRequest is the body of POST .../recover.
@@ -207,7 +229,7 @@ func (a *Admin) recoverEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.InfoContext(r.Context(), "webhook endpoint recovered", "endpoint", id, "replayed", n, "since", f.Since)
-	api.WriteJSON(w, http.StatusOK, map[string]any{"replayed": n, "endpoint": e})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"replayed": n, "endpoint": e.Redacted()})
 }
 
 // TestResult is what a test send answers: the attempt, as the delivery log records it.

@@ -299,6 +299,51 @@ func TestEndpointSecretRotation(t *testing.T) {
 	}
 }
 
+// Reads show a hint of each secret, never the secret: a list or a logged admin answer does not
+// spread them. GET .../secret hands them out, the current one first, with the same hints.
+func TestEndpointReadsHideSecrets(t *testing.T) {
+	b := setupWorker(t)
+	base := b.endpointAdmin(t)
+	e := createEndpoint(t, base, `{"url":"https://x.example/hooks"}`)
+	secret := e.SigningSecrets[0].Secret
+	var rotated Endpoint
+	if res := call(t, "POST", base+"/"+e.ID+"/secret/rotate", `{"overlap":"1h"}`, &rotated); res.StatusCode != 200 {
+		t.Fatalf("rotate: %d", res.StatusCode)
+	}
+	current := rotated.SigningSecrets[0].Secret
+	for _, u := range []string{base, base + "/" + e.ID} {
+		res, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		for _, sec := range []string{secret, current, strings.TrimPrefix(secret, SecretPrefix)[:20]} {
+			if strings.Contains(string(body), sec) {
+				t.Fatalf("GET %s shows a secret: %s", u, body)
+			}
+		}
+		if !strings.Contains(string(body), secretHint(current)) || !strings.Contains(string(body), secretHint(secret)) {
+			t.Fatalf("GET %s lacks the hints %s, %s: %s", u, secretHint(current), secretHint(secret), body)
+		}
+	}
+	var patched Endpoint
+	if res := call(t, "PATCH", base+"/"+e.ID, `{"description":"x"}`, &patched); res.StatusCode != 200 || patched.SigningSecrets[0].Secret != "" {
+		t.Fatalf("PATCH answer: %d %+v", res.StatusCode, patched.SigningSecrets)
+	}
+	var got struct {
+		SigningSecrets []EndpointSecret `json:"signing_secrets"`
+	}
+	if res := call(t, "GET", base+"/"+e.ID+"/secret", "", &got); res.StatusCode != 200 || len(got.SigningSecrets) != 2 ||
+		got.SigningSecrets[0].Secret != current || got.SigningSecrets[1].Secret != secret || got.SigningSecrets[1].ExpiresAt == nil ||
+		got.SigningSecrets[0].Hint != secretHint(current) {
+		t.Fatalf("GET secret: %d %+v", res.StatusCode, got)
+	}
+	if res := call(t, "GET", base+"/"+uuid.NewString()+"/secret", "", nil); res.StatusCode != 404 {
+		t.Fatalf("GET secret of an unknown endpoint: %d", res.StatusCode)
+	}
+}
+
 // Expired secrets stop signing at their expiry, without a reload.
 func TestExpiredSecretStopsSigning(t *testing.T) {
 	h := &Hook{SigningSecrets: []string{"a", "b", "c"}, SecretsExpire: []time.Time{{}, time.Unix(100, 0), time.Unix(200, 0)}}

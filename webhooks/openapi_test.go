@@ -461,6 +461,8 @@ func TestOpenAPIShapes(t *testing.T) {
 	do("PATCH", endpoint, "crm", `{"disabled":true}`, 200)
 	do("POST", endpoint+"/secret/rotate", e1.ID, `{"overlap":"1h"}`, 200)
 	do("POST", endpoint+"/secret/rotate", e2.ID, "", 200)
+	do("GET", endpoint+"/secret", e1.ID, "", 200)
+	do("GET", endpoint+"/secret", "crm", "", 200)
 
 	var tr1, tr2 TestResult
 	mustDecode(t, do("POST", endpoint+"/test", e1.ID, "", 200), &tr1)
@@ -568,7 +570,7 @@ func TestOpenAPISchemasRefuseUnknownFields(t *testing.T) {
 	now := time.Now().UTC()
 	rl := 3
 	e := Endpoint{ID: uuid.NewString(), URL: "https://x.example/", EventTypes: []string{}, Headers: map[string]string{},
-		SigningSecrets: []EndpointSecret{{Secret: testSecret}}, RateLimit: &rl, Ordering: OrderingNone, Source: SourceAPI,
+		SigningSecrets: []EndpointSecret{{Secret: testSecret, Hint: secretHint(testSecret)}}, RateLimit: &rl, Ordering: OrderingNone, Source: SourceAPI,
 		Health: &EndpointHealth{}, CreatedAt: &now, UpdatedAt: &now}
 	good, _ := json.Marshal(e)
 	if err := o.validate(t, "/components/schemas/Endpoint", good); err != nil {
