@@ -134,11 +134,11 @@ func (r *rig) inject(ctx context.Context, f *fault) error {
 	case faultNATS:
 		return r.nats.restartNode(f.Target, down)
 	case faultPostgres:
-		if err := r.pg.stop(); err != nil {
+		if err := r.pg.Stop(); err != nil {
 			return err
 		}
 		time.Sleep(down)
-		return r.pg.start()
+		return r.pg.Start()
 	case faultFlapHook:
 		r.hookRecv.flap(down)
 	case faultFlapEP:
