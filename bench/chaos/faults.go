@@ -134,11 +134,11 @@ func (r *rig) inject(ctx context.Context, f *fault) error {
 	case faultNATS:
 		return r.nats.restartNode(f.Target, down)
 	case faultPostgres:
-		if err := r.pg.Stop(); err != nil {
+		if err := r.pg.stop(); err != nil {
 			return err
 		}
 		time.Sleep(down)
-		return r.pg.Start()
+		return r.pg.start()
 	case faultFlapHook:
 		r.hookRecv.flap(down)
 	case faultFlapEP:

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/latchhq/latch/tests/latchtest"
 )
 
 const (
@@ -28,7 +26,7 @@ const (
 type rig struct {
 	dir      string
 	bin      string
-	pg       *latchtest.PGServer
+	pg       *postgres
 	nats     *natsCluster
 	hookRecv *receiver
 	epRecv   *receiver
@@ -100,7 +98,7 @@ func setup(ctx context.Context, o options, logf func(string, ...any)) (_ *rig, e
 		return r, err
 	}
 	logf("starting Postgres on port %d, a NATS cluster on %v", ports[0], ports[1:4])
-	if r.pg, err = latchtest.StartPGServer(filepath.Join(r.dir, "pg"), ports[0]); err != nil {
+	if r.pg, err = startPostgres(filepath.Join(r.dir, "pg"), ports[0]); err != nil {
 		return r, err
 	}
 	if r.nats, err = startNATSCluster(filepath.Join(r.dir, "nats"), ports[1:4], ports[4:7]); err != nil {
@@ -112,7 +110,7 @@ func setup(ctx context.Context, o options, logf func(string, ...any)) (_ *rig, e
 	if r.epRecv, err = startReceiver("endpoint", signingSecret); err != nil {
 		return r, err
 	}
-	dsn := r.pg.DSN("latch_chaos")
+	dsn := r.pg.dsn("latch_chaos")
 	for i := range o.Serves {
 		pub, adm := ports[7+2*i], ports[8+2*i]
 		cfg := filepath.Join(r.dir, fmt.Sprintf("serve-%d.yaml", i))
@@ -219,7 +217,7 @@ func (r *rig) teardown() {
 		r.nats.shutdown()
 	}
 	if r.pg != nil {
-		r.pg.Kill()
+		r.pg.kill()
 	}
 }
 
