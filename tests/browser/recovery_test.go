@@ -13,12 +13,14 @@ import (
 // mailTimeout bounds how long a code mail may take to reach the test's SMTP receiver.
 const mailTimeout = 30 * time.Second
 
-// waitCode waits for the n-th mail to address and returns its 6-digit code.
-func waitCode(t *testing.T, mb *latchtest.SMTPReceiver, address string, n int) string {
+// waitCode waits for the n-th mail to address whose subject contains kind and returns its
+// 6-digit code. The built-in subjects: "Your account recovery code", "Please verify your email
+// address".
+func waitCode(t *testing.T, mb *latchtest.SMTPReceiver, address, kind string, n int) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), mailTimeout)
 	defer cancel()
-	code, _, err := mb.WaitCode(ctx, address, n, mailTimeout)
+	code, _, err := mb.WaitCode(ctx, address, kind, n, mailTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func TestBrowserRecoveryAndVerificationInChromium(t *testing.T) {
 	if u, _ := v["url"].(string); !strings.HasPrefix(u, app.URL+"/ui/verification?flow=") || v["verifiable_address"] != email {
 		t.Fatalf("registration: want continue_with show_verification_ui for %s with a url to the verification UI, got %v", email, reg)
 	}
-	waitCode(t, mb, email, 1)
+	waitCode(t, mb, email, "verify", 1)
 	want(t, "whoami after registration", p.step("whoami"), "verified", false)
 
 	// Verification from the browser endpoint: ask for a code, submit it.
@@ -60,7 +62,7 @@ func TestBrowserRecoveryAndVerificationInChromium(t *testing.T) {
 	want(t, "verification email", ask, "flowType", "browser")
 	want(t, "verification email", ask, "status", 200)
 	want(t, "verification email", ask, "state", "sent_email")
-	code := waitCode(t, mb, email, 2)
+	code := waitCode(t, mb, email, "verify", 2)
 	done := p.step("verificationCode", code)
 	want(t, "verification code", done, "status", 200)
 	want(t, "verification code", done, "state", "passed_challenge")
@@ -74,7 +76,7 @@ func TestBrowserRecoveryAndVerificationInChromium(t *testing.T) {
 	want(t, "recovery email", rec, "flowType", "browser")
 	want(t, "recovery email", rec, "status", 200)
 	want(t, "recovery email", rec, "state", "sent_email")
-	code = waitCode(t, mb, email, 3)
+	code = waitCode(t, mb, email, "recovery", 1)
 	res := p.step("recoveryCode", code)
 	want(t, "wrong recovery code", res, "wrong", 200)
 	if ids, _ := res["wrongMessages"].([]any); len(ids) == 0 || ids[0] != float64(4060006) {

@@ -135,11 +135,19 @@ func (r *SMTPReceiver) Tries() int {
 // Mails returns the accepted messages to recipient (all of them when recipient is ""), oldest
 // first. Addresses compare case-insensitively.
 func (r *SMTPReceiver) Mails(recipient string) []Mail {
+	return r.Matching(recipient, "")
+}
+
+// Matching is Mails restricted to messages whose subject contains subject (case-insensitive;
+// "" matches every subject): how a test tells a recovery mail from a verification mail to the
+// same address.
+func (r *SMTPReceiver) Matching(recipient, subject string) []Mail {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Mail
 	for _, m := range r.mails {
-		if recipient == "" || hasRecipient(m, recipient) {
+		if (recipient == "" || hasRecipient(m, recipient)) &&
+			strings.Contains(strings.ToLower(m.Subject), strings.ToLower(subject)) {
 			out = append(out, m)
 		}
 	}
@@ -158,28 +166,34 @@ func hasRecipient(m Mail, to string) bool {
 // WaitMails waits until at least n messages to recipient were accepted and returns them all,
 // or fails when ctx or timeout ends first, saying how many arrived.
 func (r *SMTPReceiver) WaitMails(ctx context.Context, recipient string, n int, timeout time.Duration) ([]Mail, error) {
+	return r.WaitMatching(ctx, recipient, "", n, timeout)
+}
+
+// WaitMatching is WaitMails for the messages whose subject contains subject (see Matching).
+func (r *SMTPReceiver) WaitMatching(ctx context.Context, recipient, subject string, n int, timeout time.Duration) ([]Mail, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		r.mu.Lock()
 		ch := r.changed
 		r.mu.Unlock()
-		if got := r.Mails(recipient); len(got) >= n {
+		if got := r.Matching(recipient, subject); len(got) >= n {
 			return got, nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			got := r.Mails(recipient)
-			return got, fmt.Errorf("mail to %s: want %d message(s) within %s, got %d (%d DATA commands seen by the receiver)",
-				recipient, n, timeout, len(got), r.Tries())
+			got := r.Matching(recipient, subject)
+			return got, fmt.Errorf("mail to %s with %q in the subject: want %d message(s) within %s, got %d (%d to that address in all; %d DATA commands seen by the receiver)",
+				recipient, subject, n, timeout, len(got), len(r.Mails(recipient)), r.Tries())
 		}
 	}
 }
 
-// WaitCode waits for the n-th message (1-based) to recipient and returns its 6-digit code.
-func (r *SMTPReceiver) WaitCode(ctx context.Context, recipient string, n int, timeout time.Duration) (string, Mail, error) {
-	got, err := r.WaitMails(ctx, recipient, n, timeout)
+// WaitCode waits for the n-th message (1-based) to recipient whose subject contains subject
+// ("" for any) and returns its 6-digit code.
+func (r *SMTPReceiver) WaitCode(ctx context.Context, recipient, subject string, n int, timeout time.Duration) (string, Mail, error) {
+	got, err := r.WaitMatching(ctx, recipient, subject, n, timeout)
 	if err != nil {
 		return "", Mail{}, err
 	}

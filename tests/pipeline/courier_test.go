@@ -184,7 +184,7 @@ func TestCourierSendsWithNATSDown(t *testing.T) {
 	e.nats.stop()
 	stoppedAt := time.Now()
 	flow := e.askRecoveryCode(email)
-	code, m, err := e.smtp.WaitCode(t.Context(), email, 1, 30*time.Second)
+	code, m, err := e.smtp.WaitCode(t.Context(), email, "", 1, 30*time.Second)
 	if err != nil {
 		t.Fatalf("with NATS down: %v; courier deliveries by state: %v", err, e.courierStates())
 	}
