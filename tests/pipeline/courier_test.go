@@ -87,8 +87,9 @@ func (e *env) courierStates() map[string]int {
 // that timed out). Nothing is recorded before the kill (checked). Only the durable courier
 // deliveries in Postgres, their lease expiry and a fresh worker can bring the mails; the test
 // requires one for every recipient, with a code that recovers the account on its flow.
-// Duplicates are allowed (a stalled DATA released after the kill is a message the server
-// accepted), but a duplicate must carry the same Message-ID, recipient and code.
+// The receiver never records a stalled message, so the mails of the messages the victim held
+// can only come from a new worker after their leases expire. Duplicates are allowed
+// (at-least-once), but a duplicate must carry the same Message-ID, recipient and code.
 func TestCourierWorkerKilledLosesNoMail(t *testing.T) {
 	t.Parallel()
 	const (
@@ -163,7 +164,7 @@ func TestCourierWorkerKilledLosesNoMail(t *testing.T) {
 	for _, to := range emails {
 		e.submitRecoveryCode(flows[to], e.smtp.Mails(to)[0].Code())
 	}
-	e.waitFor(30*time.Second, "every courier delivery succeeded", func() (bool, string) {
+	e.waitFor(takeover, "every courier delivery succeeded", func() (bool, string) {
 		s := e.courierStates()
 		return s["succeeded"] == users && len(s) == 1, fmt.Sprintf("%v", s)
 	})
