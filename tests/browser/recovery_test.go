@@ -3,6 +3,7 @@ package browser
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,52 +46,60 @@ func TestBrowserRecoveryAndVerificationInChromium(t *testing.T) {
 	p := &page{t: t, ctx: ctx, appURL: app.URL}
 	const email, password = "chromium-recovery@example.com", "correct-horse-battery-staple"
 
-	// Registration: continue_with points to the verification UI, and a code is mailed.
+	// Registration, as in TestBrowserFlowsInChromium.
 	p.navigate("/self-service/registration/browser", "/ui/registration")
 	reg := p.step("registerFromUI", email, password)
 	want(t, "registration", reg, "status", 200)
-	v, _ := reg["verification"].(map[string]any)
-	if u, _ := v["url"].(string); !strings.HasPrefix(u, app.URL+"/ui/verification?flow=") || v["verifiable_address"] != email {
-		t.Fatalf("registration: want continue_with show_verification_ui for %s with a url to the verification UI, got %v", email, reg)
-	}
-	waitCode(t, mb, email, "verify", 1)
-	want(t, "whoami after registration", p.step("whoami"), "verified", false)
 
-	// Verification from the browser endpoint: ask for a code, submit it.
-	p.navigate("/self-service/verification/browser", "/ui/verification")
-	ask := p.step("verificationEmail", email)
-	want(t, "verification email", ask, "flowType", "browser")
-	want(t, "verification email", ask, "status", 200)
-	want(t, "verification email", ask, "state", "sent_email")
-	code := waitCode(t, mb, email, "verify", 2)
-	done := p.step("verificationCode", code)
-	want(t, "verification code", done, "status", 200)
-	want(t, "verification code", done, "state", "passed_challenge")
-	want(t, "whoami after verification", p.step("whoami"), "verified", true)
+	// Each part fails on its own, so that one broken flow does not hide the other.
+	t.Run("verification", func(t *testing.T) {
+		p := &page{t: t, ctx: ctx, appURL: app.URL}
+		// continue_with points to the verification UI, and a code is mailed.
+		v, _ := reg["verification"].(map[string]any)
+		if u, _ := v["url"].(string); !strings.HasPrefix(u, app.URL+"/ui/verification?flow=") || v["verifiable_address"] != email {
+			t.Errorf("registration: want continue_with show_verification_ui for %s with a url to the verification UI, got %v", email, reg)
+		}
+		waitCode(t, mb, email, "verify", 1)
+		want(t, "whoami after registration", p.step("whoami"), "verified", false)
 
-	// Recovery after logout.
-	want(t, "logout", p.step("logout"), "logout", 204)
-	want(t, "whoami after logout", p.step("whoami"), "status", 401)
-	p.navigate("/self-service/recovery/browser", "/ui/recovery")
-	rec := p.step("recoveryEmail", email)
-	want(t, "recovery email", rec, "flowType", "browser")
-	want(t, "recovery email", rec, "status", 200)
-	want(t, "recovery email", rec, "state", "sent_email")
-	code = waitCode(t, mb, email, "recovery", 1)
-	res := p.step("recoveryCode", code)
-	want(t, "wrong recovery code", res, "wrong", 200)
-	if ids, _ := res["wrongMessages"].([]any); len(ids) == 0 || ids[0] != float64(4060006) {
-		t.Errorf("wrong recovery code: want ui message 4060006, got %v", res["wrongMessages"])
-	}
-	want(t, "recovery code", res, "status", 422)
-	want(t, "recovery code", res, "errorId", "browser_location_change_required")
-	if u, _ := res["redirect"].(string); !strings.HasPrefix(u, app.URL+"/ui/settings?flow=") {
-		t.Errorf("recovery: want redirect_browser_to the settings UI with a flow, got %v", res["redirect"])
-	}
-	if ids, _ := res["settingsMessages"].([]any); len(ids) == 0 || ids[0] != float64(1060001) {
-		t.Errorf("settings flow after recovery: want ui message 1060001, got %v", res["settingsMessages"])
-	}
-	who := p.step("whoami")
-	want(t, "whoami after recovery", who, "status", 200)
-	want(t, "whoami after recovery", who, "email", email)
+		// Verification from the browser endpoint: ask for a code, submit it.
+		p.navigate("/self-service/verification/browser", "/ui/verification")
+		ask := p.step("verificationEmail", email)
+		want(t, "verification email", ask, "flowType", "browser")
+		want(t, "verification email", ask, "status", 200)
+		want(t, "verification email", ask, "state", "sent_email")
+		code := waitCode(t, mb, email, "verify", 2)
+		done := p.step("verificationCode", code)
+		want(t, "verification code", done, "status", 200)
+		want(t, "verification code", done, "state", "passed_challenge")
+		want(t, "whoami after verification", p.step("whoami"), "verified", true)
+	})
+
+	t.Run("recovery", func(t *testing.T) {
+		p := &page{t: t, ctx: ctx, appURL: app.URL}
+		want(t, "logout", p.step("logout"), "logout", 204)
+		want(t, "whoami after logout", p.step("whoami"), "status", 401)
+		p.navigate("/self-service/recovery/browser", "/ui/recovery")
+		rec := p.step("recoveryEmail", email)
+		want(t, "recovery email", rec, "flowType", "browser")
+		want(t, "recovery email", rec, "status", 200)
+		want(t, "recovery email", rec, "state", "sent_email")
+		code := waitCode(t, mb, email, "recovery", 1)
+		res := p.step("recoveryCode", code)
+		want(t, "wrong recovery code", res, "wrong", 200)
+		if ids, _ := res["wrongMessages"].([]any); !slices.Contains(ids, any(float64(4060006))) {
+			t.Errorf("wrong recovery code: want ui message 4060006, got %v", res["wrongMessages"])
+		}
+		want(t, "recovery code", res, "status", 422)
+		want(t, "recovery code", res, "errorId", "browser_location_change_required")
+		if u, _ := res["redirect"].(string); !strings.HasPrefix(u, app.URL+"/ui/settings?flow=") {
+			t.Errorf("recovery: want redirect_browser_to the settings UI with a flow, got %v", res["redirect"])
+		}
+		if ids, _ := res["settingsMessages"].([]any); !slices.Contains(ids, any(float64(1060001))) {
+			t.Errorf("settings flow after recovery: want ui message 1060001, got %v", res["settingsMessages"])
+		}
+		who := p.step("whoami")
+		want(t, "whoami after recovery", who, "status", 200)
+		want(t, "whoami after recovery", who, "email", email)
+	})
 }
