@@ -491,3 +491,47 @@ func TestVerificationOnEmailChange(t *testing.T) {
 		t.Errorf("new address: want unverified with status sent, got %s", jsonOf(a))
 	}
 }
+
+// TestVerificationNativeCode: a native verification flow on its own (no hook): the address
+// typed, a code mailed, a wrong code, the right one, and the completed flow submitted again.
+func TestVerificationNativeCode(t *testing.T) {
+	t.Parallel()
+	e := setup(t, recoveryServer)
+	email := uniqueEmail("verify-native")
+	ident := e.createIdentity(t, email, newPassword())
+	flow, resp, err := e.public.CreateNativeVerificationFlow(e.ctx).Execute()
+	wantOK(t, "CreateNativeVerificationFlow", http.StatusOK, resp, err)
+	got, resp, err := e.submitVerification(flow.Id, email, "")
+	wantOK(t, "UpdateVerificationFlow (email)", http.StatusOK, resp, err)
+	if got.State != client.VERIFICATIONFLOWSTATE_SENT_EMAIL || got.Id != flow.Id {
+		t.Fatalf("after the email: want the same flow in state sent_email, got %s", jsonOf(got))
+	}
+	if a := verifiableAddress(t, e, ident.Id, email); a.Status != "sent" || a.Verified {
+		t.Errorf("after the email: want address status sent, unverified, got %s", jsonOf(a))
+	}
+	code, _ := waitCode(t, e, email, verificationMail, 1)
+
+	got, resp, err = e.submitVerification(flow.Id, "", wrongCode(code))
+	wantOK(t, "UpdateVerificationFlow (wrong code)", http.StatusOK, resp, err)
+	if !hasMessage(got.Ui.Messages, 4070006) {
+		t.Errorf("wrong code: want ui message 4070006, got %v", messageIDs(got.Ui.Messages))
+	}
+	got, resp, err = e.submitVerification(flow.Id, "", code)
+	wantOK(t, "UpdateVerificationFlow (correct code)", http.StatusOK, resp, err)
+	if got.State != client.VERIFICATIONFLOWSTATE_PASSED_CHALLENGE {
+		t.Errorf("correct code: want passed_challenge, got %q", got.State)
+	}
+	if cw := continueWithOf(t, got); len(cw) != 0 {
+		t.Errorf("verification answer: want no continue_with, got %v", actions(cw))
+	}
+	a := verifiableAddress(t, e, ident.Id, email)
+	if !a.Verified || a.Status != "completed" || a.VerifiedAt == nil {
+		t.Errorf("after verification: want verified, status completed and verified_at, got %s", jsonOf(a))
+	}
+	_, resp, err = e.submitVerification(flow.Id, "", code)
+	wantStatus(t, "UpdateVerificationFlow (completed flow again)", http.StatusGone, resp, err)
+	body := decodeRaw(t, "completed flow again", resp, err)
+	if body.Error.ID != "self_service_flow_replaced" || body.UseFlowID == "" {
+		t.Errorf("completed flow again: want error.id self_service_flow_replaced and use_flow_id, got %s", outcome(resp, err))
+	}
+}
