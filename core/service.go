@@ -84,6 +84,9 @@ func (s *Service) PublicRoutes(mux *http.ServeMux) {
 	handle("GET /self-service/settings/flows", s.getFlowHandler(kindSettings))
 	handle("POST /self-service/settings", s.submitSettings)
 
+	// Recovery routes: see recovery.go (added with the recovery flow).
+	// Verification routes go here (verification branch).
+
 	handle("DELETE /self-service/logout/api", s.logoutAPI)
 	handle("GET /self-service/registration/browser", s.createFlow(kindRegistration))
 	handle("GET /self-service/login/browser", s.createFlow(kindLogin))
