@@ -78,6 +78,10 @@ func (s *Service) uiURL(f *Flow) string {
 		base = cfg.Login.UIURL
 	case kindSettings:
 		base = cfg.Settings.UIURL
+	case kindRecovery:
+		base = cfg.Recovery.UIURL
+	case kindVerification:
+		base = cfg.Verification.UIURL
 	}
 	u, err := url.Parse(base)
 	if base == "" || err != nil {
@@ -122,7 +126,7 @@ func (s *Service) checkReturnTo(raw string) error {
 	}
 	cfg := s.config()
 	for _, trusted := range []string{cfg.DefaultBrowserReturnURL, cfg.PublicBaseURL,
-		cfg.Registration.UIURL, cfg.Login.UIURL, cfg.Settings.UIURL} {
+		cfg.Registration.UIURL, cfg.Login.UIURL, cfg.Settings.UIURL, cfg.Recovery.UIURL, cfg.Verification.UIURL} {
 		t, err := url.Parse(trusted)
 		if trusted != "" && err == nil && strings.EqualFold(t.Scheme, u.Scheme) && strings.EqualFold(t.Host, u.Host) {
 			return nil

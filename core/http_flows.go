@@ -158,6 +158,8 @@ func (s *Service) newFlowOf(ctx context.Context, kind flowKind, req flowRequest,
 		return s.newRegistrationFlow(ctx, req)
 	case kindLogin:
 		return s.newLoginFlow(ctx, req, refresh)
+	case kindRecovery:
+		return s.newRecoveryFlow(ctx, req)
 	}
 	if sess == nil {
 		return nil, ErrNoSession
@@ -220,7 +222,7 @@ func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowK
 	if in.sub, err = decodeSubmission(w, r); err != nil {
 		return nil, err
 	}
-	if f.Type == flowTypeBrowser {
+	if f.Type == flowTypeBrowser && !adminRecoveryFlow(f) {
 		if err := s.checkCSRF(r, in.sub); err != nil {
 			return nil, err
 		}

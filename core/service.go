@@ -84,7 +84,10 @@ func (s *Service) PublicRoutes(mux *http.ServeMux) {
 	handle("GET /self-service/settings/flows", s.getFlowHandler(kindSettings))
 	handle("POST /self-service/settings", s.submitSettings)
 
-	// Recovery routes: see recovery.go (added with the recovery flow).
+	handle("GET /self-service/recovery/api", s.createFlow(kindRecovery))
+	handle("GET /self-service/recovery/browser", s.createFlow(kindRecovery))
+	handle("GET /self-service/recovery/flows", s.getFlowHandler(kindRecovery))
+	handle("POST /self-service/recovery", s.submitRecovery)
 	// Verification routes go here (verification branch).
 
 	handle("DELETE /self-service/logout/api", s.logoutAPI)
@@ -110,6 +113,7 @@ func (s *Service) AdminRoutes(mux *http.ServeMux) {
 		handle("PUT "+p+"/identities/{id}", s.updateIdentity)
 		handle("PATCH "+p+"/identities/{id}", s.patchIdentity)
 		handle("DELETE "+p+"/identities/{id}", s.deleteIdentity)
+		handle("POST "+p+"/recovery/code", s.createRecoveryCode)
 	}
 	handle("GET /schemas", s.listSchemas)
 	handle("GET /schemas/{id}", s.getSchema)
