@@ -45,6 +45,7 @@ const (
 	groupCode                 = "code"
 	recoveryMethodCode        = "code"
 	maxAddressBytes           = 320
+	maxCodeBytes              = 64
 	sessionMethodRecoveryCode = "code_recovery"
 )
 
@@ -374,6 +375,12 @@ func (s *Service) submitRecovery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.State != StateChooseMethod && email == "" {
+		if len(code) > maxCodeBytes {
+			// Hostile, not a typo: refused before it counts or is keyed.
+			f.UI.addMessage("code", errorMessage(4000003, fmt.Sprintf("length must be <= %d, but got %d", codeDigits, len(code)), nil))
+			s.answerRecoveryError(w, r, &FlowError{f})
+			return
+		}
 		req := flowRequest{Type: f.Type, URL: in.meta.URL, Meta: in.meta}
 		res, err := s.useRecoveryCode(ctx, f, code, in.meta, req)
 		if err != nil {
