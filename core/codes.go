@@ -85,11 +85,16 @@ func (s *Service) issueCodeFor(ctx context.Context, tx pgx.Tx, f *Flow, identity
 		return "", fmt.Errorf("delete earlier codes: %w", err)
 	}
 	now := time.Now().UTC()
-	_, err = tx.Exec(ctx, `INSERT INTO selfservice_codes (id, flow_id, kind, identity_id, address, code_hmac, expires_at, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, uuid.New(), f.ID, string(f.kind), identityID, address,
+	// INSERT ... SELECT so that a decoy (identityID uuid.Nil, see decoyCode) runs the same
+	// statement, probing the same index, and inserts nothing.
+	tag, err := tx.Exec(ctx, `INSERT INTO selfservice_codes (id, flow_id, kind, identity_id, address, code_hmac, expires_at, created_at)
+		SELECT $1, $2, $3, i.id, $5, $6, $7, $8 FROM identities i WHERE i.id = $4`, uuid.New(), f.ID, string(f.kind), identityID, address,
 		codeHMAC(cfg.CodeSecrets[0], f.ID, code), now.Add(lifespan), now)
 	if err != nil {
 		return "", fmt.Errorf("store code: %w", err)
+	}
+	if tag.RowsAffected() == 0 && identityID != uuid.Nil {
+		return "", identity.ErrNotFound
 	}
 	return code, nil
 }
@@ -193,4 +198,28 @@ func (s *Service) queueCodeMessage(ctx context.Context, tx pgx.Tx, templateType,
 		return err
 	}
 	return nil
+}
+
+// decoyCode does, for an address no active identity has, the database work issueCode and
+// queueCodeMessage do for a known one (draw and key a code, delete the flow's codes, insert
+// the code and the message) inside a savepoint it rolls back, so that the answer takes as long
+// and nothing is stored or sent. The flow's earlier codes stay deleted, as Kratos deletes them
+// for every address.
+func (s *Service) decoyCode(ctx context.Context, tx pgx.Tx, f *Flow, templateType, address string) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM selfservice_codes WHERE flow_id = $1`, f.ID); err != nil {
+		return fmt.Errorf("delete earlier codes: %w", err)
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("decoy savepoint: %w", err)
+	}
+	defer func() { _ = sp.Rollback(ctx) }()
+	code, err := s.issueCode(ctx, sp, f, uuid.Nil, address)
+	if err != nil {
+		return err
+	}
+	if err := s.queueCodeMessage(ctx, sp, templateType, address, code, nil); err != nil {
+		return err
+	}
+	return sp.Rollback(ctx)
 }

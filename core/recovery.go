@@ -25,8 +25,9 @@ import (
 // choose_method (type an address) -> sent_email (type the code; sending the address again
 // re-sends) -> passed_challenge, which hands out a session and a settings flow.
 //
-// An address no identity has gets the same answer and the same database work as a known one,
-// and nothing is sent unless notify_unknown_recipients (then recovery_code_invalid). An inactive
+// An address no identity has gets the same answer and the same database work as a known one
+// (decoyCode: the same statements in a savepoint rolled back), and nothing is sent unless
+// notify_unknown_recipients (then recovery_code_invalid). An inactive
 // identity is answered like an unknown address: no code is issued, at most the "invalid" notice,
 // since a code it could use would only end in a refusal to issue the session.
 
@@ -165,13 +166,8 @@ func (s *Service) sendRecoveryCode(ctx context.Context, f *Flow, email string, m
 			return err
 		}
 		if id == nil || !id.Active() {
-			// The same work as a known address: draw and key a code, drop the flow's codes.
-			if _, err := newCode(); err != nil {
+			if err := s.decoyCode(ctx, st.tx, f, templateRecoveryValid, address); err != nil {
 				return err
-			}
-			_ = codeHMAC(cfg.CodeSecrets[0], f.ID, "000000")
-			if _, err := st.tx.Exec(ctx, `DELETE FROM selfservice_codes WHERE flow_id = $1`, f.ID); err != nil {
-				return fmt.Errorf("delete earlier codes: %w", err)
 			}
 			if cfg.Recovery.NotifyUnknownRecipients {
 				return s.queueCodeMessage(ctx, st.tx, templateRecoveryInvalid, address, "", nil)
@@ -189,20 +185,18 @@ func (s *Service) sendRecoveryCode(ctx context.Context, f *Flow, email string, m
 // identityByRecoveryAddress finds the identity with address among its recovery addresses, or
 // nil. It locks nothing: the code is checked against the identity again when it is used.
 func (s *Service) identityByRecoveryAddress(ctx context.Context, tx pgx.Tx, address string) (*identity.Identity, error) {
-	var id uuid.UUID
-	err := tx.QueryRow(ctx, `SELECT id FROM identities WHERE recovery_addresses @> jsonb_build_array(jsonb_build_object('value', $1::text))
-		ORDER BY created_at LIMIT 1`, address).Scan(&id)
+	var found identity.Identity
+	err := tx.QueryRow(ctx, `SELECT `+identity.Columns("i")+` FROM identities i
+		WHERE i.recovery_addresses @> jsonb_build_array(jsonb_build_object('value', $1::text))
+		ORDER BY i.created_at LIMIT 1`, address).Scan(identity.Targets(&found)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("find recovery address: %w", err)
 	}
-	found, err := s.ids.Get(ctx, tx, id)
-	if errors.Is(err, identity.ErrNotFound) {
-		return nil, nil
-	}
-	return found, err
+	s.ids.Finish(&found)
+	return &found, nil
 }
 
 // useRecoveryCode handles {method: code, code}. A wrong or expired code is a *FlowError with

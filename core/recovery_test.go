@@ -334,9 +334,13 @@ func TestRecoveryUnknownAddressLooksKnown(t *testing.T) {
 	registered(t, b, "hal@example.com")
 	_, known := b.askRecovery(t, "hal@example.com")
 	sent := len(b.mail(t))
-	_, unknown := b.askRecovery(t, "nobody@example.com")
+	unknownID, unknown := b.askRecovery(t, "nobody@example.com")
 	if len(b.mail(t)) != sent {
 		t.Fatalf("a message was queued for an unknown address: %v", b.mail(t))
+	}
+	var codes int
+	if err := b.db.QueryRow(context.Background(), `SELECT count(*) FROM selfservice_codes WHERE flow_id = $1`, unknownID).Scan(&codes); err != nil || codes != 0 {
+		t.Fatalf("the decoy stored %d codes (%v)", codes, err)
 	}
 	shape := func(f map[string]any) string {
 		ui := f["ui"].(map[string]any)
