@@ -120,7 +120,7 @@ func (s *Service) createFlow(kind flowKind) http.HandlerFunc {
 			}
 			s.fail(w, r, ErrNoSession)
 			return
-		case kind != kindSettings && sess != nil && !refresh:
+		case kind != kindSettings && kind != kindVerification && sess != nil && !refresh:
 			if browser {
 				s.signedInAlready(w, r)
 				return
@@ -160,6 +160,8 @@ func (s *Service) newFlowOf(ctx context.Context, kind flowKind, req flowRequest,
 		return s.newLoginFlow(ctx, req, refresh)
 	case kindRecovery:
 		return s.newRecoveryFlow(ctx, req)
+	case kindVerification:
+		return s.newVerificationFlow(ctx, req)
 	}
 	if sess == nil {
 		return nil, ErrNoSession
@@ -215,6 +217,7 @@ func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowK
 		if f.identityID != in.sess.IdentityID {
 			return nil, ErrIdentityMismatch
 		}
+	case kind == kindVerification: // anyone may verify an address, signed in or not
 	case in.sess != nil && !(kind == kindLogin && f.Refresh != nil && *f.Refresh):
 		// Only a refresh login re-authenticates an existing session.
 		return nil, ErrSessionAlreadyAvailable

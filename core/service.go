@@ -88,7 +88,10 @@ func (s *Service) PublicRoutes(mux *http.ServeMux) {
 	handle("GET /self-service/recovery/browser", s.createFlow(kindRecovery))
 	handle("GET /self-service/recovery/flows", s.getFlowHandler(kindRecovery))
 	handle("POST /self-service/recovery", s.submitRecovery)
-	// Verification routes go here (verification branch).
+	handle("GET /self-service/verification/api", s.createFlow(kindVerification))
+	handle("GET /self-service/verification/browser", s.createFlow(kindVerification))
+	handle("GET /self-service/verification/flows", s.getFlowHandler(kindVerification))
+	handle("POST /self-service/verification", s.submitVerification)
 
 	handle("DELETE /self-service/logout/api", s.logoutAPI)
 	handle("GET /self-service/registration/browser", s.createFlow(kindRegistration))
