@@ -265,6 +265,17 @@ func (s *Service) submitLogin(w http.ResponseWriter, r *http.Request) {
 		current = in.sess
 	}
 	res, err := s.login(r.Context(), in.flow, in.sub, in.meta, current, in.tok)
+	var unverified *AddressNotVerifiedError
+	if errors.As(err, &unverified) {
+		if in.flow.Type == flowTypeBrowser && !wantsJSON(r) {
+			redirect(w, r, unverified.ContinueWith["flow"].(map[string]any)["url"].(string))
+			return
+		}
+		e := addressNotVerifiedAPIError(unverified)
+		w.Header().Set("Ory-Error-Id", e.ID)
+		api.WriteJSON(w, http.StatusForbidden, map[string]any{"error": e})
+		return
+	}
 	if err != nil {
 		s.answerSubmitError(w, r, err)
 		return

@@ -412,3 +412,55 @@ func (s *Service) startVerification(ctx context.Context, st *step, parent *Flow,
 func showVerificationUI(id any, address, url string) map[string]any {
 	return map[string]any{"action": "show_verification_ui", "flow": map[string]any{"id": id, "verifiable_address": address, "url": url}}
 }
+
+// AddressNotVerifiedError: require_verified_address refused a login because no address of the
+// identity is verified; a new verification flow was started, which ContinueWith names.
+type AddressNotVerifiedError struct{ ContinueWith map[string]any }
+
+func (e *AddressNotVerifiedError) Error() string { return "no verified address" }
+
+// requireVerifiedAddress is the require_verified_address hook, after the password check and
+// before any session exists: with no verified address it starts a verification flow (code
+// queued, address marked sent) in a transaction of its own under the identity's lock, and
+// refuses the login.
+func (s *Service) requireVerifiedAddress(ctx context.Context, f *Flow, id *identity.Identity, meta api.Meta) error {
+	if len(id.VerifiableAddresses) == 0 {
+		return (&api.Error{Code: http.StatusInternalServerError, Status: http.StatusText(http.StatusInternalServerError),
+			Message: "Invalid configuration"}).WithID("invalid_configuration").
+			WithReason("A misconfiguration prevents login. Expected to find a verification address but this identity does not have one assigned.")
+	}
+	for _, a := range id.VerifiableAddresses {
+		if a.Verified {
+			return nil
+		}
+	}
+	var item map[string]any
+	err := s.inTx(ctx, func(st *step) error {
+		locked, err := s.ids.GetForUpdate(ctx, st.tx, id.ID)
+		if err != nil {
+			return err
+		}
+		for _, a := range locked.VerifiableAddresses {
+			if a.Verified { // verified meanwhile
+				return nil
+			}
+		}
+		item, err = s.startVerification(ctx, st, f, locked, meta, func(identity.VerifiableAddress) bool { return true })
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if item == nil {
+		return nil
+	}
+	return &AddressNotVerifiedError{ContinueWith: item}
+}
+
+// addressNotVerifiedAPIError is Kratos' answer: HTTP 403 with a 400 envelope.
+func addressNotVerifiedAPIError(e *AddressNotVerifiedError) *api.Error {
+	return (&api.Error{Code: http.StatusBadRequest, Status: http.StatusText(http.StatusBadRequest),
+		Message: "your email or phone address is not yet verified"}).WithID("session_verified_address_required").
+		WithReason("Your account's email or phone address are not verified yet. Please check your email or phone inbox or re-request verification.").
+		WithDetail("continue_with", []any{e.ContinueWith})
+}
