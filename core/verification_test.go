@@ -273,3 +273,38 @@ func TestRequireVerifiedAddress(t *testing.T) {
 		t.Fatalf("login after verification: %d %v", status, res["_raw"])
 	}
 }
+
+func TestSettingsEmailChangeSendsVerification(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withVerification(false), withHooks(func(l *hooks.Lists) {
+		l.VerificationEnabled = true
+		l.Settings.Methods = map[string][]hooks.Entry{hooks.Profile: {{Hook: hooks.ShowVerificationUI}}}
+	}))
+	status, res := b.register(t, "ada@example.com", goodPassword)
+	if status != 200 {
+		t.Fatalf("register: %d %v", status, res["_raw"])
+	}
+	token := res["session_token"].(string)
+	flowID := b.flow(t, "settings", "X-Session-Token", token)
+	status, f := call(t, "POST", b.public.URL+"/self-service/settings?flow="+flowID, map[string]any{
+		"method": "profile", "traits": map[string]any{"email": "grace@example.com"}}, "X-Session-Token", token)
+	if status != 200 {
+		t.Fatalf("settings: %d %v", status, f["_raw"])
+	}
+	cw, _ := f["continue_with"].([]any)
+	if len(cw) != 1 || cw[0].(map[string]any)["action"] != "show_verification_ui" ||
+		cw[0].(map[string]any)["flow"].(map[string]any)["verifiable_address"] != "grace@example.com" {
+		t.Fatalf("continue_with = %v", f["_raw"])
+	}
+	if a := b.address(t, "grace@example.com"); a["status"] != "sent" || a["verified"] != false {
+		t.Fatalf("new address = %v", a)
+	}
+	code := b.verificationCode(t, "grace@example.com")
+	vf := cw[0].(map[string]any)["flow"].(map[string]any)["id"].(string)
+	if status, v := b.verify(t, vf, map[string]any{"method": "code", "code": code}); status != 200 || v["state"] != "passed_challenge" {
+		t.Fatalf("verify: %d %v", status, v["_raw"])
+	}
+	if a := b.address(t, "grace@example.com"); a["verified"] != true {
+		t.Fatalf("new address after verifying = %v", a)
+	}
+}
