@@ -186,12 +186,22 @@ func (s *Service) answerRegistration(w http.ResponseWriter, r *http.Request, f *
 		}
 	}
 	to := s.returnURL(f)
+	// show_verification_ui: Kratos sends the browser to the verification UI instead.
+	var shown []any
+	for _, c := range res.ContinueWith {
+		if m, ok := c.(map[string]any); ok && m["action"] == "show_verification_ui" {
+			shown = append(shown, m)
+			if u, _ := m["flow"].(map[string]any)["url"].(string); u != "" {
+				to = u
+			}
+		}
+	}
 	if !wantsJSON(r) {
 		redirect(w, r, to)
 		return
 	}
 	res.SessionToken = ""
-	res.ContinueWith = []any{redirectBrowserTo(to)}
+	res.ContinueWith = append(shown, redirectBrowserTo(to))
 	api.WriteJSON(w, http.StatusOK, res)
 }
 

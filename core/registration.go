@@ -119,7 +119,7 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 				return err
 			}
 			if hooks.Has(inline, hooks.ShowVerificationUI) {
-				showVerification = item
+				showVerification = apiWithoutURL(item, f)
 			}
 		}
 		if showVerification != nil {

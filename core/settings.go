@@ -174,7 +174,7 @@ func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, 
 				return err
 			}
 			if hooks.Has(inline, hooks.ShowVerificationUI) {
-				showVerification = item
+				showVerification = apiWithoutURL(item, f)
 			}
 		}
 		if err := s.renderSettings(f, id); err != nil {

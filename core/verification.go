@@ -403,9 +403,18 @@ func (s *Service) startVerification(ctx context.Context, st *step, parent *Flow,
 		if err := s.sendCode(ctx, st, vf, id, address); err != nil {
 			return nil, err
 		}
-		return showVerificationUI(vf.ID, a.Value, s.uiURL(vf)), nil
+		return showVerificationUI(vf.ID, a.Value, s.uiURL(vf)), nil // url: callers drop it where Kratos does
 	}
 	return nil, nil
+}
+
+// apiWithoutURL drops the url of a show_verification_ui item for API flows, as Kratos' verification
+// hook sets it for browser flows only (require_verified_address always sets it).
+func apiWithoutURL(item map[string]any, parent *Flow) map[string]any {
+	if item != nil && parent.Type != flowTypeBrowser {
+		delete(item["flow"].(map[string]any), "url")
+	}
+	return item
 }
 
 // showVerificationUI is Kratos' continue_with item naming the verification flow.

@@ -228,7 +228,7 @@ func TestRegistrationShowsVerificationUI(t *testing.T) {
 		t.Fatalf("continue_with order = %v", cw)
 	}
 	vf := show["flow"].(map[string]any)
-	if vf["verifiable_address"] != "ada@example.com" || vf["id"] == nil || vf["url"] == nil {
+	if vf["verifiable_address"] != "ada@example.com" || vf["id"] == nil || vf["url"] != nil { // API flow: no url, as in Kratos
 		t.Fatalf("show_verification_ui = %v", show)
 	}
 	addr := res["identity"].(map[string]any)["verifiable_addresses"].([]any)[0].(map[string]any)
