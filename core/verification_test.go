@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -306,5 +307,52 @@ func TestSettingsEmailChangeSendsVerification(t *testing.T) {
 	}
 	if a := b.address(t, "grace@example.com"); a["verified"] != true {
 		t.Fatalf("new address after verifying = %v", a)
+	}
+}
+
+const verificationUIURL = appURL + "/verification"
+
+func TestVerificationBrowser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withVerification(false), withBrowserUI, func(c *core.Config) { c.Verification.UIURL = verificationUIURL },
+		withHooks(func(l *hooks.Lists) { l.Login.After = []hooks.Entry{{Hook: hooks.RequireVerifiedAddress}} }))
+	registered(t, b, "jo@example.com")
+	br := newBrowser(t, b)
+	// require_verified_address sends a browser's form post to the verification UI.
+	lf := br.browserFlow("login")
+	r := br.postForm("/self-service/login?flow="+lf["id"].(string), url.Values{"method": {"password"},
+		"identifier": {"jo@example.com"}, "password": {goodPassword}, "csrf_token": {csrfOf(t, lf)}})
+	if r.status != 303 || !strings.HasPrefix(r.location, verificationUIURL+"?flow=") {
+		t.Fatalf("login: %d %s %s", r.status, r.location, r.raw)
+	}
+	if who := br.getJSON("/sessions/whoami"); who.status == 200 {
+		t.Fatal("a session was issued")
+	}
+	r = br.navigate("/self-service/verification/browser")
+	if r.status != 303 || !strings.HasPrefix(r.location, verificationUIURL+"?flow=") {
+		t.Fatalf("init: %d %s", r.status, r.location)
+	}
+	flowID := strings.TrimPrefix(r.location, verificationUIURL+"?flow=")
+	csrf := func() string { return csrfOf(t, br.getJSON("/self-service/verification/flows?id="+flowID).body) }
+	if r := br.postForm("/self-service/verification?flow="+flowID, url.Values{"method": {"code"}, "email": {"jo@example.com"}}); r.status < 400 {
+		t.Fatalf("no csrf: %d", r.status)
+	}
+	r = br.postForm("/self-service/verification?flow="+flowID, url.Values{"method": {"code"}, "email": {"jo@example.com"}, "csrf_token": {csrf()}})
+	if r.status != 303 || r.location != verificationUIURL+"?flow="+flowID {
+		t.Fatalf("send code: %d %s %s", r.status, r.location, r.raw)
+	}
+	code := b.verificationCode(t, "jo@example.com")
+	token := csrf()
+	r = br.postForm("/self-service/verification?flow="+flowID, url.Values{"method": {"code"}, "code": {code}, "csrf_token": {token}})
+	if r.status != 303 || r.location != verificationUIURL+"?flow="+flowID {
+		t.Fatalf("use code: %d %s %s", r.status, r.location, r.raw)
+	}
+	if f := br.getJSON("/self-service/verification/flows?id=" + flowID); f.body["state"] != "passed_challenge" {
+		t.Fatalf("flow after code: %s", f.raw)
+	}
+	// A completed browser flow submitted again: to the UI of a new flow.
+	r = br.postForm("/self-service/verification?flow="+flowID, url.Values{"method": {"code"}, "code": {code}, "csrf_token": {token}})
+	if r.status != 303 || !strings.HasPrefix(r.location, verificationUIURL+"?flow=") || strings.HasSuffix(r.location, flowID) {
+		t.Fatalf("resubmit: %d %s %s", r.status, r.location, r.raw)
 	}
 }
