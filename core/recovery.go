@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -497,11 +496,6 @@ func (s *Service) answerRecoveryError(w http.ResponseWriter, r *http.Request, er
 	default:
 		s.answerSubmitError(w, r, err)
 	}
-}
-
-// recoveryLink is the link an admin hands out for flow id.
-func (s *Service) recoveryLink(id uuid.UUID) string {
-	return s.config().PublicBaseURL + "/self-service/recovery?" + url.Values{"flow": {id.String()}}.Encode()
 }
 
 // adminRecoveryFlow reports whether f is a recovery flow an admin created (code issued, no
