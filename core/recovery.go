@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -452,7 +451,30 @@ func browserLocationChangeRequired(to string) *api.Error {
 func (s *Service) answerRecoveryError(w http.ResponseWriter, r *http.Request, err error) {
 	var retry *recoveryRetryError
 	var fe *FlowError
+	var expired *FlowExpiredError
 	switch {
+	case errors.As(err, &expired):
+		// Kratos' recovery ErrorHandler: the replacement flow (of the old flow's type) is
+		// announced by a redirect, except to an API flow with use_continue_with_transitions:
+		// 410 with use_flow_id and continue_with show_recovery_ui.
+		nf, gerr := getFlow(r.Context(), s.db, kindRecovery, expired.Replacement)
+		if gerr != nil {
+			s.fail(w, r, gerr)
+			return
+		}
+		switch {
+		case s.config().UseContinueWithTransitions && nf.Type != flowTypeBrowser:
+			since := time.Since(expired.ExpiredAt)
+			s.fail(w, r, api.Gone().WithID("self_service_flow_expired").
+				WithReason("The self-service flow expired %.2f minutes ago, initialize a new one.", since.Minutes()).
+				WithExtra("expired_at", expired.ExpiredAt).WithExtra("since", since).WithExtra("use_flow_id", nf.ID).
+				WithDetail("continue_with", []any{map[string]any{"action": "show_recovery_ui",
+					"flow": map[string]any{"id": nf.ID, "url": s.uiURL(nf)}}}))
+		case nf.Type != flowTypeBrowser || wantsJSON(r):
+			redirect(w, r, s.config().PublicBaseURL+"/self-service/recovery/flows?id="+nf.ID.String())
+		default:
+			redirect(w, r, s.uiURL(nf))
+		}
 	case errors.As(err, &retry):
 		nf := retry.Replacement
 		if !wantsJSON(r) && nf.Type == flowTypeBrowser {
@@ -474,11 +496,6 @@ func (s *Service) answerRecoveryError(w http.ResponseWriter, r *http.Request, er
 	default:
 		s.answerSubmitError(w, r, err)
 	}
-}
-
-// recoveryLink is the link an admin hands out for flow id.
-func (s *Service) recoveryLink(id uuid.UUID) string {
-	return s.config().PublicBaseURL + "/self-service/recovery?" + url.Values{"flow": {id.String()}}.Encode()
 }
 
 // adminRecoveryFlow reports whether f is a recovery flow an admin created (code issued, no

@@ -177,6 +177,12 @@ func TestRecoveryAPIWithoutContinueWithNeedsBrowser(t *testing.T) {
 	if status != 422 || e["id"] != "browser_location_change_required" || !strings.Contains(res["redirect_browser_to"].(string), "/self-service/settings/flows?id=") {
 		t.Fatalf("submit code: %d %v", status, res["_raw"])
 	}
+	// A completed flow is retried with a 303 to a new flow (followed by the client).
+	status, res = b.submitCode(t, flowID, "123456")
+	if status != 200 || res["id"] == flowID || res["state"] != "choose_method" {
+		t.Fatalf("completed flow: %d %v", status, res["_raw"])
+	}
+	wantMessages(t, res, ":4060001")
 }
 
 func TestRecoveryWrongCodeAnswersFlow(t *testing.T) {
@@ -523,5 +529,33 @@ func TestAdminRecoveryCode(t *testing.T) {
 		if status != want {
 			t.Errorf("%s: %d %v", name, status, res["_raw"])
 		}
+	}
+}
+
+// An expired recovery flow is replaced: 410 + continue_with with transitions, else a 303 to
+// the new flow (Kratos' recovery error handler).
+func TestRecoveryExpiredFlow(t *testing.T) {
+	t.Parallel()
+	for _, transitions := range []bool{true, false} {
+		b := setup(t, withRecovery(transitions))
+		id := b.flow(t, "recovery")
+		if _, err := b.db.Exec(context.Background(), `UPDATE selfservice_flows SET expires_at = now() - interval '1 minute'`); err != nil {
+			t.Fatal(err)
+		}
+		status, res := call(t, "POST", b.public.URL+"/self-service/recovery?flow="+id, map[string]any{"method": "code", "email": "a@example.com"})
+		if transitions {
+			e, _ := res["error"].(map[string]any)
+			details, _ := e["details"].(map[string]any)
+			cw, _ := details["continue_with"].([]any)
+			if status != 410 || res["use_flow_id"] == id || len(cw) != 1 {
+				t.Fatalf("expired (transitions): %d %v", status, res["_raw"])
+			}
+			continue
+		}
+		// The default client follows the 303 to the new flow.
+		if status != 200 || res["id"] == id || res["state"] != "choose_method" {
+			t.Fatalf("expired: %d %v", status, res["_raw"])
+		}
+		wantMessages(t, res, ":4060005")
 	}
 }
