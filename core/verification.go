@@ -357,7 +357,16 @@ func (s *Service) submitVerification(w http.ResponseWriter, r *http.Request) {
 func (s *Service) answerVerificationError(w http.ResponseWriter, r *http.Request, err error) {
 	var replaced *verificationReplacedError
 	var fe *FlowError
+	var expired *FlowExpiredError
 	switch {
+	case errors.As(err, &expired) && expired.Kind == kindVerification:
+		// Kratos' verification error handler: a 303 to the new flow, for scripts its JSON.
+		cfg := s.config()
+		to := cfg.PublicBaseURL + "/self-service/verification/flows?id=" + expired.Replacement.String()
+		if !wantsJSON(r) && cfg.Verification.UIURL != "" { // a browser's form post
+			to = s.uiURL(&Flow{ID: expired.Replacement, kind: kindVerification})
+		}
+		redirect(w, r, to)
 	case errors.As(err, &replaced):
 		nf := replaced.Replacement
 		if nf.Type == flowTypeBrowser && !wantsJSON(r) {

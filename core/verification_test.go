@@ -356,3 +356,29 @@ func TestVerificationBrowser(t *testing.T) {
 		t.Fatalf("resubmit: %d %s %s", r.status, r.location, r.raw)
 	}
 }
+
+func TestVerificationExpiredFlowRedirectsToNewFlow(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withVerification(false))
+	flowID := b.flow(t, "verification")
+	if _, err := b.db.Exec(context.Background(), `UPDATE selfservice_flows SET expires_at = now() - interval '1 minute' WHERE id = $1`, flowID); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("POST", b.public.URL+"/self-service/verification?flow="+flowID, strings.NewReader(`{"method":"code","email":"a@example.com"}`))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	loc := res.Header.Get("Location")
+	if res.StatusCode != 303 || !strings.Contains(loc, "/self-service/verification/flows?id=") || strings.HasSuffix(loc, flowID) {
+		t.Fatalf("expired: %d %s", res.StatusCode, loc)
+	}
+	status, nf := call(t, "GET", loc, nil)
+	if status != 200 || nf["state"] != "choose_method" {
+		t.Fatalf("new flow: %d %v", status, nf["_raw"])
+	}
+	wantMessages(t, nf, ":4070005")
+}
