@@ -78,6 +78,10 @@ func (s *Service) uiURL(f *Flow) string {
 		base = cfg.Login.UIURL
 	case kindSettings:
 		base = cfg.Settings.UIURL
+	case kindRecovery:
+		base = cfg.Recovery.UIURL
+	case kindVerification:
+		base = cfg.Verification.UIURL
 	}
 	u, err := url.Parse(base)
 	if base == "" || err != nil {
@@ -122,7 +126,7 @@ func (s *Service) checkReturnTo(raw string) error {
 	}
 	cfg := s.config()
 	for _, trusted := range []string{cfg.DefaultBrowserReturnURL, cfg.PublicBaseURL,
-		cfg.Registration.UIURL, cfg.Login.UIURL, cfg.Settings.UIURL} {
+		cfg.Registration.UIURL, cfg.Login.UIURL, cfg.Settings.UIURL, cfg.Recovery.UIURL, cfg.Verification.UIURL} {
 		t, err := url.Parse(trusted)
 		if trusted != "" && err == nil && strings.EqualFold(t.Scheme, u.Scheme) && strings.EqualFold(t.Host, u.Host) {
 			return nil
@@ -182,12 +186,22 @@ func (s *Service) answerRegistration(w http.ResponseWriter, r *http.Request, f *
 		}
 	}
 	to := s.returnURL(f)
+	// show_verification_ui: Kratos sends the browser to the verification UI instead.
+	var shown []any
+	for _, c := range res.ContinueWith {
+		if m, ok := c.(map[string]any); ok && m["action"] == "show_verification_ui" {
+			shown = append(shown, m)
+			if u, _ := m["flow"].(map[string]any)["url"].(string); u != "" {
+				to = u
+			}
+		}
+	}
 	if !wantsJSON(r) {
 		redirect(w, r, to)
 		return
 	}
 	res.SessionToken = ""
-	res.ContinueWith = []any{redirectBrowserTo(to)}
+	res.ContinueWith = append(shown, redirectBrowserTo(to))
 	api.WriteJSON(w, http.StatusOK, res)
 }
 

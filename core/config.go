@@ -32,6 +32,10 @@ const (
 	ThrottleWindowDefault = 15 * time.Minute
 	// ThrottleLockoutDefault is selfservice.flows.login.throttle.lockout's.
 	ThrottleLockoutDefault = 15 * time.Minute
+	// CodeLifespanDefault is selfservice.methods.code.config.lifespan's (Kratos: 1h).
+	CodeLifespanDefault = time.Hour
+	// CodeMaxSubmissionsDefault is selfservice.methods.code.config.max_submissions' (Kratos: 5).
+	CodeMaxSubmissionsDefault = 5
 )
 
 // Config is what the flows read on every request. The process holds it behind an atomic
@@ -50,6 +54,19 @@ type Config struct {
 	Registration RegistrationConfig
 	Login        FlowConfig
 	Settings     SettingsConfig
+	Recovery     RecoveryConfig
+	Verification VerificationConfig
+
+	// Code is selfservice.methods.code: the one-time codes of recovery and verification.
+	Code CodeConfig
+	// CodeSecrets key the HMAC under which codes are stored (secrets.default, falling back to
+	// secrets.cookie): the first computes, all verify, so a rotation does not void codes in
+	// flight. Required when recovery or verification is enabled.
+	CodeSecrets [][]byte
+	// UseContinueWithTransitions is feature_flags.use_continue_with_transitions: a native
+	// recovery then answers with continue_with (session token, settings UI) instead of
+	// browser_location_change_required, as Kratos does.
+	UseContinueWithTransitions bool
 
 	// PasswordPolicy is selfservice.methods.password.config. A zero MinLength means the
 	// password package's default.
@@ -123,13 +140,42 @@ type SettingsConfig struct {
 	PrivilegedSessionMaxAge time.Duration
 }
 
+// RecoveryConfig is selfservice.flows.recovery. Latch runs the code method only.
+type RecoveryConfig struct {
+	FlowConfig
+	Enabled bool   // selfservice.flows.recovery.enabled; Kratos' default false
+	Use     string // selfservice.flows.recovery.use; only "code" (the default)
+	// NotifyUnknownRecipients sends recovery_code_invalid to an address no identity has.
+	NotifyUnknownRecipients bool
+}
+
+// VerificationConfig is selfservice.flows.verification. Latch runs the code method only.
+type VerificationConfig struct {
+	FlowConfig
+	Enabled bool   // selfservice.flows.verification.enabled; Kratos' default false
+	Use     string // selfservice.flows.verification.use; only "code" (the default)
+	// NotifyUnknownRecipients sends verification_code_invalid to an address no identity has.
+	NotifyUnknownRecipients bool
+}
+
+// CodeConfig is selfservice.methods.code.
+type CodeConfig struct {
+	// Enabled is selfservice.methods.code.enabled. Kratos' default is true; the loader sets it
+	// so (normalize does not: a bool cannot say "unset"). Recovery and verification run only
+	// with it.
+	Enabled        bool
+	Lifespan       time.Duration // config.lifespan; zero: CodeLifespanDefault
+	MaxSubmissions int           // config.max_submissions; zero: CodeMaxSubmissionsDefault
+}
+
 // normalize fills every zero field with its default and refuses what cannot work.
 func (c *Config) normalize() error {
 	c.PublicBaseURL = strings.TrimRight(c.PublicBaseURL, "/")
 	if c.PublicBaseURL == "" {
 		return errors.New("core: PublicBaseURL is required")
 	}
-	for _, f := range []*FlowConfig{&c.Registration.FlowConfig, &c.Login, &c.Settings.FlowConfig} {
+	for _, f := range []*FlowConfig{&c.Registration.FlowConfig, &c.Login, &c.Settings.FlowConfig,
+		&c.Recovery.FlowConfig, &c.Verification.FlowConfig} {
 		if f.Lifespan <= 0 {
 			f.Lifespan = FlowLifespanDefault
 		}
@@ -140,6 +186,23 @@ func (c *Config) normalize() error {
 	c.DefaultSchemaID = cmp.Or(c.DefaultSchemaID, SchemaIDDefault)
 	if c.PasswordPolicy.MinLength <= 0 {
 		c.PasswordPolicy.MinLength = password.MinLengthDefault
+	}
+	if c.Code.Lifespan <= 0 {
+		c.Code.Lifespan = CodeLifespanDefault
+	}
+	if c.Code.MaxSubmissions <= 0 {
+		c.Code.MaxSubmissions = CodeMaxSubmissionsDefault
+	}
+	c.Recovery.Use = cmp.Or(c.Recovery.Use, "code")
+	c.Verification.Use = cmp.Or(c.Verification.Use, "code")
+	if c.Recovery.Use != "code" {
+		return errors.New("selfservice.flows.recovery.use: only \"code\" is implemented by Latch")
+	}
+	if c.Verification.Use != "code" {
+		return errors.New("selfservice.flows.verification.use: only \"code\" is implemented by Latch")
+	}
+	if (c.Recovery.Enabled || c.Verification.Enabled) && len(c.CodeSecrets) == 0 {
+		return errors.New("secrets.default: a secret is required to store recovery and verification codes")
 	}
 	if c.HookDeadline <= 0 {
 		c.HookDeadline = HookDeadlineDefault

@@ -1,4 +1,5 @@
-// Package core owns Latch's self-service flows (registration, login, settings, logout) and
+// Package core owns Latch's self-service flows (registration, login, settings, logout,
+// recovery and verification by code) and
 // their state, running the hook plan (the before and pre-persist web_hook calls through a worker,
 // the inline hooks inside the flow's transaction), the admin identity API and the HTTP handlers
 // of both.
@@ -15,6 +16,10 @@
 // Nothing read before a hook call or a password hash is written back: hashes and hooks run
 // first, the transaction re-reads. Registration and login claim their flow row, so a flow
 // yields at most one identity or session however often it is submitted.
+//
+// Recovery and verification codes (codes.go) are stored only as HMACs keyed to their flow; the
+// plain code exists only in the courier message queued in the same transaction (events.
+// QueueMessage), never in an event, a log line or an error.
 //
 // Subpackages: identity (the identity model and its SQL, shared with sessions), password
 // (hashing and policy), api (Kratos' wire conventions and the HTTP edge), hooks (the hook plan

@@ -22,6 +22,8 @@ const (
 	kindRegistration flowKind = "registration"
 	kindLogin        flowKind = "login"
 	kindSettings     flowKind = "settings"
+	kindRecovery     flowKind = "recovery"
+	kindVerification flowKind = "verification"
 )
 
 // FlowState is where a flow stands, with Kratos' names.
@@ -35,6 +37,9 @@ const (
 	StateShowForm        FlowState = "show_form"
 	StatePassedChallenge FlowState = "passed_challenge"
 	StateSuccess         FlowState = "success"
+	// StateSentEmail: a recovery or verification flow sent a code and waits for it
+	// (choose_method -> sent_email -> passed_challenge).
+	StateSentEmail FlowState = "sent_email"
 )
 
 // used reports whether a flow in this state was completed and may not be submitted again.
@@ -64,6 +69,10 @@ type Flow struct {
 	kind       flowKind
 	identityID uuid.UUID // settings: whose flow this is
 	sessionID  uuid.UUID // settings: the session that created it
+	// recovery, verification: code submissions so far (max_submissions counts them), and the
+	// address the last code went to (as typed, normalised).
+	submissions int
+	address     string
 }
 
 func (f *Flow) expired(now time.Time) bool { return !now.Before(f.ExpiresAt) }
@@ -75,10 +84,10 @@ func insertFlow(ctx context.Context, db identity.DB, f *Flow) error {
 		return fmt.Errorf("encode flow ui: %w", err)
 	}
 	_, err = db.Exec(ctx, `INSERT INTO selfservice_flows (id, kind, type, state, request_url, return_to,
-			identity_id, session_id, refresh, requested_aal, ui, issued_at, expires_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)`,
+			identity_id, session_id, refresh, requested_aal, ui, issued_at, expires_at, created_at, updated_at, submissions, address)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, NULLIF($16, ''))`,
 		f.ID, f.kind, f.Type, f.State, f.RequestURL, f.ReturnTo, nullUUID(f.identityID), nullUUID(f.sessionID),
-		f.Refresh != nil && *f.Refresh, f.RequestedAAL, ui, f.IssuedAt, f.ExpiresAt, f.CreatedAt)
+		f.Refresh != nil && *f.Refresh, f.RequestedAAL, ui, f.IssuedAt, f.ExpiresAt, f.CreatedAt, f.submissions, f.address)
 	if err != nil {
 		return fmt.Errorf("insert flow: %w", err)
 	}
@@ -132,10 +141,10 @@ func getFlow(ctx context.Context, db identity.DB, kind flowKind, id uuid.UUID) (
 	var identityID, sessionID *uuid.UUID
 	var ui []byte
 	err := db.QueryRow(ctx, `SELECT id, type, state, request_url, return_to, identity_id, session_id, refresh,
-			requested_aal, ui, issued_at, expires_at, created_at, updated_at
+			requested_aal, ui, issued_at, expires_at, created_at, updated_at, submissions, COALESCE(address, '')
 		FROM selfservice_flows WHERE id = $1 AND kind = $2`, id, kind).
 		Scan(&f.ID, &f.Type, &f.State, &f.RequestURL, &f.ReturnTo, &identityID, &sessionID, &refresh,
-			&f.RequestedAAL, &ui, &f.IssuedAt, &f.ExpiresAt, &f.CreatedAt, &f.UpdatedAt)
+			&f.RequestedAAL, &ui, &f.IssuedAt, &f.ExpiresAt, &f.CreatedAt, &f.UpdatedAt, &f.submissions, &f.address)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, &FlowNotFoundError{Kind: kind}
 	}

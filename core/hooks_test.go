@@ -272,3 +272,26 @@ func TestBeforeHookRejectsFlowCreation(t *testing.T) {
 		t.Fatalf("accepted login flow: %d %v", status, f["_raw"])
 	}
 }
+
+// Recovery's before hooks run when the flow is created, like the other flows'.
+func TestBeforeHookRejectsRecoveryFlow(t *testing.T) {
+	t.Parallel()
+	e := newEndpoint(t)
+	b := setupHooks(t, []webhooks.Hook{callHook("gate", e.URL, false)}, true, func(c *core.Config) {
+		withRecovery(true)(c)
+		withHooks(func(l *hooks.Lists) { l.Recovery.Before = []hooks.Entry{webHook("gate", false)} })(c)
+	})
+	e.respond(http.StatusForbidden, `{"messages":[{"instance_ptr":"#/","messages":[{"id":4000102,"text":"Not from here.","type":"error"}]}]}`)
+	status, f := call(t, "GET", b.public.URL+"/self-service/recovery/api", nil)
+	if status != 400 {
+		t.Fatalf("rejected recovery flow: %d %v", status, f["_raw"])
+	}
+	wantMessages(t, f, ":4000102")
+	if n := b.count(t, "selfservice_flows"); n != 0 {
+		t.Fatalf("%d flows stored after a before hook refused", n)
+	}
+	e.respond(http.StatusNoContent, "")
+	if status, f := call(t, "GET", b.public.URL+"/self-service/recovery/api", nil); status != 200 || e.calls.Load() != 2 {
+		t.Fatalf("accepted recovery flow: %d %v (calls %d)", status, f["_raw"], e.calls.Load())
+	}
+}

@@ -120,7 +120,7 @@ func (s *Service) createFlow(kind flowKind) http.HandlerFunc {
 			}
 			s.fail(w, r, ErrNoSession)
 			return
-		case kind != kindSettings && sess != nil && !refresh:
+		case kind != kindSettings && kind != kindVerification && sess != nil && !refresh:
 			if browser {
 				s.signedInAlready(w, r)
 				return
@@ -158,6 +158,10 @@ func (s *Service) newFlowOf(ctx context.Context, kind flowKind, req flowRequest,
 		return s.newRegistrationFlow(ctx, req)
 	case kindLogin:
 		return s.newLoginFlow(ctx, req, refresh)
+	case kindRecovery:
+		return s.newRecoveryFlow(ctx, req)
+	case kindVerification:
+		return s.newVerificationFlow(ctx, req)
 	}
 	if sess == nil {
 		return nil, ErrNoSession
@@ -213,6 +217,7 @@ func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowK
 		if f.identityID != in.sess.IdentityID {
 			return nil, ErrIdentityMismatch
 		}
+	case kind == kindVerification: // anyone may verify an address, signed in or not
 	case in.sess != nil && !(kind == kindLogin && f.Refresh != nil && *f.Refresh):
 		// Only a refresh login re-authenticates an existing session.
 		return nil, ErrSessionAlreadyAvailable
@@ -220,7 +225,7 @@ func (s *Service) startSubmit(w http.ResponseWriter, r *http.Request, kind flowK
 	if in.sub, err = decodeSubmission(w, r); err != nil {
 		return nil, err
 	}
-	if f.Type == flowTypeBrowser {
+	if f.Type == flowTypeBrowser && !adminRecoveryFlow(f) {
 		if err := s.checkCSRF(r, in.sub); err != nil {
 			return nil, err
 		}
@@ -260,6 +265,17 @@ func (s *Service) submitLogin(w http.ResponseWriter, r *http.Request) {
 		current = in.sess
 	}
 	res, err := s.login(r.Context(), in.flow, in.sub, in.meta, current, in.tok)
+	var unverified *AddressNotVerifiedError
+	if errors.As(err, &unverified) {
+		if in.flow.Type == flowTypeBrowser && !wantsJSON(r) {
+			redirect(w, r, unverified.ContinueWith["flow"].(map[string]any)["url"].(string))
+			return
+		}
+		e := addressNotVerifiedAPIError(unverified)
+		w.Header().Set("Ory-Error-Id", e.ID)
+		api.WriteJSON(w, http.StatusForbidden, map[string]any{"error": e})
+		return
+	}
 	if err != nil {
 		s.answerSubmitError(w, r, err)
 		return

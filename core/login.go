@@ -116,6 +116,11 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 		}
 		return nil, err
 	}
+	if hooks.Has(plan.Inline(hooks.Login, hooks.Password), hooks.RequireVerifiedAddress) {
+		if err := s.requireVerifiedAddress(ctx, f, id, meta); err != nil {
+			return nil, err
+		}
+	}
 	rehash := s.rehash(ctx, cred, sub.Password)
 
 	// A refresh login by the session's own identity renews that session and keeps its token

@@ -46,7 +46,7 @@ func msgNoStrategy(kind flowKind) schemas.Message {
 }
 
 func msgFlowExpired(kind flowKind, expiredAt time.Time) schemas.Message {
-	ids := map[flowKind]int64{kindLogin: 4010001, kindRegistration: 4040001, kindSettings: 4050001}
+	ids := map[flowKind]int64{kindLogin: 4010001, kindRegistration: 4040001, kindSettings: 4050001, kindRecovery: 4060005, kindVerification: 4070005}
 	return errorMessage(ids[kind],
 		fmt.Sprintf("The %s flow expired %.2f minutes ago, please try again.", kind, time.Since(expiredAt).Minutes()),
 		map[string]any{"expired_at": expiredAt, "expired_at_unix": expiredAt.Unix()})

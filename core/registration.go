@@ -111,6 +111,20 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 			return err
 		}
 		flow := flowRef(f, "password")
+		// The verification hook: the code goes out in this transaction, atomic with the identity.
+		var showVerification map[string]any
+		if hooks.Has(inline, hooks.Verification) && cfg.verificationOn() {
+			item, err := s.startVerification(ctx, st, f, id, meta, func(a identity.VerifiableAddress) bool { return !a.Verified })
+			if err != nil {
+				return err
+			}
+			if hooks.Has(inline, hooks.ShowVerificationUI) {
+				showVerification = apiWithoutURL(item, f)
+			}
+		}
+		if showVerification != nil {
+			res.ContinueWith = append(res.ContinueWith, showVerification)
+		}
 		var sessionID *uuid.UUID
 		var evs []events.Event
 		// A parse web_hook may have registered the identity as inactive: it exists, but gets
@@ -121,7 +135,7 @@ func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta a
 				return err
 			}
 			res.Session, res.SessionToken = sess, token
-			res.ContinueWith = []any{setSessionToken(token)}
+			res.ContinueWith = append(res.ContinueWith, setSessionToken(token))
 			sessionID = &sess.ID
 			ev, err := sessionCreated(sess, id, flow, &meta)
 			if err != nil {

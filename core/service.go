@@ -84,6 +84,15 @@ func (s *Service) PublicRoutes(mux *http.ServeMux) {
 	handle("GET /self-service/settings/flows", s.getFlowHandler(kindSettings))
 	handle("POST /self-service/settings", s.submitSettings)
 
+	handle("GET /self-service/recovery/api", s.createFlow(kindRecovery))
+	handle("GET /self-service/recovery/browser", s.createFlow(kindRecovery))
+	handle("GET /self-service/recovery/flows", s.getFlowHandler(kindRecovery))
+	handle("POST /self-service/recovery", s.submitRecovery)
+	handle("GET /self-service/verification/api", s.createFlow(kindVerification))
+	handle("GET /self-service/verification/browser", s.createFlow(kindVerification))
+	handle("GET /self-service/verification/flows", s.getFlowHandler(kindVerification))
+	handle("POST /self-service/verification", s.submitVerification)
+
 	handle("DELETE /self-service/logout/api", s.logoutAPI)
 	handle("GET /self-service/registration/browser", s.createFlow(kindRegistration))
 	handle("GET /self-service/login/browser", s.createFlow(kindLogin))
@@ -107,6 +116,7 @@ func (s *Service) AdminRoutes(mux *http.ServeMux) {
 		handle("PUT "+p+"/identities/{id}", s.updateIdentity)
 		handle("PATCH "+p+"/identities/{id}", s.patchIdentity)
 		handle("DELETE "+p+"/identities/{id}", s.deleteIdentity)
+		handle("POST "+p+"/recovery/code", s.createRecoveryCode)
 	}
 	handle("GET /schemas", s.listSchemas)
 	handle("GET /schemas/{id}", s.getSchema)

@@ -165,8 +165,23 @@ func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, 
 			return err
 		}
 		updated = id
+		// The verification hook: a new (pending) address gets its code in this transaction.
+		inline := cfg.Hooks.Inline(hooks.Settings, ch.method)
+		var showVerification map[string]any
+		if ch.method == "profile" && hooks.Has(inline, hooks.Verification) && cfg.verificationOn() {
+			item, err := s.startVerification(ctx, st, f, id, meta, func(a identity.VerifiableAddress) bool { return a.Status == "pending" })
+			if err != nil {
+				return err
+			}
+			if hooks.Has(inline, hooks.ShowVerificationUI) {
+				showVerification = apiWithoutURL(item, f)
+			}
+		}
 		if err := s.renderSettings(f, id); err != nil {
 			return err
+		}
+		if showVerification != nil {
+			f.ContinueWith = append(f.ContinueWith, showVerification)
 		}
 		f.UI.Messages = append(f.UI.Messages, msgSettingsSaved())
 		// Locked last: the flow goes with its session when that is deleted, and an

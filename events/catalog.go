@@ -51,6 +51,14 @@ const (
 	// TypeIdentityLocked is emitted once when the login throttle locks an (identifier, client
 	// address) pair; data is IdentityLockedData.
 	TypeIdentityLocked = "identity.locked"
+	// TypeRecoverySucceeded is emitted when a recovery flow's code is accepted and the session
+	// it hands out is issued; data is CodeFlowData. selfservice.flows.recovery.after web_hooks
+	// follow it. The code itself is never in it.
+	TypeRecoverySucceeded = "recovery.succeeded"
+	// TypeVerificationSucceeded is emitted when a verification flow's code is accepted and the
+	// address marked verified; data is CodeFlowData. selfservice.flows.verification.after
+	// web_hooks follow it.
+	TypeVerificationSucceeded = "verification.succeeded"
 )
 
 // Reasons carried by SessionsRevokedData.Reason, so consumers can tell a user's logout from an
@@ -127,9 +135,9 @@ type Event struct {
 type FlowRef struct {
 	// ID is the flow's id.
 	ID uuid.UUID `json:"id"`
-	// Type is "registration", "login" or "settings".
+	// Type is "registration", "login", "settings", "recovery" or "verification".
 	Type string `json:"type"`
-	// Method is the method that completed the flow: "password" or "profile".
+	// Method is the method that completed the flow: "password", "profile" or "code".
 	Method string `json:"method"`
 	// TransientPayload is the flow's transient_payload as the client sent it, when it sent one:
 	// Kratos hands it to webhooks, and so do we.
@@ -243,6 +251,24 @@ type IdentityLockedData struct {
 	Flow *FlowRef `json:"flow,omitempty"`
 	// Request is the HTTP request of that attempt (its ip is the locked address, as Latch
 	// saw it).
+	Request *RequestMeta `json:"request,omitempty"`
+}
+
+// CodeFlowData is the payload of recovery.succeeded and verification.succeeded: which identity
+// proved control of which address. It never carries the code.
+type CodeFlowData struct {
+	// IdentityID is the identity the code was issued for.
+	IdentityID uuid.UUID `json:"identity_id"`
+	// Identity is the identity in Kratos' JSON shape (no credentials), after the step (its
+	// address now verified).
+	Identity json.RawMessage `json:"identity"`
+	// Address is the address the code was sent to; empty for an admin-issued recovery code.
+	Address string `json:"address,omitempty"`
+	// Flow is the recovery or verification flow (method "code").
+	Flow *FlowRef `json:"flow,omitempty"`
+	// SessionID is the session recovery issued; unset for verification.
+	SessionID *uuid.UUID `json:"session_id,omitempty"`
+	// Request is the HTTP request that submitted the code.
 	Request *RequestMeta `json:"request,omitempty"`
 }
 

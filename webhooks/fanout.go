@@ -337,8 +337,8 @@ type event struct {
 	request    *events.RequestMeta
 }
 
-// decodeEvent reads the events that can trigger a web_hook: identity.created / updated and
-// session.created carrying the flow that caused them, and the session lifecycle events
+// decodeEvent reads the events that can trigger a web_hook: identity.created / updated,
+// session.created, recovery.succeeded and verification.succeeded carrying the flow that caused them, and the session lifecycle events
 // (session.extended, session.revoked) Latch's session hooks follow. Anything else (admin
 // identity actions, other types, undecodable data) triggers nothing, as in Kratos.
 func decodeEvent(env events.Envelope) (event, bool) {
@@ -362,6 +362,15 @@ func decodeEvent(env events.Envelope) (event, bool) {
 			return ev, false
 		}
 		ev.flow, ev.identity, ev.session, ev.request = d.Flow, d.Identity, d.Session, d.Request
+		if d.IdentityID != uuid.Nil {
+			ev.identityID = &d.IdentityID
+		}
+	case events.TypeRecoverySucceeded, events.TypeVerificationSucceeded:
+		var d events.CodeFlowData
+		if json.Unmarshal(env.Data, &d) != nil {
+			return ev, false
+		}
+		ev.flow, ev.identity, ev.request = d.Flow, d.Identity, d.Request
 		if d.IdentityID != uuid.Nil {
 			ev.identityID = &d.IdentityID
 		}

@@ -32,3 +32,17 @@ func TestSessionEventTriggers(t *testing.T) {
 		t.Error("identity.deleted triggered a hook; admin actions trigger none")
 	}
 }
+
+// recovery.succeeded and verification.succeeded trigger their flow's after hooks (method code).
+func TestCodeFlowEventTriggers(t *testing.T) {
+	id := uuid.New()
+	for _, c := range []struct{ typ, flow string }{{events.TypeRecoverySucceeded, "recovery"}, {events.TypeVerificationSucceeded, "verification"}} {
+		data, _ := json.Marshal(events.CodeFlowData{IdentityID: id, Identity: json.RawMessage(`{"id":"` + id.String() + `"}`),
+			Address: "a@example.com", Flow: &events.FlowRef{ID: uuid.New(), Type: c.flow, Method: "code"}})
+		ev, ok := decodeEvent(events.Envelope{Type: c.typ, Data: data})
+		want := Trigger{EventType: c.typ, Flow: c.flow, Method: "code"}
+		if !ok || ev.trigger(c.typ) != want || ev.identityID == nil || *ev.identityID != id {
+			t.Errorf("%s: ok=%v trigger=%+v; want %+v", c.typ, ok, ev.trigger(c.typ), want)
+		}
+	}
+}

@@ -18,6 +18,8 @@ var flowEvents = map[string]string{
 	hooks.Registration: events.TypeIdentityCreated,
 	hooks.Login:        events.TypeSessionCreated,
 	hooks.Settings:     events.TypeIdentityUpdated,
+	hooks.Recovery:     events.TypeRecoverySucceeded,
+	hooks.Verification: events.TypeVerificationSucceeded,
 }
 
 // revokeReasons are the reasons a session.revoke.after hook fires for: every revocation.

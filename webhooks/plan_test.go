@@ -94,3 +94,27 @@ func TestFromPlanErrorsNameTheKey(t *testing.T) {
 		t.Errorf("nil plan: %v, %v", out, err)
 	}
 }
+
+// Recovery and verification after web_hooks follow recovery.succeeded and
+// verification.succeeded of their flow (method code), the events core writes on success.
+func TestFromPlanRecoveryVerification(t *testing.T) {
+	t.Parallel()
+	p := planOf(t, hooks.Lists{
+		Recovery:     hooks.FlowLists{After: []hooks.Entry{entry(`{"id":"rec","url":"https://r.example"}`)}},
+		Verification: hooks.FlowLists{After: []hooks.Entry{entry(`{"id":"ver","url":"https://v.example","response":{"parse":true}}`)}},
+	})
+	out, err := FromPlan(p, []string{planSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Trigger{"rec": {events.TypeRecoverySucceeded, hooks.Recovery, hooks.Code},
+		"ver": {events.TypeVerificationSucceeded, hooks.Verification, hooks.Code}}
+	if len(out) != 2 {
+		t.Fatalf("hooks = %+v", out)
+	}
+	for _, h := range out {
+		if h.Call || len(h.Triggers) != 1 || h.Triggers[0] != want[h.ID] {
+			t.Errorf("%s = %+v, want trigger %+v", h.ID, h, want[h.ID])
+		}
+	}
+}

@@ -350,6 +350,24 @@ func coreConfig(cfg *config.Config) (core.Config, error) {
 	out.Throttle = core.ThrottleConfig{Disabled: th.Enabled != nil && !*th.Enabled, MaxFailures: th.MaxFailures,
 		MaxAddressFailures: th.MaxAddressFailures, Window: time.Duration(th.Window), Lockout: time.Duration(th.Lockout)}
 
+	out.Recovery = core.RecoveryConfig{FlowConfig: core.FlowConfig{UIURL: f.Recovery.UIURL, Lifespan: time.Duration(f.Recovery.Lifespan)},
+		Enabled: f.Recovery.Enabled, Use: f.Recovery.Use, NotifyUnknownRecipients: f.Recovery.NotifyUnknownRecipients}
+	out.Verification = core.VerificationConfig{FlowConfig: core.FlowConfig{UIURL: f.Verification.UIURL, Lifespan: time.Duration(f.Verification.Lifespan)},
+		Enabled: f.Verification.Enabled, Use: f.Verification.Use, NotifyUnknownRecipients: f.Verification.NotifyUnknownRecipients}
+	cm := cfg.Selfservice.Methods.Code
+	out.Code = core.CodeConfig{Enabled: cm.Enabled == nil || *cm.Enabled, Lifespan: time.Duration(cm.Config.Lifespan),
+		MaxSubmissions: cm.Config.MaxSubmissions}
+	// Codes are keyed with secrets.default, else secrets.cookie (which the loader already
+	// filled from secrets.default): the first computes, all verify.
+	codeSecrets := cfg.Secrets.Default
+	if len(codeSecrets) == 0 {
+		codeSecrets = cfg.Secrets.Cookie
+	}
+	for _, sec := range codeSecrets {
+		out.CodeSecrets = append(out.CodeSecrets, []byte(sec))
+	}
+	out.UseContinueWithTransitions = cfg.FeatureFlags.UseContinueWithTransitions
+
 	var err error
 	out.Hooks, err = hooks.Compile(cfg.HookLists())
 	return out, err

@@ -17,15 +17,26 @@ const (
 	RevokeActiveSessions = "revoke_active_sessions"
 	// WebHook is Kratos' HTTP hook, run by a worker.
 	WebHook = "web_hook"
+	// Verification sends a verification code for the identity's unverified address
+	// (registration, settings: inserted first automatically when verification is enabled;
+	// login: where configured). Inline. It also names the verification flow in a Plan.
+	Verification = "verification"
+	// ShowVerificationUI adds show_verification_ui to continue_with (registration, login,
+	// settings). Inline.
+	ShowVerificationUI = "show_verification_ui"
+	// RequireVerifiedAddress refuses a login session until an address is verified. Inline.
+	RequireVerifiedAddress = "require_verified_address"
 )
 
 // Flows a Plan holds hooks for. The first three are Kratos' self-service flows; the others are
 // Latch's session lifecycle (session.extend.before|after.hooks, session.revoke.after.hooks,
 // selfservice.flows.logout.after.hooks).
 const (
-	Registration  = "registration"
-	Login         = "login"
-	Settings      = "settings"
+	Registration = "registration"
+	Login        = "login"
+	Settings     = "settings"
+	Recovery     = "recovery"
+	// The verification flow is Verification, the same string as the hook's name.
 	SessionExtend = "session.extend"
 	SessionRevoke = "session.revoke"
 	Logout        = "logout"
@@ -35,6 +46,8 @@ const (
 const (
 	Password = "password"
 	Profile  = "profile"
+	// Code is the recovery and verification method; those flows have a global after list only.
+	Code = "code"
 )
 
 // Phase is when a hook runs relative to what its flow persists.
@@ -102,6 +115,12 @@ type FlowLists struct {
 // Lists are every hook list of the configuration, the input of Compile.
 type Lists struct {
 	Registration, Login, Settings FlowLists
+	// Recovery and Verification use Before and After only (Kratos has no per-method lists
+	// there); every web_hook of their after list is post-persist.
+	Recovery, Verification FlowLists
+	// VerificationEnabled is selfservice.flows.verification.enabled: Kratos then runs the
+	// verification hook first after registration and settings persist.
+	VerificationEnabled bool
 	// Latch's session lifecycle lists.
 	SessionExtendBefore, SessionExtendAfter, SessionRevokeAfter, LogoutAfter []Entry
 }
@@ -173,6 +192,8 @@ var FlowMethods = map[string][]string{
 	Registration: {Password},
 	Login:        {Password},
 	Settings:     {Password, Profile},
+	Recovery:     {Code},
+	Verification: {Code},
 }
 
 // Compile resolves every list as Kratos does and names each web_hook:
@@ -185,8 +206,10 @@ var FlowMethods = map[string][]string{
 //     list;
 //   - every other web_hook of the resolved list is post-persist.
 //
-// Errors name the configuration key. Hook names other than Session, RevokeActiveSessions and
-// WebHook are refused.
+// Errors name the configuration key. Hook names other than Session, RevokeActiveSessions,
+// WebHook, Verification, ShowVerificationUI and RequireVerifiedAddress are refused (where each
+// may stand is the configuration schema's business). With VerificationEnabled, registration and
+// settings run Verification first among their inline hooks, as Kratos does.
 func Compile(l Lists) (*Plan, error) {
 	p := &Plan{index: map[stepKey]int{}}
 	lifecycle := []struct {
@@ -209,15 +232,16 @@ func Compile(l Lists) (*Plan, error) {
 	for _, f := range []struct {
 		flow  string
 		lists FlowLists
-	}{{Registration, l.Registration}, {Login, l.Login}, {Settings, l.Settings}} {
-		if err := p.compileFlow(f.flow, f.lists); err != nil {
+	}{{Registration, l.Registration}, {Login, l.Login}, {Settings, l.Settings},
+		{Recovery, l.Recovery}, {Verification, l.Verification}} {
+		if err := p.compileFlow(f.flow, f.lists, l.VerificationEnabled); err != nil {
 			return nil, err
 		}
 	}
 	return p, nil
 }
 
-func (p *Plan) compileFlow(flow string, l FlowLists) error {
+func (p *Plan) compileFlow(flow string, l FlowLists, verificationEnabled bool) error {
 	key := "selfservice.flows." + flow
 	before, err := convert(key+".before.hooks", flow+".before", l.Before)
 	if err != nil {
@@ -248,11 +272,18 @@ func (p *Plan) compileFlow(flow string, l FlowLists) error {
 				session = append(session, h)
 			case h.Name != WebHook:
 				inline = append(inline, h)
-			case !h.prePersist():
+			case !h.prePersist(), flow == Recovery, flow == Verification:
+				// Recovery and verification have no step before persisting that could use
+				// an answer: their web_hooks are all delivered after the commit.
 				post = append(post, h)
 			case flow == Login:
 				pre = append(pre, h)
 			}
+		}
+		if verificationEnabled && (flow == Registration || flow == Settings) && !Has(inline, Verification) {
+			// Kratos inserts the verification hook at index 0 of the post-persist hooks, so
+			// the code is sent before any other hook and show_verification_ui finds its flow.
+			inline = append([]Hook{{Name: Verification, Key: "selfservice.flows.verification.enabled", Config: json.RawMessage(`{}`)}}, inline...)
 		}
 		if flow != Login {
 			for _, h := range own[method] {
@@ -287,7 +318,7 @@ func convert(key, idPrefix string, entries []Entry) ([]Hook, error) {
 			h.Config = json.RawMessage(`{}`) // Kratos reads a missing config as {}
 		}
 		switch e.Hook {
-		case Session, RevokeActiveSessions:
+		case Session, RevokeActiveSessions, Verification, ShowVerificationUI, RequireVerifiedAddress:
 		case WebHook:
 			var f webHookFlags
 			if err := json.Unmarshal(h.Config, &f); err != nil {
@@ -296,7 +327,7 @@ func convert(key, idPrefix string, entries []Entry) ([]Hook, error) {
 			h.ID = cmp.Or(f.ID, fmt.Sprintf("%s.%d", idPrefix, n))
 			h.Parse, h.CanInterrupt = f.Response.Parse, f.CanInterrupt
 		default:
-			return nil, fmt.Errorf("config: %s.hook: %q is not available in this version of Latch (available: session, revoke_active_sessions, web_hook)", h.Key, e.Hook)
+			return nil, fmt.Errorf("config: %s.hook: %q is not available in this version of Latch (available: session, revoke_active_sessions, web_hook, verification, show_verification_ui, require_verified_address)", h.Key, e.Hook)
 		}
 		out = append(out, h)
 	}

@@ -213,8 +213,8 @@ func TestCompileErrorsNameTheKey(t *testing.T) {
 		lists Lists
 		want  string
 	}{
-		{Lists{Login: FlowLists{After: []Entry{session, {Hook: "show_verification_ui"}}}},
-			`config: selfservice.flows.login.after.hooks[1].hook: "show_verification_ui" is not available`},
+		{Lists{Login: FlowLists{After: []Entry{session, {Hook: "verify_new_address"}}}},
+			`config: selfservice.flows.login.after.hooks[1].hook: "verify_new_address" is not available`},
 		{Lists{Settings: FlowLists{Methods: map[string][]Entry{Profile: {wh(`[1]`)}}}},
 			"config: selfservice.flows.settings.after.profile.hooks[0].config:"},
 		{Lists{Registration: FlowLists{Before: []Entry{wh(`{"id":7}`)}}},
@@ -248,5 +248,51 @@ func TestKnownOutcome(t *testing.T) {
 	}
 	if errors.Is(ErrNoWorker, ErrNoAnswer) {
 		t.Error("the two errors are one")
+	}
+}
+
+// TestCompileRecoveryVerification: recovery and verification after web_hooks are post-persist
+// (even with response.parse), under method code, and verification is inserted first into the
+// inline hooks of registration and settings when verification is enabled, as Kratos does.
+func TestCompileRecoveryVerification(t *testing.T) {
+	t.Parallel()
+	p, err := Compile(Lists{
+		Recovery: FlowLists{Before: []Entry{wh(`{"url":"https://b"}`)},
+			After: []Entry{{Hook: RevokeActiveSessions}, wh(`{"url":"https://a","response":{"parse":true}}`)}},
+		Verification:        FlowLists{After: []Entry{wh(`{"url":"https://v"}`)}},
+		Registration:        FlowLists{Methods: map[string][]Entry{Password: {session, {Hook: ShowVerificationUI}}}},
+		VerificationEnabled: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if post := p.PostPersist(Recovery, Code); len(post) != 1 || post[0].ID != "recovery.after.global.1" {
+		t.Errorf("recovery post-persist = %+v", post)
+	}
+	if inline := p.Inline(Recovery, Code); len(inline) != 1 || inline[0].Name != RevokeActiveSessions {
+		t.Errorf("recovery inline = %+v", inline)
+	}
+	if pre := p.PrePersist(Recovery, Code); len(pre) != 0 {
+		t.Errorf("recovery pre-persist = %+v", pre)
+	}
+	if b := p.Before(Recovery); len(b) != 1 || b[0].ID != "recovery.before.0" {
+		t.Errorf("recovery before = %+v", b)
+	}
+	if post := p.PostPersist(Verification, Code); len(post) != 1 {
+		t.Errorf("verification post-persist = %+v", post)
+	}
+	var names []string
+	for _, h := range p.Inline(Registration, Password) {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, ",") != "verification,show_verification_ui,session" {
+		t.Errorf("registration inline = %v", names)
+	}
+	if !Has(p.Inline(Settings, Profile), Verification) || Has(p.Inline(Login, Password), Verification) {
+		t.Error("verification must be inserted for settings and not for login")
+	}
+	off, _ := Compile(Lists{Registration: FlowLists{Methods: map[string][]Entry{Password: {session}}}})
+	if Has(off.Inline(Registration, Password), Verification) {
+		t.Error("verification inserted although disabled")
 	}
 }

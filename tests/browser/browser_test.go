@@ -208,7 +208,7 @@ func TestBrowserFlowsInChromium(t *testing.T) {
 	ports := latchtest.FreePorts(t, 2)
 	latchURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	app := appServer(t, latchURL)
-	startLatch(t, app.URL, ports[0], ports[1])
+	startLatch(t, app.URL, ports[0], ports[1], "")
 	p := &page{t: t, ctx: ctx, appURL: app.URL}
 	const email, password = "chromium@example.com", "correct-horse-battery-staple"
 

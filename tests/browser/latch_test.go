@@ -17,8 +17,9 @@ const (
 
 // startLatch builds ./cmd/latch, creates a database and runs `latch serve --dev` with
 // testdata/latch.yaml.tmpl, its public base URL set to appURL. It returns once the process is
-// ready; process and database go when the test ends.
-func startLatch(t *testing.T, appURL string, publicPort, adminPort int) *latchtest.Process {
+// ready; process and database go when the test ends. smtpURI, when not empty, enables recovery
+// and verification by code with a courier that mails there.
+func startLatch(t *testing.T, appURL string, publicPort, adminPort int, smtpURI string) *latchtest.Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -32,7 +33,7 @@ func startLatch(t *testing.T, appURL string, publicPort, adminPort int) *latchte
 
 	cfgPath := filepath.Join(dir, "latch.yaml")
 	if err := latchtest.WriteConfig(cfgPath, filepath.Join("testdata", "latch.yaml.tmpl"),
-		map[string]any{"DSN": dsn, "PublicPort": publicPort, "AdminPort": adminPort, "AppURL": appURL}); err != nil {
+		map[string]any{"DSN": dsn, "PublicPort": publicPort, "AdminPort": adminPort, "AppURL": appURL, "SMTPURI": smtpURI}); err != nil {
 		t.Fatal(err)
 	}
 

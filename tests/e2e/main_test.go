@@ -29,6 +29,14 @@ var (
 	// login revokes all others), so listing and revoking "my other sessions" can only be
 	// exercised against a process that keeps them. It has a database of its own.
 	multiSession *server
+	// recoveryServer enables recovery and verification by code with Kratos'
+	// use_continue_with_transitions, and require_verified_address after password login.
+	recoveryServer *server
+	// legacyRecovery enables them without the feature flag, and mails unknown recipients
+	// (notify_unknown_recipients).
+	legacyRecovery *server
+	// mailbox is the SMTP server the courier of both recovery processes delivers to.
+	mailbox *latchtest.SMTPReceiver
 )
 
 func TestMain(m *testing.M) {
@@ -52,6 +60,12 @@ func run(m *testing.M) (code int) {
 		return fail("%v", err)
 	}
 
+	mailbox, err = latchtest.NewSMTPReceiver()
+	if err != nil {
+		return fail("start the SMTP receiver: %v", err)
+	}
+	defer mailbox.Close()
+
 	var servers []*server
 	defer func() {
 		for _, s := range servers {
@@ -64,16 +78,23 @@ func run(m *testing.M) (code int) {
 	for _, opts := range []serverOptions{
 		{Name: "primary", RevokeSessionsOnLogin: true},
 		{Name: "multi-session", RevokeSessionsOnLogin: false},
+		{Name: "recovery", Recovery: true, ContinueWithTransitions: true, RequireVerifiedAddress: true},
+		{Name: "recovery-legacy", Recovery: true, NotifyUnknownRecipients: true},
 	} {
 		s, err := startServer(ctx, bin, filepath.Join(tmp, opts.Name), opts)
 		if err != nil {
 			return fail("%v", err)
 		}
 		servers = append(servers, s)
-		if opts.RevokeSessionsOnLogin {
+		switch opts.Name {
+		case "primary":
 			primary = s
-		} else {
+		case "multi-session":
 			multiSession = s
+		case "recovery":
+			recoveryServer = s
+		default:
+			legacyRecovery = s
 		}
 	}
 	return m.Run()

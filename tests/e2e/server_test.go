@@ -24,6 +24,13 @@ const (
 type serverOptions struct {
 	Name                  string // for messages and the working directory
 	RevokeSessionsOnLogin bool   // selfservice.flows.login.after.password.hooks: [revoke_active_sessions]
+	// Recovery enables recovery and verification by code (show_verification_ui after password
+	// registration, revoke_active_sessions after recovery, max_submissions 3) with a courier
+	// that mails to the suite's SMTP receiver.
+	Recovery                bool
+	ContinueWithTransitions bool // feature_flags.use_continue_with_transitions
+	NotifyUnknownRecipients bool // selfservice.flows.recovery.notify_unknown_recipients
+	RequireVerifiedAddress  bool // selfservice.flows.login.after.password.hooks: [require_verified_address]
 }
 
 // server is one running `latch serve --dev` process with its own database.
@@ -71,6 +78,9 @@ func (s *server) start(ctx context.Context, bin, dir string, opts serverOptions)
 	cfgPath := filepath.Join(dir, "latch.yaml")
 	if err := latchtest.WriteConfig(cfgPath, filepath.Join("testdata", "latch.yaml.tmpl"), configValues{
 		DSN: s.db.DSN, PublicPort: ports[0], AdminPort: ports[1], RevokeSessionsOnLogin: opts.RevokeSessionsOnLogin,
+		Recovery: opts.Recovery, ContinueWithTransitions: opts.ContinueWithTransitions,
+		NotifyUnknownRecipients: opts.NotifyUnknownRecipients, RequireVerifiedAddress: opts.RequireVerifiedAddress,
+		SMTPURI: mailbox.ConnectionURI(),
 	}); err != nil {
 		return err
 	}
@@ -138,4 +148,7 @@ type configValues struct {
 	DSN                   string
 	PublicPort, AdminPort int
 	RevokeSessionsOnLogin bool
+
+	Recovery, ContinueWithTransitions, NotifyUnknownRecipients, RequireVerifiedAddress bool
+	SMTPURI                                                                            string
 }

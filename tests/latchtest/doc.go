@@ -4,8 +4,10 @@
 // configuration template, starts `latch` child processes and stops them (SIGTERM, then SIGKILL),
 // waits for /health/ready and registers identities through the public API.
 //
-// It owns only that set-up; what a suite asserts, its configuration templates and its fakes
-// (webhook receivers, NATS servers, SDK clients) stay in the suite. It must not be imported by
+// It owns only that set-up, plus the one SMTP receiver every suite's courier delivers to
+// (SMTPReceiver: records mails, extracts their 6-digit codes, can stall or refuse); what a suite
+// asserts, its configuration templates and its other fakes (webhook receivers, NATS servers, SDK
+// clients) stay in the suite. It must not be imported by
 // non-test code, and nothing in it skips: a missing Postgres, a binary that does not build or a
 // process that does not start fails the run, under CI=true and on a laptop alike.
 //

@@ -32,6 +32,8 @@ const (
 type options struct {
 	// perHookConcurrency is webhooks.worker.per_hook_concurrency; 0 keeps Latch's default.
 	perHookConcurrency int
+	// courier enables recovery by code with a courier that mails to env.smtp.
+	courier bool
 }
 
 // env is one test's world: its database, NATS server, receiver and processes.
@@ -42,6 +44,7 @@ type env struct {
 	db      *pgxpool.Pool // the test's own database, for assertions
 	nats    *natsServer
 	recv    *receiver
+	smtp    *latchtest.SMTPReceiver // nil unless options.courier
 	cfgPath string
 	api     *apiClient
 	serve   *latchtest.Process
@@ -60,12 +63,22 @@ func setup(t *testing.T, opts options) *env {
 	e.nats = startNATS(t)
 	e.recv = newReceiver(t)
 
+	var smtpURI string
+	if opts.courier {
+		r, err := latchtest.NewSMTPReceiver()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		e.smtp, smtpURI = r, r.ConnectionURI()
+	}
+
 	ports := latchtest.FreePorts(t, 2)
 	e.cfgPath = filepath.Join(e.dir, "latch.yaml")
 	if err := latchtest.WriteConfig(e.cfgPath, filepath.Join("testdata", "latch.yaml.tmpl"), configValues{
 		DSN: dsn, PublicPort: ports[0], AdminPort: ports[1], NATSURL: e.nats.url(),
 		ReceiverURL: e.recv.url(), SigningSecret: signingSecret, ShutdownTimeout: shutdownTimeout.String(),
-		PerHookConcurrency: opts.perHookConcurrency,
+		PerHookConcurrency: opts.perHookConcurrency, SMTPURI: smtpURI,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +137,7 @@ type configValues struct {
 	SigningSecret         string
 	ShutdownTimeout       string
 	PerHookConcurrency    int
+	SMTPURI               string
 }
 
 // --- database --------------------------------------------------------------------------------

@@ -40,6 +40,10 @@ type Config struct {
 	Events      EventsConfig      `json:"events"`
 	Webhooks    WebhooksConfig    `json:"webhooks"`
 	Courier     CourierConfig     `json:"courier"`
+	// FeatureFlags is Kratos' `feature_flags`; Latch reads use_continue_with_transitions.
+	FeatureFlags struct {
+		UseContinueWithTransitions bool `json:"use_continue_with_transitions"`
+	} `json:"feature_flags"`
 }
 
 // ServeConfig is `serve`.
@@ -146,6 +150,8 @@ type FlowsConfig struct {
 	Registration RegistrationFlowConfig `json:"registration"`
 	Login        LoginFlowConfig        `json:"login"`
 	Settings     SettingsFlowConfig     `json:"settings"`
+	Recovery     CodeFlowConfig         `json:"recovery"`
+	Verification CodeFlowConfig         `json:"verification"`
 	Logout       struct {
 		After struct {
 			DefaultBrowserReturnURL string `json:"default_browser_return_url"`
@@ -186,6 +192,21 @@ type SettingsFlowConfig struct {
 	PrivilegedSessionMaxAge Duration `json:"privileged_session_max_age"` // unset: core.PrivilegedSessionMaxAgeDefault
 }
 
+// CodeFlowConfig is `selfservice.flows.recovery` or `selfservice.flows.verification`: the
+// code method only; their after block has a global hook list only.
+type CodeFlowConfig struct {
+	Enabled                 bool     `json:"enabled"` // unset: false, as Kratos
+	UIURL                   string   `json:"ui_url"`
+	Lifespan                Duration `json:"lifespan"` // unset: core.FlowLifespanDefault
+	Use                     string   `json:"use"`      // code (default); link is refused
+	NotifyUnknownRecipients bool     `json:"notify_unknown_recipients"`
+	Before                  HookList `json:"before"`
+	After                   struct {
+		DefaultBrowserReturnURL string `json:"default_browser_return_url"`
+		Hooks                   []Hook `json:"hooks"`
+	} `json:"after"`
+}
+
 // AfterConfig is `...after`: a global hook list plus per-method lists (`after.password.hooks`,
 // `after.profile.hooks`). Per Kratos, a method list that is present overrides the global one.
 type AfterConfig struct {
@@ -206,6 +227,13 @@ type Hook = hooks.Entry
 // MethodsConfig is `selfservice.methods`.
 type MethodsConfig struct {
 	Password PasswordMethodConfig `json:"password"`
+	Code     struct {
+		Enabled *bool `json:"enabled"` // unset: true, as Kratos
+		Config  struct {
+			Lifespan       Duration `json:"lifespan"`        // unset: core.CodeLifespanDefault
+			MaxSubmissions int      `json:"max_submissions"` // unset: core.CodeMaxSubmissionsDefault
+		} `json:"config"`
+	} `json:"code"`
 }
 
 // PasswordMethodConfig is `selfservice.methods.password`.
@@ -494,6 +522,9 @@ func (c *Config) HookLists() hooks.Lists {
 		Registration:        flow(f.Registration.FlowConfig),
 		Login:               flow(f.Login.FlowConfig),
 		Settings:            flow(f.Settings.FlowConfig),
+		Recovery:            hooks.FlowLists{Before: f.Recovery.Before.Hooks, After: f.Recovery.After.Hooks},
+		Verification:        hooks.FlowLists{Before: f.Verification.Before.Hooks, After: f.Verification.After.Hooks},
+		VerificationEnabled: f.Verification.Enabled,
 		SessionExtendBefore: c.Session.Extend.Before.Hooks,
 		SessionExtendAfter:  c.Session.Extend.After.Hooks,
 		SessionRevokeAfter:  c.Session.Revoke.After.Hooks,
@@ -524,11 +555,16 @@ func (c *Config) hookLists() []hookList {
 		{p + "settings.after.hooks", &f.Settings.After.Hooks},
 		{p + "settings.after.password.hooks", &f.Settings.After.Password.Hooks},
 		{p + "settings.after.profile.hooks", &f.Settings.After.Profile.Hooks},
+		{p + "recovery.before.hooks", &f.Recovery.Before.Hooks},
+		{p + "recovery.after.hooks", &f.Recovery.After.Hooks},
+		{p + "verification.before.hooks", &f.Verification.Before.Hooks},
+		{p + "verification.after.hooks", &f.Verification.After.Hooks},
 	}
 }
 
 // implementedHooks are the hook names Latch runs. The schema decides where each may appear.
-var implementedHooks = map[string]bool{"session": true, "revoke_active_sessions": true, "web_hook": true}
+var implementedHooks = map[string]bool{hooks.Session: true, hooks.RevokeActiveSessions: true, hooks.WebHook: true,
+	hooks.Verification: true, hooks.ShowVerificationUI: true, hooks.RequireVerifiedAddress: true}
 
 // check runs the rules a JSON Schema cannot say, after withDefaults. It drops the Kratos hooks
 // Latch does not implement (returning a warning for each) and returns a *schemas.ConfigError
@@ -581,6 +617,15 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 		if def := cmp.Or(c.Identity.DefaultSchemaID, core.SchemaIDDefault); len(c.Identity.Schemas) > 0 && !ids[def] {
 			bad("identity.default_schema_id", "%q is not the id of any identity.schemas entry", def)
 		}
+		for _, u := range []struct{ key, use string }{{"selfservice.flows.recovery.use", c.Selfservice.Flows.Recovery.Use},
+			{"selfservice.flows.verification.use", c.Selfservice.Flows.Verification.Use}} {
+			if u.use != "" && u.use != "code" {
+				bad(u.key, "%q is not implemented by Latch; use \"code\"", u.use)
+			}
+		}
+		if (c.Selfservice.Flows.Recovery.Enabled || c.Selfservice.Flows.Verification.Enabled) && len(c.Secrets.Default) == 0 && len(c.Secrets.Cookie) == 0 {
+			bad("secrets.default", "is required when recovery or verification is enabled: it keys the stored codes")
+		}
 		if hibp := c.Selfservice.Methods.Password.Config.HaveIBeenPwnedEnabled; hibp != nil && *hibp {
 			warnings = append(warnings, "config key selfservice.methods.password.config.haveibeenpwned_enabled is accepted but Latch makes no outbound breach check")
 		}
@@ -593,9 +638,6 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 			switch {
 			case implementedHooks[h.Hook]:
 				kept = append(kept, h)
-			case h.Hook == "require_verified_address":
-				// Ignoring it would let unverified identities log in: refuse instead.
-				bad(key, "%q is not implemented by Latch (it has no verification flow); remove it", h.Hook)
 			default:
 				warnings = append(warnings, fmt.Sprintf("config key %s: hook %q is not implemented by Latch and is ignored", key, h.Hook))
 			}

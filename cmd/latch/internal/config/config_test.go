@@ -324,9 +324,14 @@ selfservice: {flows: {registration: {after: {hooks: [{hook: session}]}}}}`,
 		{"revoke_active_sessions not allowed in settings profile", false, nil, minimal + `
 selfservice: {flows: {settings: {after: {profile: {hooks: [{hook: revoke_active_sessions}]}}}}}`,
 			[]string{`config: selfservice.flows.settings.after.profile.hooks[0].hook: "revoke_active_sessions" is not allowed here`}},
-		{"require_verified_address refused", false, nil, minimal + `
-selfservice: {flows: {login: {after: {hooks: [{hook: require_verified_address}]}}}}`,
-			[]string{`config: selfservice.flows.login.after.hooks[0].hook: "require_verified_address" is not implemented by Latch`}},
+		{"recovery by link refused", false, nil, minimal + `
+selfservice: {flows: {recovery: {enabled: true, use: link}}}`,
+			[]string{`config: selfservice.flows.recovery.use: "link" is not implemented by Latch`}},
+		{"verification by link from env refused", false, []string{"SELFSERVICE_FLOWS_VERIFICATION_USE=link"}, minimal,
+			[]string{`config: selfservice.flows.verification.use: "link" is not implemented by Latch`}},
+		{"revoke_active_sessions not allowed after verification", false, nil, minimal + `
+selfservice: {flows: {verification: {after: {hooks: [{hook: revoke_active_sessions}]}}}}`,
+			[]string{`config: selfservice.flows.verification.after.hooks[0].hook: "revoke_active_sessions" is not allowed here`}},
 		{"web_hook without url", false, nil, minimal + `
 selfservice: {flows: {registration: {before: {hooks: [{hook: web_hook, config: {method: POST}}]}}}}`,
 			[]string{"config: selfservice.flows.registration.before.hooks[0].config.url: is required"}},
@@ -444,13 +449,11 @@ selfservice:
 	want := []string{
 		"config key courier.smtp.client_cert_path is not used by Latch",
 		"config key courier.template_override_path is not used by Latch",
-		"config key feature_flags is not used by Latch",
+		"config key feature_flags.cacheable_sessions is not used by Latch",
 		"config key selfservice.flows.registration.after.oidc is not used by Latch",
-		"config key selfservice.flows.verification is not used by Latch",
 		"config key selfservice.methods.oidc is not used by Latch",
 		"config key serve.public.cors is not used by Latch",
 		"config key version is not used by Latch",
-		`config key selfservice.flows.registration.after.password.hooks[1].hook: hook "show_verification_ui" is not implemented by Latch and is ignored`,
 		"config key selfservice.methods.password.config.haveibeenpwned_enabled is accepted but Latch makes no outbound breach check",
 	}
 	for _, w := range want {
@@ -462,8 +465,8 @@ selfservice:
 		t.Errorf("got %d warnings, want %d:\n%s", len(warnings), len(want), strings.Join(warnings, "\n"))
 	}
 	hooks := cfg.Selfservice.Flows.Registration.After.Password.Hooks
-	if len(hooks) != 1 || hooks[0].Hook != "session" {
-		t.Errorf("registration.after.password.hooks = %+v, want only session", hooks)
+	if len(hooks) != 2 || hooks[0].Hook != "session" || hooks[1].Hook != "show_verification_ui" {
+		t.Errorf("registration.after.password.hooks = %+v, want session and show_verification_ui", hooks)
 	}
 }
 
@@ -588,4 +591,35 @@ func jsonFields(typ reflect.Type) map[string]reflect.Type {
 		out[name] = f.Type
 	}
 	return out
+}
+
+// TestRecoveryVerificationKeys: Kratos' recovery, verification, code method and feature flag
+// keys load from the file and the environment, and the verification hooks are kept.
+func TestRecoveryVerificationKeys(t *testing.T) {
+	t.Parallel()
+	cfg, warnings := mustLoad(t, false, []string{"SELFSERVICE_FLOWS_RECOVERY_ENABLED=true",
+		"SELFSERVICE_METHODS_CODE_CONFIG_MAX_SUBMISSIONS=7"}, minimal+`
+feature_flags: {use_continue_with_transitions: true}
+selfservice:
+  methods: {code: {config: {lifespan: 15m}}}
+  flows:
+    recovery:
+      notify_unknown_recipients: true
+      after: {hooks: [{hook: revoke_active_sessions}]}
+    verification: {enabled: true, use: code}
+    login: {after: {hooks: [{hook: require_verified_address}, {hook: verification}, {hook: show_verification_ui}]}}
+`)
+	if len(warnings) != 0 {
+		t.Errorf("warnings: %q", warnings)
+	}
+	f := cfg.Selfservice.Flows
+	if !f.Recovery.Enabled || !f.Recovery.NotifyUnknownRecipients || !f.Verification.Enabled || !cfg.FeatureFlags.UseContinueWithTransitions {
+		t.Errorf("flags not read: %+v %+v %+v", f.Recovery, f.Verification, cfg.FeatureFlags)
+	}
+	if got := cfg.Selfservice.Methods.Code.Config; got.MaxSubmissions != 7 || time.Duration(got.Lifespan) != 15*time.Minute {
+		t.Errorf("code config: %+v", got)
+	}
+	if len(f.Login.After.Hooks) != 3 || len(f.Recovery.After.Hooks) != 1 {
+		t.Errorf("hooks dropped: login %+v recovery %+v", f.Login.After.Hooks, f.Recovery.After.Hooks)
+	}
 }
