@@ -94,11 +94,29 @@ func insertFlow(ctx context.Context, db identity.DB, f *Flow) error {
 //
 // A flow that stays usable (settings' success) is stored with its UI, which now carries the
 // step's messages. A used one (registration, login) is done: its UI is what it was when it
-// was submitted, so it is not encoded and written again.
+// was submitted, so it is not encoded and written again, and on a step's transaction
+// (identity.Queuer) the claim is queued: it goes out with the step's next statement, which
+// the server runs after the claim, and its FlowUsedError comes back from there, before any
+// later statement's error and before anything commits.
 func claimFlow(ctx context.Context, tx pgx.Tx, f *Flow, state FlowState) error {
 	now := time.Now().UTC()
 	var tag pgconn.CommandTag
 	var err error
+	if q, ok := tx.(identity.Queuer); ok && state.used() {
+		q.Queue().Queue(`UPDATE selfservice_flows SET state = $2, updated_at = $3 WHERE id = $1 AND state <> $4`,
+			f.ID, state, now, StatePassedChallenge).Fn = func(br pgx.BatchResults) error {
+			tag, err := br.Exec()
+			if err != nil {
+				return fmt.Errorf("complete flow: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				return &FlowUsedError{Flow: f}
+			}
+			f.State, f.UpdatedAt = state, now
+			return nil
+		}
+		return nil
+	}
 	if state.used() {
 		tag, err = tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, updated_at = $3 WHERE id = $1 AND state <> $4`,
 			f.ID, state, now, StatePassedChallenge)
