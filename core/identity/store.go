@@ -114,14 +114,27 @@ func (s *Store) GetForUpdate(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Ide
 // FindByIdentifier finds the identity owning a credential identifier (already normalised) and
 // returns it with that credential.
 func (s *Store) FindByIdentifier(ctx context.Context, db DB, credType, identifier string) (*Identity, *Credential, error) {
+	return s.scanFound(db.QueryRow(ctx, findByIdentifierSQL, credType, identifier))
+}
+
+// QueueFindByIdentifier queues FindByIdentifier's query on b; found gets its answer when b's
+// results are read, and what found returns is the query's error in b's results.
+func (s *Store) QueueFindByIdentifier(b *pgx.Batch, credType, identifier string, found func(*Identity, *Credential, error) error) {
+	b.Queue(findByIdentifierSQL, credType, identifier).QueryRow(func(row pgx.Row) error {
+		return found(s.scanFound(row))
+	})
+}
+
+var findByIdentifierSQL = `SELECT ` + Columns("i") + `, c.id, c.type, c.config, c.version, c.created_at, c.updated_at
+	FROM identity_credential_identifiers ci
+	JOIN identity_credentials c ON c.id = ci.credential_id
+	JOIN identities i ON i.id = ci.identity_id
+	WHERE ci.type = $1 AND ci.identifier = $2`
+
+func (s *Store) scanFound(row pgx.Row) (*Identity, *Credential, error) {
 	var i Identity
 	var c Credential
-	err := db.QueryRow(ctx, `SELECT `+Columns("i")+`, c.id, c.type, c.config, c.version, c.created_at, c.updated_at
-		FROM identity_credential_identifiers ci
-		JOIN identity_credentials c ON c.id = ci.credential_id
-		JOIN identities i ON i.id = ci.identity_id
-		WHERE ci.type = $1 AND ci.identifier = $2`, credType, identifier).
-		Scan(append(Targets(&i), &c.ID, &c.Type, &c.Config, &c.Version, &c.CreatedAt, &c.UpdatedAt)...)
+	err := row.Scan(append(Targets(&i), &c.ID, &c.Type, &c.Config, &c.Version, &c.CreatedAt, &c.UpdatedAt)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, ErrNotFound
 	}
