@@ -22,8 +22,15 @@ IDLE=${IDLE:-0.15}
 MAX_OTHER=${MAX_OTHER:-0.15}
 STEPS=${STEPS:-whoami wrk flows argon2}
 ADMIN_DSN=${ADMIN_DSN:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
-PUBLIC=http://127.0.0.1:4433
-NATS_DIR=/tmp/latch-bench-nats # nats.store_dir in bench/latch-bench.yaml
+# On a machine that others use too: another database, other ports and another NATS directory
+# (DB=latch_mine PUBLIC_PORT=4533 ADMIN_PORT=4534 NATS_DIR=/tmp/mine-nats), passed to latch
+# through its environment variables.
+DB=${DB:-latch_bench}
+PUBLIC_PORT=${PUBLIC_PORT:-4433}
+ADMIN_PORT=${ADMIN_PORT:-4434}
+PUBLIC=http://127.0.0.1:$PUBLIC_PORT
+ADMIN=http://127.0.0.1:$ADMIN_PORT
+NATS_DIR=${NATS_DIR:-/tmp/latch-bench-nats} # nats.store_dir in bench/latch-bench.yaml
 mkdir -p "$OUT"
 
 # Binaries first, so that neither compile time nor `go run` is measured. The load command is
@@ -55,20 +62,23 @@ start_latch() { # start_latch [ENV=VALUE...] -- CONFIG...
 	shift
 	local args=()
 	for f in "$@"; do args+=(-c "$f"); done
-	psql "$ADMIN_DSN" -qc 'DROP DATABASE IF EXISTS latch_bench' 2>/dev/null
+	psql "$ADMIN_DSN" -qc "DROP DATABASE IF EXISTS $DB" 2>/dev/null
 	rm -rf "$NATS_DIR"
 	# Every client here is 127.0.0.1. Builds with login throttling count each login in flight as a
 	# failure of its address until it succeeds, so 64 concurrent logins from one address lock it
 	# (default max_address_failures 50). Raise that limit: the throttle's statements still run.
 	# Builds without the key ignore the variable.
-	env SELFSERVICE_FLOWS_LOGIN_THROTTLE_MAX_ADDRESS_FAILURES=1000000 "${env[@]}" "$OUT/latch" serve --dev "${args[@]}" >>"$OUT/latch.log" 2>&1 &
+	env SELFSERVICE_FLOWS_LOGIN_THROTTLE_MAX_ADDRESS_FAILURES=1000000 \
+		DSN="postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable" NATS_STORE_DIR="$NATS_DIR" \
+		SERVE_PUBLIC_PORT="$PUBLIC_PORT" SERVE_PUBLIC_BASE_URL="$PUBLIC" SERVE_ADMIN_PORT="$ADMIN_PORT" \
+		"${env[@]}" "$OUT/latch" serve --dev "${args[@]}" >>"$OUT/latch.log" 2>&1 &
 	LATCH_PID=$!
 }
 stop_latch() {
 	if [[ -n $LATCH_PID ]]; then
 		kill "$LATCH_PID" && wait "$LATCH_PID" || true
 		LATCH_PID=
-		psql "$ADMIN_DSN" -qc 'DROP DATABASE IF EXISTS latch_bench'
+		psql "$ADMIN_DSN" -qc "DROP DATABASE IF EXISTS $DB"
 		rm -rf "$NATS_DIR"
 	fi
 }
@@ -77,7 +87,7 @@ trap stop_latch EXIT
 # load NAME ARGS...: one run of the load command, its JSON report saved as $OUT/NAME.json.
 load() {
 	local name=$1; shift
-	"$OUT/load" -json -server-pid "$LATCH_PID" -idle-below "$IDLE" -max-other "$MAX_OTHER" -attempts 8 "$@" >"$OUT/$name.json"
+	"$OUT/load" -json -public "$PUBLIC" -admin "$ADMIN" -pg-database "$DB" -server-pid "$LATCH_PID" -idle-below "$IDLE" -max-other "$MAX_OTHER" -attempts 8 "$@" >"$OUT/$name.json"
 	jq -c '{scenario, clients, per_second, errors, p50: .latency_ms.p50, p99: .latency_ms.p99, cpu}' "$OUT/$name.json"
 }
 
@@ -90,14 +100,14 @@ if has whoami; then
 	for i in $(seq "$RUNS"); do load "whoami-c64-$i" -scenario whoami -c 64 -d 10s -warmup 2s -sessions 1000; done
 fi
 if has wrk; then
-	"$OUT/load" -scenario whoami -setup-only -sessions 1000 -tokens-out "$OUT/tokens.txt"
+	"$OUT/load" -public "$PUBLIC" -admin "$ADMIN" -scenario whoami -setup-only -sessions 1000 -tokens-out "$OUT/tokens.txt"
 	for i in $(seq "$RUNS"); do
 		for attempt in 1 2 3 4 5 6 7 8; do
 			"$OUT/load" -scenario observe -d 100ms -warmup 0 -idle-below "$IDLE" >/dev/null # wait for quiet
 			TOKENS=$OUT/tokens.txt wrk -t2 -c64 -d13s -s bench/wrk/whoami.lua "$PUBLIC" >"$OUT/wrk-whoami-c64-$i.txt" &
 			w=$!
 			# The observed window is seconds 2..12 of wrk's 13: warm-up excluded, wrk's end not reached.
-			"$OUT/load" -json -scenario observe -d 10s -warmup 2s -server-pid "$LATCH_PID" -client-pid "$w" >"$OUT/wrk-whoami-c64-$i.json"
+			"$OUT/load" -json -pg-database "$DB" -scenario observe -d 10s -warmup 2s -server-pid "$LATCH_PID" -client-pid "$w" >"$OUT/wrk-whoami-c64-$i.json"
 			wait "$w"
 			jq -e --argjson max "$MAX_OTHER" '.cpu.other_cores <= $max' "$OUT/wrk-whoami-c64-$i.json" >/dev/null && break
 			echo "wrk run $i: other processes used $(jq .cpu.other_cores "$OUT/wrk-whoami-c64-$i.json") cores; repeating" >&2

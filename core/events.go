@@ -106,25 +106,24 @@ func (st *step) record(evs ...events.Event) { st.evs = append(st.evs, evs...) }
 
 // inTx runs one step's writes in one transaction, writes the events it recorded in that same
 // transaction (no dual writes: they exist if and only if the change commits), and wakes the
-// relay once it has committed. Every state change of core goes through it.
+// relay once it has committed. Every state change of core goes through it. The transaction is
+// a stepTx: writes that need no answer (identity.Queuer) and the events travel together, with
+// the statement that next needs an answer or with the commit.
 func (s *Service) inTx(ctx context.Context, fn func(st *step) error) error {
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		st := &step{tx: tx}
-		if err := fn(st); err != nil {
-			return err
-		}
-		return s.record(ctx, tx, st.evs...)
-	})
-	if err == nil {
-		s.outbox.Wake()
+	tx := &stepTx{db: s.db}
+	// After a commit this does nothing; otherwise the error that matters is fn's or the
+	// commit's, and a rollback that fails closes the connection.
+	defer func() { _ = tx.Rollback(ctx) }()
+	st := &step{tx: tx}
+	if err := fn(st); err != nil {
+		return err
 	}
-	return err
-}
-
-// record writes events in tx; inTx calls it and wakes the relay after the commit.
-func (s *Service) record(ctx context.Context, tx pgx.Tx, evs ...events.Event) error {
-	if _, err := s.outbox.Insert(ctx, tx, evs...); err != nil {
+	if _, err := s.outbox.Queue(tx.Queue(), st.evs...); err != nil {
 		return fmt.Errorf("record events: %w", err)
 	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	s.outbox.Wake()
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/identity"
@@ -94,19 +95,48 @@ func insertFlow(ctx context.Context, db identity.DB, f *Flow) error {
 	return nil
 }
 
-// claimFlow moves a flow to state, with its UI, inside the step's transaction, and fails with
-// FlowUsedError when the flow is no longer open: the UPDATE waits for a concurrent submit's
-// transaction and then re-checks the state, so of concurrent submits of one flow exactly one
-// commits. One statement both locks and completes the flow. (A flow that vanished, deleted with
-// its session, also matches nothing; settings, which is never used up, reads it that way.)
+// claimFlow moves a flow to state inside the step's transaction, and fails with FlowUsedError
+// when the flow is no longer open: the UPDATE waits for a concurrent submit's transaction and
+// then re-checks the state, so of concurrent submits of one flow exactly one commits. One
+// statement both locks and completes the flow. (A flow that vanished, deleted with its session,
+// also matches nothing; settings, which is never used up, reads it that way.)
+//
+// A flow that stays usable (settings' success) is stored with its UI, which now carries the
+// step's messages. A used one (registration, login) is done: its UI is what it was when it
+// was submitted, so it is not encoded and written again, and on a step's transaction
+// (identity.Queuer) the claim is queued: it goes out with the step's next statement, which
+// the server runs after the claim, and its FlowUsedError comes back from there, before any
+// later statement's error and before anything commits.
 func claimFlow(ctx context.Context, tx pgx.Tx, f *Flow, state FlowState) error {
-	ui, err := json.Marshal(f.UI)
-	if err != nil {
-		return fmt.Errorf("encode flow ui: %w", err)
-	}
 	now := time.Now().UTC()
-	tag, err := tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, ui = $3, updated_at = $4 WHERE id = $1 AND state <> $5`,
-		f.ID, state, ui, now, StatePassedChallenge)
+	var tag pgconn.CommandTag
+	var err error
+	if q, ok := tx.(identity.Queuer); ok && state.used() {
+		q.Queue().Queue(`UPDATE selfservice_flows SET state = $2, updated_at = $3 WHERE id = $1 AND state <> $4`,
+			f.ID, state, now, StatePassedChallenge).Fn = func(br pgx.BatchResults) error {
+			tag, err := br.Exec()
+			if err != nil {
+				return fmt.Errorf("complete flow: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				return &FlowUsedError{Flow: f}
+			}
+			f.State, f.UpdatedAt = state, now
+			return nil
+		}
+		return nil
+	}
+	if state.used() {
+		tag, err = tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, updated_at = $3 WHERE id = $1 AND state <> $4`,
+			f.ID, state, now, StatePassedChallenge)
+	} else {
+		ui, merr := json.Marshal(f.UI)
+		if merr != nil {
+			return fmt.Errorf("encode flow ui: %w", merr)
+		}
+		tag, err = tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, ui = $3, updated_at = $4 WHERE id = $1 AND state <> $5`,
+			f.ID, state, ui, now, StatePassedChallenge)
+	}
 	if err != nil {
 		return fmt.Errorf("complete flow: %w", err)
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/latchhq/latch/core/hooks"
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/core/password"
-	"github.com/latchhq/latch/schemas"
 	"github.com/latchhq/latch/sessions"
 )
 
@@ -197,12 +196,11 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 	return res, nil
 }
 
-// authenticate finds the identity by identifier and checks its password. Every failure is a
-// *loginFailure, which is password.ErrMismatch to every caller but failLogin, and every path
-// costs one hash comparison.
-func (s *Service) authenticate(ctx context.Context, identifier, pw string) (*identity.Identity, *identity.Credential, error) {
-	normalized := schemas.NormalizeIdentifier(identifier)
-	id, cred, err := s.ids.FindByIdentifier(ctx, s.db, identity.CredentialsTypePassword, normalized)
+// authenticate checks the password of the identity found by identifier (found: what
+// findPassword answered). Every failure is a *loginFailure, which is password.ErrMismatch to
+// every caller but failLogin, and every path costs one hash comparison.
+func (s *Service) authenticate(ctx context.Context, found passwordLookup, pw string) (*identity.Identity, *identity.Credential, error) {
+	id, cred, err := found.id, found.cred, found.err
 	if errors.Is(err, identity.ErrNotFound) {
 		return nil, nil, failed(events.LoginUnknownIdentifier, nil, s.hasher.CompareUnknown(ctx, []byte(pw)))
 	}

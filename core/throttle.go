@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -151,6 +152,47 @@ func (s *Service) reserveAttempt(ctx context.Context, cfg ThrottleConfig, keys t
 	return s.count(ctx, s.db, cfg, keys, []string{"identifier", "pair"}, true)
 }
 
+// passwordLookup is FindByIdentifier's answer for a login's identifier.
+type passwordLookup struct {
+	id   *identity.Identity
+	cred *identity.Credential
+	err  error
+}
+
+// findPassword looks up the identity and password credential of a typed identifier.
+func (s *Service) findPassword(ctx context.Context, identifier string) passwordLookup {
+	id, cred, err := s.ids.FindByIdentifier(ctx, s.db, identity.CredentialsTypePassword, schemas.NormalizeIdentifier(identifier))
+	return passwordLookup{id: id, cred: cred, err: err}
+}
+
+// reserveAndFind is reserveAttempt and findPassword in one round trip: a batch that Postgres
+// runs as one implicit transaction, which commits the reservation before this returns, so
+// before any password is checked. (Were the lookup to fail, the reservation would roll back
+// with it; the attempt then fails before any password is checked, as when the reservation
+// itself fails.) A locked attempt does not use the lookup.
+func (s *Service) reserveAndFind(ctx context.Context, cfg ThrottleConfig, keys throttleKeys, identifier string) (attemptVerdict, passwordLookup, error) {
+	b := &pgx.Batch{}
+	var v attemptVerdict
+	b.Queue(countSQL, countArgs(cfg, keys, []string{"identifier", "pair"}, true)).Query(func(rows pgx.Rows) error {
+		var err error
+		v, err = readVerdict(rows, cfg)
+		return err
+	})
+	var found passwordLookup
+	s.ids.QueueFindByIdentifier(b, identity.CredentialsTypePassword, schemas.NormalizeIdentifier(identifier),
+		func(id *identity.Identity, cred *identity.Credential, err error) error {
+			found = passwordLookup{id: id, cred: cred, err: err}
+			if errors.Is(err, identity.ErrNotFound) {
+				return nil // an answer, not a failure of the batch
+			}
+			return err
+		})
+	if err := s.db.SendBatch(ctx, b).Close(); err != nil {
+		return attemptVerdict{}, passwordLookup{}, fmt.Errorf("count login attempt: %w", err)
+	}
+	return v, found, nil
+}
+
 // recordFailure counts a wrong password against the client address, in tx: the transaction
 // that records the attempt's login.failed.
 func (s *Service) recordFailure(ctx context.Context, tx pgx.Tx, cfg ThrottleConfig, keys throttleKeys) error {
@@ -161,19 +203,29 @@ func (s *Service) recordFailure(ctx context.Context, tx pgx.Tx, cfg ThrottleConf
 // count runs countSQL on db: the pool for a reservation, which must commit before the
 // password is checked, or the transaction of a failure.
 func (s *Service) count(ctx context.Context, db identity.DB, cfg ThrottleConfig, keys throttleKeys, kinds []string, readAddress bool) (attemptVerdict, error) {
-	rows, err := db.Query(ctx, countSQL, pgx.NamedArgs{
-		"identifier": keys.identifier, "pair": keys.pair, "pair_limit": cfg.MaxFailures,
-		"address": keys.address, "address_limit": cfg.MaxAddressFailures,
-		"window": cfg.Window, "lockout": cfg.Lockout, "kinds": kinds, "read_address": readAddress,
-	})
+	rows, err := db.Query(ctx, countSQL, countArgs(cfg, keys, kinds, readAddress))
 	if err != nil {
 		return attemptVerdict{}, fmt.Errorf("count login attempt: %w", err)
 	}
+	return readVerdict(rows, cfg)
+}
+
+// countArgs are countSQL's arguments.
+func countArgs(cfg ThrottleConfig, keys throttleKeys, kinds []string, readAddress bool) pgx.NamedArgs {
+	return pgx.NamedArgs{
+		"identifier": keys.identifier, "pair": keys.pair, "pair_limit": cfg.MaxFailures,
+		"address": keys.address, "address_limit": cfg.MaxAddressFailures,
+		"window": cfg.Window, "lockout": cfg.Lockout, "kinds": kinds, "read_address": readAddress,
+	}
+}
+
+// readVerdict reads countSQL's rows into the attempt's verdict.
+func readVerdict(rows pgx.Rows, cfg ThrottleConfig) (attemptVerdict, error) {
 	var v attemptVerdict
 	var kind string
 	var failures int
 	var lockedUntil *time.Time
-	_, err = pgx.ForEachRow(rows, []any{&kind, &failures, &lockedUntil}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&kind, &failures, &lockedUntil}, func() error {
 		switch kind {
 		case "identifier":
 			// No lock: a slow-down that starts once the owner's own typos are ruled out.
@@ -228,14 +280,14 @@ func (s *Service) clearAttempt(ctx context.Context, cfg ThrottleConfig, keys thr
 func (s *Service) authenticateThrottled(ctx context.Context, a loginAttempt, pw string) (*identity.Identity, *identity.Credential, error) {
 	cfg := s.config().Throttle
 	if cfg.Disabled {
-		id, cred, err := s.authenticate(ctx, a.identifier, pw)
+		id, cred, err := s.authenticate(ctx, s.findPassword(ctx, a.identifier), pw)
 		if err != nil {
 			return nil, nil, s.failLogin(ctx, a, err, nil)
 		}
 		return id, cred, nil
 	}
 	keys := throttleKeysFor(a.meta.ClientAddress, a.identifier)
-	v, err := s.reserveAttempt(ctx, cfg, keys)
+	v, found, err := s.reserveAndFind(ctx, cfg, keys, a.identifier)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -246,7 +298,12 @@ func (s *Service) authenticateThrottled(ctx context.Context, a loginAttempt, pw 
 	if v.locked {
 		return nil, nil, s.failLogin(ctx, a, failed(events.LoginThrottled, nil, s.hasher.CompareUnknown(ctx, []byte(pw))), t)
 	}
-	id, cred, err := s.authenticate(ctx, a.identifier, pw)
+	if v.delay > 0 {
+		// Look again after the slow-down, so that the password checked is the one stored now
+		// (an admin may have changed it meanwhile), as when the lookup followed the wait.
+		found = s.findPassword(ctx, a.identifier)
+	}
+	id, cred, err := s.authenticate(ctx, found, pw)
 	if err != nil {
 		return nil, nil, s.failLogin(ctx, a, err, t)
 	}

@@ -112,7 +112,9 @@ func (m *Manager) scanSession(row pgx.Row, e expand, now time.Time) (*Session, e
 // Issue creates an active session for the identity inside the caller's transaction, so that
 // identity, session and outbox rows commit together (the `session` hook). method is the
 // credential type that was just completed ("password"); dev is where it is used (NewDevice). It returns the session with Identity set, and the token, which is never stored: the
-// caller hands it to the client (session_token, or SetCookie) and forgets it.
+// caller hands it to the client (session_token, or SetCookie) and forgets it. On an
+// identity.Queuer the INSERT is queued, and a failure comes back from the transaction's next
+// round trip (at the latest its commit).
 func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, method string, dev Device) (*Session, string, error) {
 	if id == nil || method == "" {
 		return nil, "", errors.New("issue session: an identity and a method are required")
@@ -139,9 +141,18 @@ func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, m
 		createdAt:                   now,
 		stored:                      true,
 	}
-	_, err = tx.Exec(ctx, insertSession, s.ID, s.IdentityID, hashToken(token), string(s.AuthenticatorAssuranceLevel),
-		s.AuthenticationMethods, s.Devices, now, s.ExpiresAt)
-	if err != nil {
+	args := []any{s.ID, s.IdentityID, hashToken(token), string(s.AuthenticatorAssuranceLevel),
+		s.AuthenticationMethods, s.Devices, now, s.ExpiresAt}
+	if q, ok := tx.(identity.Queuer); ok {
+		// The INSERT needs no answer: it travels with the transaction's next round trip, and
+		// its error comes back from there.
+		q.Queue().Queue(insertSession, args...).Fn = func(br pgx.BatchResults) error {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("issue session: %w", err)
+			}
+			return nil
+		}
+	} else if _, err := tx.Exec(ctx, insertSession, args...); err != nil {
 		return nil, "", fmt.Errorf("issue session: %w", err)
 	}
 	s.refresh(now)

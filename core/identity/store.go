@@ -114,14 +114,27 @@ func (s *Store) GetForUpdate(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Ide
 // FindByIdentifier finds the identity owning a credential identifier (already normalised) and
 // returns it with that credential.
 func (s *Store) FindByIdentifier(ctx context.Context, db DB, credType, identifier string) (*Identity, *Credential, error) {
+	return s.scanFound(db.QueryRow(ctx, findByIdentifierSQL, credType, identifier))
+}
+
+// QueueFindByIdentifier queues FindByIdentifier's query on b; found gets its answer when b's
+// results are read, and what found returns is the query's error in b's results.
+func (s *Store) QueueFindByIdentifier(b *pgx.Batch, credType, identifier string, found func(*Identity, *Credential, error) error) {
+	b.Queue(findByIdentifierSQL, credType, identifier).QueryRow(func(row pgx.Row) error {
+		return found(s.scanFound(row))
+	})
+}
+
+var findByIdentifierSQL = `SELECT ` + Columns("i") + `, c.id, c.type, c.config, c.version, c.created_at, c.updated_at
+	FROM identity_credential_identifiers ci
+	JOIN identity_credentials c ON c.id = ci.credential_id
+	JOIN identities i ON i.id = ci.identity_id
+	WHERE ci.type = $1 AND ci.identifier = $2`
+
+func (s *Store) scanFound(row pgx.Row) (*Identity, *Credential, error) {
 	var i Identity
 	var c Credential
-	err := db.QueryRow(ctx, `SELECT `+Columns("i")+`, c.id, c.type, c.config, c.version, c.created_at, c.updated_at
-		FROM identity_credential_identifiers ci
-		JOIN identity_credentials c ON c.id = ci.credential_id
-		JOIN identities i ON i.id = ci.identity_id
-		WHERE ci.type = $1 AND ci.identifier = $2`, credType, identifier).
-		Scan(append(Targets(&i), &c.ID, &c.Type, &c.Config, &c.Version, &c.CreatedAt, &c.UpdatedAt)...)
+	err := row.Scan(append(Targets(&i), &c.ID, &c.Type, &c.Config, &c.Version, &c.CreatedAt, &c.UpdatedAt)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil, ErrNotFound
 	}
@@ -158,9 +171,42 @@ func (s *Store) Credentials(ctx context.Context, db DB, identityID uuid.UUID) (m
 	return creds, nil
 }
 
+// Queuer is a transaction that holds statements back and sends them with its next round trip
+// (core's step transaction is one). Writes whose only answer is an error queue on it; that
+// error then comes back from the statement or the commit they travel with, and the caller's
+// transaction must be rolled back, as after any failed write.
+type Queuer interface {
+	// Queue returns the batch that the transaction's next round trip sends first.
+	Queue() *pgx.Batch
+}
+
+// batchFor returns where tx's writes go: the batch tx sends next when it is a Queuer (send is
+// then nil), or a batch of their own and the function that sends it.
+func batchFor(tx pgx.Tx) (b *pgx.Batch, send func(ctx context.Context) error) {
+	if q, ok := tx.(Queuer); ok {
+		return q.Queue(), nil
+	}
+	b = &pgx.Batch{}
+	return b, func(ctx context.Context) error { return tx.SendBatch(ctx, b).Close() }
+}
+
+// queueExec queues sql on b with its error translated (see translate).
+func queueExec(b *pgx.Batch, what, sql string, args ...any) {
+	b.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return translate(err, what)
+		}
+		return nil
+	}
+}
+
 // Insert writes a new identity and its credentials (with their identifiers). ID, timestamps and
 // address ids are filled in when missing. An identifier that is taken yields
 // ErrDuplicateIdentifier; the caller's transaction must then be rolled back.
+//
+// Its statements need no answer, so they go out in one round trip, or, on a Queuer, with the
+// transaction's next one; their errors (ErrDuplicateIdentifier, ErrDuplicateExternalID, ...)
+// then come back from there.
 func (s *Store) Insert(ctx context.Context, tx pgx.Tx, i *Identity, creds []Credential) error {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	if i.ID == uuid.Nil {
@@ -172,16 +218,26 @@ func (s *Store) Insert(ctx context.Context, tx pgx.Tx, i *Identity, creds []Cred
 	i.CreatedAt, i.UpdatedAt = now, now
 	i.StateChangedAt = &now
 	stampAddresses(i, now)
-	_, err := tx.Exec(ctx, `INSERT INTO identities (id, schema_id, state, state_changed_at, traits,
+	b, send := batchFor(tx)
+	queueExec(b, "insert identity", `INSERT INTO identities (id, schema_id, state, state_changed_at, traits,
 			verifiable_addresses, recovery_addresses, metadata_public, metadata_admin, external_id, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)`,
 		i.ID, i.SchemaID, i.State, i.StateChangedAt, []byte(i.Traits), i.VerifiableAddresses, i.RecoveryAddresses,
 		nullJSON(i.MetadataPublic), nullJSON(i.MetadataAdmin), i.ExternalID, now)
-	if err != nil {
-		return translate(err, "insert identity")
-	}
 	for _, c := range creds {
-		if err := s.putCredential(ctx, tx, i.ID, c, now, true); err != nil {
+		// A new identity has no credentials and no identifiers yet: plain INSERTs, and an
+		// identifier another identity owns violates the primary key (ErrDuplicateIdentifier),
+		// after waiting for a concurrent registration of it to commit or roll back.
+		credID := uuid.New()
+		queueExec(b, "write credential", `INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $6)`, credID, i.ID, c.Type, []byte(c.Config), c.Version, now)
+		if len(c.Identifiers) > 0 {
+			queueExec(b, "write identifiers", `INSERT INTO identity_credential_identifiers (type, identifier, identity_id, credential_id)
+				SELECT DISTINCT $1::text, unnest($2::text[]), $3::uuid, $4::uuid`, c.Type, c.Identifiers, i.ID, credID)
+		}
+	}
+	if send != nil {
+		if err := send(ctx); err != nil {
 			return err
 		}
 	}
@@ -216,11 +272,11 @@ func (s *Store) Update(ctx context.Context, tx pgx.Tx, i *Identity) error {
 // PutCredential creates or replaces the identity's credential of c.Type and sets its identifiers
 // to exactly c.Identifiers.
 func (s *Store) PutCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential) error {
-	return s.putCredential(ctx, tx, identityID, c, time.Now().UTC().Truncate(time.Microsecond), false)
+	return s.putCredential(ctx, tx, identityID, c, time.Now().UTC().Truncate(time.Microsecond))
 }
 
-// putCredential writes c; fresh says the identity is new, so it has no identifiers to replace.
-func (s *Store) putCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential, now time.Time, fresh bool) error {
+// putCredential writes c over the identity's credential of its type, if it has one.
+func (s *Store) putCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential, now time.Time) error {
 	var credID uuid.UUID
 	err := tx.QueryRow(ctx, `INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $6)
@@ -229,11 +285,9 @@ func (s *Store) putCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UU
 	if err != nil {
 		return translate(err, "write credential")
 	}
-	if !fresh {
-		if _, err := tx.Exec(ctx, `DELETE FROM identity_credential_identifiers WHERE credential_id = $1 AND NOT (identifier = ANY($2))`,
-			credID, c.Identifiers); err != nil {
-			return translate(err, "replace identifiers")
-		}
+	if _, err := tx.Exec(ctx, `DELETE FROM identity_credential_identifiers WHERE credential_id = $1 AND NOT (identifier = ANY($2))`,
+		credID, c.Identifiers); err != nil {
+		return translate(err, "replace identifiers")
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO identity_credential_identifiers (type, identifier, identity_id, credential_id)
 		SELECT $1, unnest($2::text[]), $3, $4
