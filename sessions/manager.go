@@ -26,6 +26,8 @@ type Manager struct {
 	codecs []securecookie.Codec
 	outbox *events.Outbox // nil: no events (tests of this package only)
 	log    *slog.Logger
+
+	lookups lookupQueue // whoami lookups waiting for a batch (lookup.go)
 }
 
 // NewManager checks cfg, fills its defaults and returns a manager on db. ids fills the derived
