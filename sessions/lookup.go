@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -103,10 +104,18 @@ func (m *Manager) sendLookups(lead *lookup) {
 	q.mu.Unlock()
 }
 
-// readLookups runs the batch's queries in one pipeline and stores each row or error.
+// readLookups runs the batch's queries in one pipeline and stores each row or error. It never
+// panics: other requests wait for this batch, and a panic would leave them waiting for ever.
 func (m *Manager) readLookups(batch []*lookup) {
 	ctx, cancel := context.WithTimeout(context.Background(), whoamiBatchTimeout)
 	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			for _, l := range batch {
+				l.err = fmt.Errorf("whoami lookup: %v", p)
+			}
+		}
+	}()
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(batch))}
 	for _, l := range batch {
 		b.Queue(queryWhoami, l.hash)
