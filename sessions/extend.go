@@ -110,56 +110,116 @@ func (m *Manager) ownExpiry(s *Session, now time.Time, maxAge time.Duration) (ti
 	return next, nil
 }
 
-// moveExpiryCAS moves the expiry of a session whose row is still the version the caller read
-// (same expires_at and updated_at, still active; with $6 set, its identity still in that state).
-// When no row matches it divides by zero: the error aborts the implicit transaction of the
-// batch it travels in, so the outbox row queued after it is not written either. UPDATE's row
-// lock and Postgres' re-check of the WHERE clause on the newest row version make the comparison
-// and the write one atomic step.
-const moveExpiryCAS = `WITH moved AS (
-	UPDATE sessions s SET expires_at = $2, updated_at = $3
-	WHERE s.id = $1 AND s.active AND s.expires_at = $4 AND s.updated_at = $5
-		AND ($6 = '' OR EXISTS (SELECT 1 FROM identities i WHERE i.id = s.identity_id AND i.state = $6))
+// moveExpiryCAS moves the expiry of every session of a batch whose row is still the version its
+// caller read (same expires_at and updated_at, still active; with a state, its identity still
+// in that state). Unless every row of the batch matches, it divides by zero: the error aborts
+// the implicit transaction of the batch it travels in, so neither any expiry nor the outbox rows
+// queued after it are written, and each caller decides again under its row's lock. UPDATE's row
+// lock and Postgres' re-check of the WHERE clause on the newest row version make each
+// comparison and its write one atomic step. A session twice in one batch matches once: the
+// batch fails and both fall back.
+const moveExpiryCAS = `WITH v AS (
+	SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::text[])
+		AS v(id, next, now, old_expires_at, old_updated_at, state)),
+moved AS (
+	UPDATE sessions s SET expires_at = v.next, updated_at = v.now FROM v
+	WHERE s.id = v.id AND s.active AND s.expires_at = v.old_expires_at AND s.updated_at = v.old_updated_at
+		AND (v.state = '' OR EXISTS (SELECT 1 FROM identities i WHERE i.id = s.identity_id AND i.state = v.state))
 	RETURNING 1)
-SELECT 1 / count(*)::int FROM moved`
+SELECT 1 / (count(*) = $7)::int FROM moved`
 
-// sqlstateDivisionByZero is the error moveExpiryCAS raises when the row changed.
+// sqlstateDivisionByZero is the error moveExpiryCAS raises when a row changed.
 const sqlstateDivisionByZero = "22012"
 
-// moveExpiry writes s's new expiry and its session.extended event in one batch: one round trip,
-// one implicit transaction (pgx sends a batch with a single Sync), no BEGIN or COMMIT, and a
-// prepared statement each. The write only happens if the row is the version s was read as
-// (moveExpiryCAS); otherwise nothing is written and the error is errChanged. With
-// activeIdentity the identity must still be active. On success s carries the new expiry.
+// Extensions of concurrent requests share one write (see coalescer): one statement moves all
+// their expiries, one INSERT records all their events, one commit (one WAL flush) for all.
+const (
+	// extendBatchesInFlight is low on purpose: the fewer writes in flight, the more extensions
+	// each one carries.
+	extendBatchesInFlight = 2
+	// extendBatchMax bounds one write.
+	extendBatchMax = 64
+)
+
+// move is one extension waiting for its write: the session as read (s) and as it will be (c).
+type move struct {
+	s, c  *Session
+	state string // identity state required, "" for none
+	err   error
+}
+
+// moveExpiry writes s's new expiry and its session.extended event, in one round trip and one
+// implicit transaction (pgx sends a batch with a single Sync: no BEGIN or COMMIT, prepared
+// statements from pgx's cache), shared with the extensions of concurrent requests. The write
+// only happens if the row is the version s was read as (moveExpiryCAS); otherwise nothing is
+// written and the error is errChanged. With activeIdentity the identity must still be active.
+// On success s carries the new expiry.
 func (m *Manager) moveExpiry(ctx context.Context, s *Session, next, now time.Time, activeIdentity bool) error {
-	state := ""
-	if activeIdentity {
-		state = string(identity.StateActive)
-	}
 	c := *s
 	c.ExpiresAt, c.updatedAt = next, now
 	c.refresh(now)
-	b := &pgx.Batch{}
-	b.Queue(moveExpiryCAS, s.ID, c.ExpiresAt, now, s.ExpiresAt, s.updatedAt, state)
-	if m.outbox != nil {
-		data, err := SessionEventData(&c)
-		if err != nil {
-			return err
-		}
-		if _, err := m.outbox.Insert(ctx, queueTx{b: b}, events.Event{Type: events.TypeSessionExtended, Data: data}); err != nil {
-			return fmt.Errorf("record session.extended: %w", err)
-		}
+	mv := &move{s: s, c: &c}
+	if activeIdentity {
+		mv.state = string(identity.StateActive)
 	}
-	err := m.db.SendBatch(ctx, b).Close()
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == sqlstateDivisionByZero {
-		return errChanged
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("extend session: %w", err)
+	m.moves.do(mv, extendBatchesInFlight, extendBatchMax, m.writeMoves)
+	if mv.err != nil {
+		return mv.err
 	}
 	*s = c
 	return nil
+}
+
+// writeMoves sends one batch of extensions: the compare-and-set of all of them, then their
+// events. Every move gets the batch's outcome. It never panics (see coalescer).
+func (m *Manager) writeMoves(batch []*move) {
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("extend session: %v", p)
+			}
+		}()
+		ids := make([]uuid.UUID, len(batch))
+		next, now, oldExp, oldUpd := make([]time.Time, len(batch)), make([]time.Time, len(batch)),
+			make([]time.Time, len(batch)), make([]time.Time, len(batch))
+		states := make([]string, len(batch))
+		evs := make([]events.Event, 0, len(batch))
+		for i, mv := range batch {
+			ids[i], next[i], now[i], oldExp[i], oldUpd[i], states[i] = mv.s.ID, mv.c.ExpiresAt, mv.c.updatedAt,
+				mv.s.ExpiresAt, mv.s.updatedAt, mv.state
+			if m.outbox != nil {
+				data, err := SessionEventData(mv.c)
+				if err != nil {
+					return err
+				}
+				evs = append(evs, events.Event{Type: events.TypeSessionExtended, Data: data})
+			}
+		}
+		b := &pgx.Batch{}
+		b.Queue(moveExpiryCAS, ids, next, now, oldExp, oldUpd, states, len(batch))
+		if m.outbox != nil {
+			if _, err := m.outbox.Insert(ctx, queueTx{b: b}, evs...); err != nil {
+				return fmt.Errorf("record session.extended: %w", err)
+			}
+		}
+		err = m.db.SendBatch(ctx, b).Close()
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == sqlstateDivisionByZero {
+			return errChanged
+		}
+		if err != nil {
+			return fmt.Errorf("extend session: %w", err)
+		}
+		return nil
+	}()
+	for _, mv := range batch {
+		mv.err = err
+	}
 }
 
 // queueTx is the transaction events.Outbox.Insert writes through when its rows must travel in a

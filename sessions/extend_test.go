@@ -147,3 +147,54 @@ func TestExtendOwnAfterTheSessionChanged(t *testing.T) {
 		}
 	})
 }
+
+// Extensions share one write (writeMoves). If one row of the batch changed since it was read,
+// the whole batch writes nothing, neither expiries nor events, and every move gets errChanged
+// (each caller then decides again under its own row's lock); if none did, all move.
+func TestSharedExtendWriteIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, Config{Lifespan: time.Hour})
+	var moves []*move
+	var sessions []*Session
+	for _, email := range []string{"shared-1@example.com", "shared-2@example.com", "shared-3@example.com"} {
+		s, _ := b.issue(t, b.newIdentity(t, email))
+		read, err := b.mgr.get(ctx, s.ID, expandAll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		c := *read
+		c.ExpiresAt, c.updatedAt = now.Add(2*time.Hour), now
+		moves = append(moves, &move{s: read, c: &c})
+		sessions = append(sessions, s)
+	}
+	b.exec(t, `UPDATE sessions SET updated_at = updated_at + interval '1 microsecond' WHERE id = $1`, sessions[1].ID)
+	b.mgr.writeMoves(moves)
+	for i, mv := range moves {
+		if !errors.Is(mv.err, errChanged) {
+			t.Errorf("move %d: %v, want errChanged", i, mv.err)
+		}
+		if _, stored := b.stored(t, sessions[i]); !stored.Equal(mv.s.ExpiresAt) {
+			t.Errorf("session %d: stored expires_at moved to %v", i, stored)
+		}
+	}
+	if n := len(b.eventsOf(t, events.TypeSessionExtended)); n != 0 {
+		t.Fatalf("%d session.extended events from a batch that wrote nothing", n)
+	}
+
+	// Without the changed one, the other two move together, one event each.
+	ok := []*move{moves[0], moves[2]}
+	b.mgr.writeMoves(ok)
+	for _, i := range []int{0, 2} {
+		if moves[i].err != nil {
+			t.Fatalf("move %d: %v", i, moves[i].err)
+		}
+		if _, stored := b.stored(t, sessions[i]); !stored.Equal(moves[i].c.ExpiresAt) {
+			t.Errorf("session %d: stored expires_at %v, want %v", i, stored, moves[i].c.ExpiresAt)
+		}
+	}
+	if n := len(b.eventsOf(t, events.TypeSessionExtended)); n != 2 {
+		t.Fatalf("%d session.extended events, want 2", n)
+	}
+}

@@ -27,7 +27,8 @@ type Manager struct {
 	outbox *events.Outbox // nil: no events (tests of this package only)
 	log    *slog.Logger
 
-	lookups lookupQueue // whoami lookups waiting for a batch (lookup.go)
+	lookups coalescer[*lookup] // whoami lookups waiting for a batch (lookup.go)
+	moves   coalescer[*move]   // extensions waiting for a batch (extend.go)
 }
 
 // NewManager checks cfg, fills its defaults and returns a manager on db. ids fills the derived

@@ -123,7 +123,7 @@ func TestWhoamiConcurrentLookupsGetTheirOwnAnswers(t *testing.T) {
 	}
 	b.mgr.lookups.mu.Lock()
 	defer b.mgr.lookups.mu.Unlock()
-	if b.mgr.lookups.inFlight != 0 || len(b.mgr.lookups.pending) != 0 {
-		t.Fatalf("after the last answer: %d batches in flight, %d lookups pending", b.mgr.lookups.inFlight, len(b.mgr.lookups.pending))
+	if b.mgr.lookups.running != 0 || len(b.mgr.lookups.pending) != 0 {
+		t.Fatalf("after the last answer: %d batches in flight, %d lookups pending", b.mgr.lookups.running, len(b.mgr.lookups.pending))
 	}
 }
