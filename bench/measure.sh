@@ -5,7 +5,7 @@
 # text) file per run lands in $OUT, and a summary (median and range per cell) is printed.
 #
 #   bench/measure.sh                 # everything, about 15 minutes
-#   STEPS=whoami bench/measure.sh    # only some steps: whoami wrk flows argon2
+#   STEPS=whoami bench/measure.sh    # only some steps: whoami wrk flows extend argon2
 #   REV=8e18e9c bench/measure.sh     # measure a commit (git archive into $OUT/src), not the tree
 #
 # Needs: Go, psql, a local PostgreSQL reachable as postgres@127.0.0.1:5432 without a password,
@@ -20,7 +20,7 @@ OUT=${OUT:-/tmp/latch-bench-results}
 RUNS=${RUNS:-3}
 IDLE=${IDLE:-0.15}
 MAX_OTHER=${MAX_OTHER:-0.15}
-STEPS=${STEPS:-whoami wrk flows argon2}
+STEPS=${STEPS:-whoami wrk flows extend argon2}
 ADMIN_DSN=${ADMIN_DSN:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 # On a machine that others use too: another database, other ports and another NATS directory
 # (DB=latch_mine PUBLIC_PORT=4533 ADMIN_PORT=4534 NATS_DIR=/tmp/mine-nats), passed to latch
@@ -126,6 +126,19 @@ if has flows; then
 fi
 stop_latch
 
+if has extend; then
+	# Session extension (issue 12): admin PATCH /admin/sessions/{id}/extend and self-service
+	# PATCH /sessions/extend, 8 clients, each on its own sessions. With the default
+	# earliest_possible_extend (the lifespan) every call moves the expiry and commits a
+	# session.extended event, which the relay publishes to JetStream during the run.
+	start_latch SESSION_SELF_SERVICE_EXTEND_ENABLED=true -- bench/latch-bench.yaml
+	for i in $(seq "$RUNS"); do
+		load "extend-admin-c8-$i" -scenario extend-admin -c 8 -d 10s -warmup 2s -sessions 1000
+		load "extend-self-c8-$i" -scenario extend-self -c 8 -d 10s -warmup 2s -sessions 1000
+	done
+	stop_latch
+fi
+
 if has argon2; then
 	# A fresh process per run, so that VmHWM (peak RSS since start) belongs to that run alone.
 	a2=(bench/latch-bench.yaml bench/latch-bench-argon2.yaml)
@@ -149,7 +162,7 @@ fi
 # Summary: median [min-max] of the rate, median p50/p99 and cores, per cell.
 echo
 echo "cell | runs | per second median [min-max] | p50 ms | p99 ms | cores: generator / latch / postgres / other | peak RSS MiB"
-for cell in whoami-c64 register-c16 login-c16 register-c64 login-c64 argon2-login-c16 argon2-login-c64 argon2-login-c256 argon2-gomemlimit-login-c64 argon2-cap16-login-c64; do
+for cell in whoami-c64 extend-admin-c8 extend-self-c8 register-c16 login-c16 register-c64 login-c64 argon2-login-c16 argon2-login-c64 argon2-login-c256 argon2-gomemlimit-login-c64 argon2-cap16-login-c64; do
 	files=("$OUT/$cell"-*.json "$OUT/$cell.json")
 	files=($(ls "${files[@]}" 2>/dev/null || true))
 	[[ ${#files[@]} -gt 0 ]] || continue

@@ -30,8 +30,9 @@ func (s *Service) extendOwnSession(w http.ResponseWriter, r *http.Request) {
 }
 
 // extendOwn extends sess on its holder's request, after the before-extend web_hooks agreed.
-// The extension itself re-reads the session under its lock (sessions.ExtendOwnTx), so a
-// session revoked while the hooks ran stays revoked.
+// sessions.ExtendOwn writes only if the session row is still the one the request presented
+// (one round trip: expiry and session.extended together), and otherwise decides again under
+// the row lock, so a session revoked while the hooks ran stays revoked.
 func (s *Service) extendOwn(ctx context.Context, sess *sessions.Session, meta api.Meta) (*sessions.Session, error) {
 	cfg := s.config()
 	if !cfg.Session.SelfServiceExtend {
@@ -40,12 +41,7 @@ func (s *Service) extendOwn(ctx context.Context, sess *sessions.Session, meta ap
 	if _, err := s.runHooks(ctx, meta, nil, cfg.Hooks.Before(hooks.SessionExtend), sess.Identity, sess); err != nil {
 		return nil, err
 	}
-	var out *sessions.Session
-	err := s.inTx(ctx, func(st *step) error {
-		var err error
-		out, err = s.sessions.ExtendOwnTx(ctx, st.tx, sess.ID, cfg.Session.ExtendMaxAge)
-		return err
-	})
+	out, err := s.sessions.ExtendOwn(ctx, sess, cfg.Session.ExtendMaxAge)
 	if errors.Is(err, sessions.ErrExtendNotAllowed) {
 		return nil, ErrExtendNotAllowed
 	}

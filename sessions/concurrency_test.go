@@ -25,6 +25,16 @@ func (b *testBundle) extendInTx(s *Session) (*Session, bool, error) {
 	return got, moved, err
 }
 
+// extendPaths are the two ways an admin extend runs: under the row lock from the start
+// (ExtendTx), and read, then one round trip that writes only an unchanged row, falling back on
+// the lock (Extend, what the endpoint does). Races must end the same on both.
+var extendPaths = map[string]func(b *testBundle, s *Session) (*Session, bool, error){
+	"locked": (*testBundle).extendInTx,
+	"read+cas": func(b *testBundle, s *Session) (*Session, bool, error) {
+		return b.mgr.Extend(context.Background(), s.ID)
+	},
+}
+
 // stored reads the session's row as it is: the active column and expires_at.
 func (b *testBundle) stored(t *testing.T, s *Session) (active bool, expiresAt time.Time) {
 	t.Helper()
@@ -68,75 +78,77 @@ func TestConcurrentExtends(t *testing.T) {
 		// hour left, so the others must see its expiry and do nothing.
 		"only the first extend writes": {Config{Lifespan: time.Hour, EarliestPossibleExtend: 10 * time.Minute}, "5 minutes", 1},
 	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t, tc.cfg)
-			s, _ := b.issue(t, b.newIdentity(t, "extend-race@example.com"))
-			b.exec(t, `UPDATE sessions SET expires_at = now() + $2::interval WHERE id = $1`, s.ID, tc.left)
+		for path, extend := range extendPaths {
+			t.Run(name+"/"+path, func(t *testing.T) {
+				t.Parallel()
+				b := setup(t, tc.cfg)
+				s, _ := b.issue(t, b.newIdentity(t, "extend-race@example.com"))
+				b.exec(t, `UPDATE sessions SET expires_at = now() + $2::interval WHERE id = $1`, s.ID, tc.left)
 
-			const n = 20
-			type result struct {
-				expiresAt time.Time
-				moved     bool
-				err       error
-			}
-			results := make([]result, n)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for g := range n {
-				wg.Go(func() {
-					<-start
-					got, moved, err := b.extendInTx(s)
-					results[g] = result{moved: moved, err: err}
-					if got != nil {
-						results[g].expiresAt = got.ExpiresAt
-					}
-				})
-			}
-			close(start)
-			wg.Wait()
+				const n = 20
+				type result struct {
+					expiresAt time.Time
+					moved     bool
+					err       error
+				}
+				results := make([]result, n)
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for g := range n {
+					wg.Go(func() {
+						<-start
+						got, moved, err := extend(b, s)
+						results[g] = result{moved: moved, err: err}
+						if got != nil {
+							results[g].expiresAt = got.ExpiresAt
+						}
+					})
+				}
+				close(start)
+				wg.Wait()
 
-			var moves int
-			var last time.Time
-			movedTo := map[time.Time]bool{}
-			for g, r := range results {
-				if r.err != nil {
-					t.Fatalf("extend %d: %v", g, r.err)
-				}
-				if r.moved {
-					moves++
-					movedTo[r.expiresAt.UTC()] = true
-					if r.expiresAt.After(last) {
-						last = r.expiresAt
+				var moves int
+				var last time.Time
+				movedTo := map[time.Time]bool{}
+				for g, r := range results {
+					if r.err != nil {
+						t.Fatalf("extend %d: %v", g, r.err)
+					}
+					if r.moved {
+						moves++
+						movedTo[r.expiresAt.UTC()] = true
+						if r.expiresAt.After(last) {
+							last = r.expiresAt
+						}
 					}
 				}
-			}
-			if want := tc.wantMoves; want >= 0 && moves != want {
-				t.Fatalf("%d extends moved the expiry, want %d", moves, want)
-			} else if want < 0 && moves != n {
-				t.Fatalf("%d extends moved the expiry, want all %d", moves, n)
-			}
-			if _, expiresAt := b.stored(t, s); !expiresAt.Equal(last) {
-				t.Fatalf("stored expires_at = %v, want the last move's %v", expiresAt, last)
-			}
-			// Every extend that did not move saw a moved expiry, never the one it started from.
-			for g, r := range results {
-				if !r.moved && !movedTo[r.expiresAt.UTC()] {
-					t.Errorf("extend %d returned expires_at %v, which no move wrote", g, r.expiresAt)
+				if want := tc.wantMoves; want >= 0 && moves != want {
+					t.Fatalf("%d extends moved the expiry, want %d", moves, want)
+				} else if want < 0 && moves != n {
+					t.Fatalf("%d extends moved the expiry, want all %d", moves, n)
 				}
-			}
-			extended := b.eventsOf(t, events.TypeSessionExtended)
-			if len(extended) != moves {
-				t.Fatalf("%d session.extended events for %d moves", len(extended), moves)
-			}
-			for _, ev := range extended {
-				sess, _ := ev["session"].(map[string]any)
-				at, err := time.Parse(time.RFC3339Nano, sess["expires_at"].(string))
-				if err != nil || !movedTo[at.UTC()] {
-					t.Errorf("session.extended carries expires_at %v, which no move wrote", sess["expires_at"])
+				if _, expiresAt := b.stored(t, s); !expiresAt.Equal(last) {
+					t.Fatalf("stored expires_at = %v, want the last move's %v", expiresAt, last)
 				}
-			}
-		})
+				// Every extend that did not move saw a moved expiry, never the one it started from.
+				for g, r := range results {
+					if !r.moved && !movedTo[r.expiresAt.UTC()] {
+						t.Errorf("extend %d returned expires_at %v, which no move wrote", g, r.expiresAt)
+					}
+				}
+				extended := b.eventsOf(t, events.TypeSessionExtended)
+				if len(extended) != moves {
+					t.Fatalf("%d session.extended events for %d moves", len(extended), moves)
+				}
+				for _, ev := range extended {
+					sess, _ := ev["session"].(map[string]any)
+					at, err := time.Parse(time.RFC3339Nano, sess["expires_at"].(string))
+					if err != nil || !movedTo[at.UTC()] {
+						t.Errorf("session.extended carries expires_at %v, which no move wrote", sess["expires_at"])
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -145,6 +157,15 @@ func TestConcurrentExtends(t *testing.T) {
 // the expiry nor tells receivers that the session was extended.
 func TestRevokeDuringExtend(t *testing.T) {
 	t.Parallel()
+	for path, extend := range extendPaths {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			revokeDuringExtend(t, extend)
+		})
+	}
+}
+
+func revokeDuringExtend(t *testing.T, extend func(b *testBundle, s *Session) (*Session, bool, error)) {
 	b := setup(t, Config{Lifespan: time.Hour})
 	i := b.newIdentity(t, "revoke-race@example.com")
 	const rounds = 40
@@ -162,7 +183,7 @@ func TestRevokeDuringExtend(t *testing.T) {
 		var revokeStatus int
 		wg.Go(func() {
 			<-start
-			got, moved, extendErr = b.extendInTx(s)
+			got, moved, extendErr = extend(b, s)
 		})
 		wg.Go(func() {
 			<-start

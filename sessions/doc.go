@@ -1,6 +1,7 @@
 // Package sessions owns Latch's sessions: the Kratos-shaped session model, issuing a session and
 // its token inside the caller's transaction (only SHA-256 of the token is stored), sealing the
-// session cookie with rotating secrets, finding a session by its token (whoami), listing,
+// session cookie with rotating secrets, finding a session by its token (whoami, whose lookups
+// concurrent requests share in one pipelined batch: lookup.go), listing,
 // revoking and extending sessions, the session lifecycle events (session.revoked,
 // session.extended, written to the outbox in the same transaction), and the public and admin
 // HTTP handlers for all of that.

@@ -180,23 +180,17 @@ func (m *Manager) adminRevoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// adminExtend extends one session (see ExtendTx) and answers 200 with it, Kratos' default.
+// adminExtend extends one session (see Extend and ExtendTx) and answers 200 with it, Kratos' default.
 func (m *Manager) adminExtend(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r)
 	if !ok {
 		return
 	}
-	var s *Session
-	err := pgx.BeginFunc(r.Context(), m.db, func(tx pgx.Tx) error {
-		var err error
-		s, _, err = m.ExtendTx(r.Context(), tx, id)
-		return err
-	})
+	s, _, err := m.Extend(r.Context(), id)
 	if err != nil {
 		api.WriteError(w, r, m.log, notFound(err))
 		return
 	}
-	m.wake()
 	api.WriteJSON(w, http.StatusOK, s)
 }
 

@@ -26,6 +26,9 @@ type Manager struct {
 	codecs []securecookie.Codec
 	outbox *events.Outbox // nil: no events (tests of this package only)
 	log    *slog.Logger
+
+	lookups coalescer[*lookup] // whoami lookups waiting for a batch (lookup.go)
+	moves   coalescer[*move]   // extensions waiting for a batch (extend.go)
 }
 
 // NewManager checks cfg, fills its defaults and returns a manager on db. ids fills the derived
@@ -50,7 +53,7 @@ func NewManager(db *pgxpool.Pool, ids *identity.Store, outbox *events.Outbox, cf
 
 // The session columns in the order (*Session).targets scans them.
 const sessionColumns = `s.id, s.identity_id, s.active, s.aal, s.authentication_methods, s.devices,
-	s.issued_at, s.authenticated_at, s.expires_at, s.created_at`
+	s.issued_at, s.authenticated_at, s.expires_at, s.created_at, s.updated_at`
 
 // Queries that read one session. The identity is joined in, so that whoami is one indexed lookup.
 var (
@@ -67,7 +70,7 @@ var (
 
 func (s *Session) targets() []any {
 	return []any{&s.ID, &s.IdentityID, &s.stored, &s.AuthenticatorAssuranceLevel, &s.AuthenticationMethods,
-		&s.Devices, &s.IssuedAt, &s.AuthenticatedAt, &s.ExpiresAt, &s.createdAt}
+		&s.Devices, &s.IssuedAt, &s.AuthenticatedAt, &s.ExpiresAt, &s.createdAt, &s.updatedAt}
 }
 
 // expand says which related data a read fills in.
@@ -139,6 +142,7 @@ func (m *Manager) Issue(ctx context.Context, tx pgx.Tx, id *identity.Identity, m
 		Devices:                     []Device{dev},
 		IdentityID:                  id.ID,
 		createdAt:                   now,
+		updatedAt:                   now,
 		stored:                      true,
 	}
 	args := []any{s.ID, s.IdentityID, hashToken(token), string(s.AuthenticatorAssuranceLevel),
@@ -255,7 +259,7 @@ func (m *Manager) ExtendTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Sessi
 	if !s.stored || !s.ExpiresAt.Add(-m.cfg.EarliestPossibleExtend).Before(now) {
 		return s, false, nil
 	}
-	s.ExpiresAt = now.Add(m.cfg.Lifespan)
+	s.ExpiresAt, s.updatedAt = now.Add(m.cfg.Lifespan), now
 	if _, err := tx.Exec(ctx, updateExpiry, s.ID, s.ExpiresAt, now); err != nil {
 		return nil, false, fmt.Errorf("extend session: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 // transaction. This is how a Kratos native app renews its session without a new token.
 func (m *Manager) Reauthenticate(ctx context.Context, tx pgx.Tx, s *Session, method string, dev Device) error {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	s.AuthenticatedAt, s.IssuedAt, s.ExpiresAt = now, now, now.Add(m.cfg.Lifespan)
+	s.AuthenticatedAt, s.IssuedAt, s.ExpiresAt, s.updatedAt = now, now, now.Add(m.cfg.Lifespan), now
 	s.AuthenticationMethods = []AuthenticationMethod{{Method: method, AAL: methodAAL(method), CompletedAt: now}}
 	s.AuthenticatorAssuranceLevel = sessionAAL(s.AuthenticationMethods)
 	s.Devices = append(s.Devices, dev)

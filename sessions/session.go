@@ -56,6 +56,7 @@ type Session struct {
 	IdentityID uuid.UUID `json:"-"`
 
 	createdAt time.Time // keyset pagination position
+	updatedAt time.Time // with ExpiresAt, the row version a lock-free extend compares (moveExpiry)
 	stored    bool      // the stored active flag; false once revoked
 }
 

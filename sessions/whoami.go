@@ -50,15 +50,12 @@ var whoamiBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); retu
 // session was extended since) is written afresh.
 func (m *Manager) whoami(w http.ResponseWriter, r *http.Request) {
 	cred, ok := m.tokenFromRequest(r)
-	var row whoamiRow
+	var row *whoamiRow
 	err := ErrNoCredentials
 	if ok {
 		err = r.Context().Err()
 		if err == nil {
-			err = m.db.QueryRow(r.Context(), queryWhoami, hashToken(cred.token)).Scan(&row.id, &row.identityID, &row.active,
-				&row.aal, &row.methods, &row.devices, &row.issuedAt, &row.authenticatedAt, &row.expiresAt,
-				&row.schemaID, &row.state, &row.stateChangedAt, &row.traits, &row.verifiable, &row.recovery,
-				&row.metadataPublic, &row.externalID, &row.createdAt, &row.updatedAt)
+			row, err = m.findWhoami(hashToken(cred.token))
 		}
 	}
 	now := time.Now()
@@ -86,7 +83,7 @@ func (m *Manager) whoami(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	bp := whoamiBuffers.Get().(*[]byte)
-	b := m.appendWhoami((*bp)[:0], &row)
+	b := m.appendWhoami((*bp)[:0], row)
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "private, no-cache, no-store, must-revalidate")
 	h.Set("Content-Length", strconv.Itoa(len(b)))

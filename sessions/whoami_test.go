@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -61,5 +64,66 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 		if got := appendString(nil, s); string(got) != string(want) {
 			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
 		}
+	}
+}
+
+// Concurrent whoamis share batches (lookup.go). Each must get its own answer: its own session's
+// identity, a 401 for a revoked or unknown token, never a neighbour's row, and no request may
+// be left waiting.
+func TestWhoamiConcurrentLookupsGetTheirOwnAnswers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	type caller struct {
+		token      string
+		identityID string // empty: 401 expected
+	}
+	var callers []caller
+	for n := range 12 {
+		i := b.newIdentity(t, "batch-"+string(rune('a'+n))+"@example.com")
+		s, token := b.issue(t, i)
+		want := i.ID.String()
+		if n%4 == 3 {
+			b.exec(t, `UPDATE sessions SET active = false WHERE id = $1`, s.ID)
+			want = ""
+		}
+		callers = append(callers, caller{token, want})
+	}
+	callers = append(callers, caller{"ory_st_unknownunknownunknownunknown00", ""}, caller{"", ""})
+
+	const goroutines, rounds = 48, 25
+	errs := make(chan string, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for r := range rounds {
+				c := callers[(g*7+r)%len(callers)]
+				header := map[string]string{}
+				if c.token != "" {
+					header = tokenHeader(c.token)
+				}
+				w := serve(b.public, http.MethodGet, "/sessions/whoami", header)
+				switch {
+				case c.identityID == "" && w.Code != http.StatusUnauthorized:
+					errs <- "status " + strconv.Itoa(w.Code) + " for a revoked or unknown token"
+					return
+				case c.identityID != "" && (w.Code != http.StatusOK || w.Header().Get("X-Kratos-Authenticated-Identity-Id") != c.identityID):
+					errs <- "status " + strconv.Itoa(w.Code) + ", identity " + w.Header().Get("X-Kratos-Authenticated-Identity-Id") + ", want 200 and " + c.identityID
+					return
+				case c.identityID != "" && !strings.Contains(w.Body.String(), `"identity":{"id":"`+c.identityID+`"`):
+					errs <- "body of another session: " + w.Body.String()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	b.mgr.lookups.mu.Lock()
+	defer b.mgr.lookups.mu.Unlock()
+	if b.mgr.lookups.running != 0 || len(b.mgr.lookups.pending) != 0 {
+		t.Fatalf("after the last answer: %d batches in flight, %d lookups pending", b.mgr.lookups.running, len(b.mgr.lookups.pending))
 	}
 }

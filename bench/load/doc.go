@@ -26,6 +26,11 @@
 //     followed by POST /self-service/login?flow=<id> with one of them. 200 is a success. Every
 //     client is one address: with login throttling, raise
 //     selfservice.flows.login.throttle.max_address_failures above -c, or the address locks.
+//   - extend-admin, extend-self: registers -sessions users, then sends PATCH
+//     /admin/sessions/{id}/extend (admin API) or PATCH /sessions/extend with X-Session-Token
+//     (public API; the server needs session.self_service_extend.enabled), each client on its own
+//     sessions round-robin. With the default earliest_possible_extend (the lifespan) every call
+//     moves the expiry and writes a session.extended event. 200 is a success.
 //   - all: whoami, register, login, one after the other.
 //   - observe: sends nothing and only measures CPU, so that an external generator (wrk, given
 //     with -client-pid) is accounted for like this command itself.

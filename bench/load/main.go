@@ -50,7 +50,7 @@ func parseOptions(args []string) (*options, error) {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.StringVar(&o.public, "public", "http://127.0.0.1:4433", "Latch public API base URL")
 	fs.StringVar(&o.admin, "admin", "http://127.0.0.1:4434", "Latch admin API base URL (readiness check only)")
-	fs.StringVar(&o.scenario, "scenario", "whoami", "whoami | register | login | all | observe (send nothing, only measure CPU, e.g. next to wrk)")
+	fs.StringVar(&o.scenario, "scenario", "whoami", "whoami | register | login | extend-admin | extend-self | all | observe (send nothing, only measure CPU, e.g. next to wrk)")
 	fs.IntVar(&o.clients, "c", 64, "concurrent clients")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration (max 10m)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unrecorded warm-up before the measured window")
@@ -85,9 +85,9 @@ func parseOptions(args []string) (*options, error) {
 		return nil, errors.New("-sessions, -users, -setup-c and -attempts must be at least 1")
 	}
 	switch o.scenario {
-	case "whoami", "register", "login", "all", "observe":
+	case "whoami", "register", "login", "all", "observe", "extend-admin", "extend-self":
 	default:
-		return nil, fmt.Errorf("-scenario %q: want whoami, register, login, all or observe", o.scenario)
+		return nil, fmt.Errorf("-scenario %q: want whoami, register, login, extend-admin, extend-self, all or observe", o.scenario)
 	}
 	o.public = strings.TrimRight(o.public, "/")
 	o.admin = strings.TrimRight(o.admin, "/")
@@ -143,8 +143,16 @@ func run(ctx context.Context, o *options, out io.Writer) error {
 func runScenario(ctx context.Context, c *client, o *options, name string) (*result, error) {
 	var newWorker func(ctx context.Context, worker int) (iteration, error)
 	switch name {
+	case "extend-admin", "extend-self":
+		tokens, ids, err := c.setupSessions(ctx, o.sessions, o.setupClients)
+		if err != nil {
+			return nil, err
+		}
+		newWorker = func(ctx context.Context, worker int) (iteration, error) {
+			return c.extendWorker(ctx, tokens, ids, worker, o.clients, name == "extend-admin")
+		}
 	case "whoami":
-		tokens, err := c.setupSessions(ctx, o.sessions, o.setupClients)
+		tokens, _, err := c.setupSessions(ctx, o.sessions, o.setupClients)
 		if err != nil {
 			return nil, err
 		}

@@ -82,28 +82,37 @@ type login struct {
 // register runs one registration flow for email: create the API flow, submit the password
 // method. It returns the session token (empty when the server does not run the session hook).
 func (c *client) register(ctx context.Context, email string) (string, outcome) {
+	token, _, o := c.registerSession(ctx, email)
+	return token, o
+}
+
+// registerSession is register that also returns the new session's id (for the admin extend).
+func (c *client) registerSession(ctx context.Context, email string) (string, string, outcome) {
 	status, body, err := c.do(ctx, http.MethodGet, c.public+"/self-service/registration/api", nil)
 	if o := check(status, body, err); o.err != nil {
-		return "", o
+		return "", "", o
 	}
 	id, err := flowID(body)
 	if err != nil {
-		return "", outcome{status: status, err: err}
+		return "", "", outcome{status: status, err: err}
 	}
 	sub := registration{Method: "password", Password: c.pw}
 	sub.Traits.Email = email
 	payload, _ := json.Marshal(sub)
 	status, body, err = c.do(ctx, http.MethodPost, c.public+"/self-service/registration?flow="+id, payload)
 	if o := check(status, body, err); o.err != nil {
-		return "", o
+		return "", "", o
 	}
 	var res struct {
 		SessionToken string `json:"session_token"`
+		Session      struct {
+			ID string `json:"id"`
+		} `json:"session"`
 	}
 	if err := json.Unmarshal(body, &res); err != nil {
-		return "", outcome{status: status, err: fmt.Errorf("registration response: %w", err), sample: clip(body)}
+		return "", "", outcome{status: status, err: fmt.Errorf("registration response: %w", err), sample: clip(body)}
 	}
-	return res.SessionToken, outcome{status: status}
+	return res.SessionToken, res.Session.ID, outcome{status: status}
 }
 
 // login runs one login flow: create the API flow, submit identifier and password.
@@ -219,11 +228,11 @@ func setupParallel(ctx context.Context, n, parallel int, fn func(ctx context.Con
 	return first
 }
 
-// setupSessions registers n users and returns their session tokens.
-func (c *client) setupSessions(ctx context.Context, n, parallel int) ([]string, error) {
-	tokens := make([]string, n)
+// setupSessions registers n users and returns their session tokens and session ids.
+func (c *client) setupSessions(ctx context.Context, n, parallel int) ([]string, []string, error) {
+	tokens, ids := make([]string, n), make([]string, n)
 	err := setupParallel(ctx, n, parallel, func(ctx context.Context, i int) error {
-		token, o := c.register(ctx, c.email("whoami", 0, i))
+		token, id, o := c.registerSession(ctx, c.email("whoami", 0, i))
 		if o.err != nil {
 			return fmt.Errorf("set-up registration %d: %w %s", i, o.err, o.sample)
 		}
@@ -231,10 +240,10 @@ func (c *client) setupSessions(ctx context.Context, n, parallel int) ([]string, 
 			return errors.New("registration answered without session_token: configure the server with " +
 				"selfservice.flows.registration.after.password.hooks: [{hook: session}] (see bench/latch-bench.yaml)")
 		}
-		tokens[i] = token
+		tokens[i], ids[i] = token, id
 		return nil
 	})
-	return tokens, err
+	return tokens, ids, err
 }
 
 // setupUsers registers n users for the login scenario and returns their emails.
@@ -285,6 +294,58 @@ func (c *client) whoamiWorker(ctx context.Context, tokens []string, worker, clie
 			o.err, o.sample = fmt.Errorf("status %d", resp.StatusCode), explain(buf[:n])
 		}
 		_, _ = io.Copy(io.Discard, resp.Body) // drain, or the connection is not reused
+		resp.Body.Close()
+		return o
+	}, nil
+}
+
+// extendWorker returns the iteration of the extend scenarios: PATCH /admin/sessions/{id}/extend
+// on the admin API (admin) or PATCH /sessions/extend with X-Session-Token on the public API.
+// Worker w owns sessions w, w+c, w+2c, ... (round-robin), so that no two clients extend the same
+// session and row locks never make one wait for another: the scenario measures the extension,
+// not lock queueing. Every request is built once; only 200 counts.
+func (c *client) extendWorker(ctx context.Context, tokens, ids []string, worker, clients int, admin bool) (iteration, error) {
+	var reqs []*http.Request
+	for i := worker % len(tokens); i < len(tokens); i += clients {
+		var req *http.Request
+		var err error
+		if admin {
+			req, err = http.NewRequestWithContext(ctx, http.MethodPatch, c.admin+"/admin/sessions/"+ids[i]+"/extend", nil)
+		} else {
+			req, err = http.NewRequestWithContext(ctx, http.MethodPatch, c.public+"/sessions/extend", nil)
+			if err == nil {
+				req.Header.Set("X-Session-Token", tokens[i])
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", "application/json")
+		reqs = append(reqs, req)
+	}
+	if len(reqs) == 0 {
+		return nil, errors.New("extend: fewer sessions than clients; raise -sessions")
+	}
+	var (
+		next int
+		buf  [2048]byte
+	)
+	return func(context.Context) outcome {
+		req := reqs[next]
+		next++
+		if next == len(reqs) {
+			next = 0
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return outcome{err: err}
+		}
+		o := outcome{status: resp.StatusCode}
+		if resp.StatusCode != http.StatusOK {
+			n, _ := io.ReadFull(resp.Body, buf[:])
+			o.err, o.sample = fmt.Errorf("status %d", resp.StatusCode), explain(buf[:n])
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		return o
 	}, nil
