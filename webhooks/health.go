@@ -46,6 +46,37 @@ type healthPolicy struct {
 	disableAfterMS    *int64 // nil: never disable
 	endpoint          func(hookID string) bool
 	outbox            *events.Outbox // nil: no operational events
+	// rowKnown reports a hook whose health row this worker saw lately (nil: none), so that a
+	// flush with only successes for it does not make sure the row exists first.
+	rowKnown func(hookID string) bool
+}
+
+// healthRowTTL is how long a health row a flush changed is taken to still exist. A healthy
+// busy hook's row is changed about once a second (last_success_at), which renews it. A row
+// deleted with its endpoint and the endpoint created again within it misses the successes of
+// that time (last_success_at), not a failure: a flush with a failure always creates the row.
+const healthRowTTL = 10 * time.Second
+
+// healthRows remembers when this worker's flushes last changed each hook's health row.
+type healthRows struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (h *healthRows) mark(hook string, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.seen == nil {
+		h.seen = map[string]time.Time{}
+	}
+	h.seen[hook] = at
+}
+
+func (h *healthRows) known(hook string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.seen[hook]
+	return ok && time.Since(at) < healthRowTTL
 }
 
 // hookTally is what one flush says about one hook's health: the failures before its first
@@ -193,6 +224,7 @@ func recordOutcomes(ctx context.Context, db *pgxpool.Pool, workerID string, os [
 	}
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		rep.changes, rep.events = nil, 0
+		ensureRows := false
 		batch := &pgx.Batch{}
 		batch.Queue(flushSQL, flushArgs(workerID, os)...)
 		if len(rep.tallies) > 0 {
@@ -202,14 +234,28 @@ func recordOutcomes(ctx context.Context, db *pgxpool.Pool, workerID string, os [
 				hooks[i], oks[i], before[i], after[i] = t.hook, t.ok, int32(t.before), int32(t.after)
 				endpoint[i] = hp.endpoint != nil && hp.endpoint(t.hook)
 			}
-			batch.Queue(healthRowsSQL, hooks)
+			// Only hooks with a failure, or whose row this worker has not seen lately, need the
+			// row made first: for the others it exists, and an update that changes nothing (a
+			// healthy hook's success within a second of the last) writes nothing.
+			var missing []string
+			for _, t := range rep.tallies {
+				if !(t.ok && t.before == 0 && t.after == 0 && hp.rowKnown != nil && hp.rowKnown(t.hook)) {
+					missing = append(missing, t.hook)
+				}
+			}
+			if ensureRows = len(missing) > 0; ensureRows {
+				batch.Queue(healthRowsSQL, missing)
+			}
 			batch.Queue(healthUpdateSQL, hooks, oks, before, after, endpoint, hp.paceMS, hp.paceMaxMS,
 				hp.disableAfterMS, BreakerThreshold)
 		}
 		br := tx.SendBatch(ctx, batch)
 		dead, err := collectDead(br)
 		if err == nil && len(rep.tallies) > 0 {
-			if _, err = br.Exec(); err == nil {
+			if ensureRows {
+				_, err = br.Exec()
+			}
+			if err == nil {
 				rep.changes, err = collectChanges(br, hp)
 			}
 		}
@@ -515,7 +561,7 @@ func (d *dispatcher) holding(hook string) int {
 // healthPolicy is the worker's, for its flushes.
 func (w *Worker) healthPolicy() *healthPolicy {
 	hp := &healthPolicy{paceMS: w.cfg.BreakerPace.Milliseconds(), paceMaxMS: w.cfg.BreakerPaceMax.Milliseconds(),
-		outbox: w.cfg.Outbox, endpoint: func(id string) bool {
+		outbox: w.cfg.Outbox, rowKnown: w.healthRows.known, endpoint: func(id string) bool {
 			h, ok := w.reg.Get(id)
 			return ok && h.Endpoint
 		}}
@@ -533,6 +579,7 @@ func (w *Worker) applyHealth(rep *flushReport) {
 	now := time.Now()
 	for _, c := range rep.changes {
 		changed[c.hook] = true
+		w.healthRows.mark(c.hook, now)
 		open := c.failures >= BreakerThreshold && c.pacedUntil != nil
 		until := time.Time{}
 		if open {
