@@ -151,14 +151,17 @@ ON CONFLICT (hook_id) DO NOTHING`
 // extend it; from BreakerThreshold failures on, paced_until is now plus the streak's age,
 // clamped to [pace, pace max]; an endpoint failing since before now minus disable-after is
 // disabled (reason failing). A hook whose streak is zero and whose last success is under a
-// second old is left alone, so that a healthy hook's flushes take no row lock. It returns, per
+// second old is left alone, so that a healthy hook's flushes take no row lock. (A hook that
+// never succeeded has no last success: the coalesce makes its first success recorded; without
+// it the NULL comparison skipped every success of a hook that had never failed.) It returns, per
 // hook changed, the streak before and after and whether it disabled the hook just now.
 const healthUpdateSQL = `WITH r AS (
 	SELECT * FROM unnest($1::text[], $2::bool[], $3::int[], $4::int[], $5::bool[]) AS r(hook_id, ok, before, after, endpoint)
 ), old AS (
 	SELECT h.hook_id, h.consecutive_failures, h.failing_since, h.disabled_at
 	FROM webhook_health h JOIN r ON r.hook_id = h.hook_id
-	WHERE NOT (r.ok AND r.before = 0 AND r.after = 0 AND h.consecutive_failures = 0 AND h.last_success_at > now() - interval '1 second')
+	WHERE NOT (r.ok AND r.before = 0 AND r.after = 0 AND h.consecutive_failures = 0
+		AND coalesce(h.last_success_at > now() - interval '1 second', false))
 	ORDER BY h.hook_id
 	FOR UPDATE OF h
 ), n AS (
