@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/latchhq/latch/events"
@@ -225,55 +226,125 @@ func recordOutcomes(ctx context.Context, db *pgxpool.Pool, workerID string, os [
 	if hp != nil {
 		rep.tallies = tally(os)
 	}
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		rep.changes, rep.events = nil, 0
-		ensureRows := false
-		batch := &pgx.Batch{}
-		batch.Queue(flushSQL, flushArgs(workerID, os)...)
-		if len(rep.tallies) > 0 {
-			n := len(rep.tallies)
-			hooks, oks, before, after, endpoint := make([]string, n), make([]bool, n), make([]int32, n), make([]int32, n), make([]bool, n)
-			for i, t := range rep.tallies {
-				hooks[i], oks[i], before[i], after[i] = t.hook, t.ok, int32(t.before), int32(t.after)
-				endpoint[i] = hp.endpoint != nil && hp.endpoint(t.hook)
-			}
-			// Only hooks with a failure, or whose row this worker has not seen lately, need the
-			// row made first: for the others it exists, and an update that changes nothing (a
-			// healthy hook's success within a second of the last) writes nothing.
-			var missing []string
-			for _, t := range rep.tallies {
-				if !(t.ok && t.before == 0 && t.after == 0 && hp.rowKnown != nil && hp.rowKnown(t.hook)) {
-					missing = append(missing, t.hook)
-				}
-			}
-			if ensureRows = len(missing) > 0; ensureRows {
-				batch.Queue(healthRowsSQL, missing)
-			}
-			batch.Queue(healthUpdateSQL, hooks, oks, before, after, endpoint, hp.paceMS, hp.paceMaxMS,
-				hp.disableAfterMS, BreakerThreshold)
-		}
-		br := tx.SendBatch(ctx, batch)
-		dead, err := collectDead(br)
-		if err == nil && len(rep.tallies) > 0 {
-			if ensureRows {
-				_, err = br.Exec()
-			}
-			if err == nil {
-				rep.changes, err = collectChanges(br, hp)
-			}
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil || hp == nil {
-			return err
-		}
-		return writeOperational(ctx, tx, hp, rep, dead)
-	})
-	if err != nil {
+	if err := recordTx(ctx, db, workerID, os, hp, rep); err != nil {
 		return nil, fmt.Errorf("record webhook attempts: %w", err)
 	}
 	return rep, nil
+}
+
+// recordTx is recordOutcomes' transaction in two round trips: BEGIN goes in the batch of
+// statements (not a round trip of its own, as pgx.BeginFunc would send it), then COMMIT after
+// the operational writes that depend on the batch's results, which are rare.
+func recordTx(ctx context.Context, db *pgxpool.Pool, workerID string, os []outcome, hp *healthPolicy, rep *flushReport) (err error) {
+	c, err := db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	open := false
+	defer func() {
+		if open {
+			// Released with its transaction open, the pool closes the connection, which ends it;
+			// a rollback first keeps the connection.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if _, rerr := c.Exec(rctx, "rollback"); rerr != nil {
+				_ = c.Conn().Close(rctx)
+			}
+			cancel()
+		}
+		c.Release()
+	}()
+
+	ensureRows := false
+	batch := &pgx.Batch{}
+	batch.Queue("begin")
+	batch.Queue(flushSQL, flushArgs(workerID, os)...)
+	if len(rep.tallies) > 0 {
+		n := len(rep.tallies)
+		hooks, oks, before, after, endpoint := make([]string, n), make([]bool, n), make([]int32, n), make([]int32, n), make([]bool, n)
+		for i, t := range rep.tallies {
+			hooks[i], oks[i], before[i], after[i] = t.hook, t.ok, int32(t.before), int32(t.after)
+			endpoint[i] = hp.endpoint != nil && hp.endpoint(t.hook)
+		}
+		// Only hooks with a failure, or whose row this worker has not seen lately, need the
+		// row made first: for the others it exists, and an update that changes nothing (a
+		// healthy hook's success within a second of the last) writes nothing.
+		var missing []string
+		for _, t := range rep.tallies {
+			if !(t.ok && t.before == 0 && t.after == 0 && hp.rowKnown != nil && hp.rowKnown(t.hook)) {
+				missing = append(missing, t.hook)
+			}
+		}
+		if ensureRows = len(missing) > 0; ensureRows {
+			batch.Queue(healthRowsSQL, missing)
+		}
+		batch.Queue(healthUpdateSQL, hooks, oks, before, after, endpoint, hp.paceMS, hp.paceMaxMS,
+			hp.disableAfterMS, BreakerThreshold)
+	}
+	br := c.SendBatch(ctx, batch)
+	open = true
+	_, err = br.Exec() // begin
+	var dead []deadRow
+	if err == nil {
+		dead, err = collectDead(br)
+	}
+	if err == nil && len(rep.tallies) > 0 {
+		if ensureRows {
+			_, err = br.Exec()
+		}
+		if err == nil {
+			rep.changes, err = collectChanges(br, hp)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if hp != nil {
+		if err := writeOperational(ctx, connTx{c.Conn()}, hp, rep, dead); err != nil {
+			return err
+		}
+	}
+	if _, err := c.Exec(ctx, "commit"); err != nil {
+		return err
+	}
+	open = c.Conn().PgConn().TxStatus() != 'I'
+	if open {
+		return errors.New("commit: transaction still open")
+	}
+	return nil
+}
+
+// connTx is the transaction recordTx opened on a connection, as the pgx.Tx that
+// writeOperational and Outbox.Insert take. Only statements go through it: the transaction is
+// recordTx's to end, and it has no nested transactions.
+type connTx struct{ c *pgx.Conn }
+
+var errConnTx = errors.New("webhooks: recordTx owns its transaction")
+
+func (t connTx) Begin(context.Context) (pgx.Tx, error) { return nil, errConnTx }
+func (t connTx) Commit(context.Context) error          { return errConnTx }
+func (t connTx) Rollback(context.Context) error        { return errConnTx }
+func (t connTx) LargeObjects() pgx.LargeObjects        { return pgx.LargeObjects{} }
+func (t connTx) Conn() *pgx.Conn                       { return t.c }
+func (t connTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return t.c.Exec(ctx, sql, args...)
+}
+func (t connTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return t.c.Query(ctx, sql, args...)
+}
+func (t connTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return t.c.QueryRow(ctx, sql, args...)
+}
+func (t connTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return t.c.SendBatch(ctx, b)
+}
+func (t connTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	return t.c.CopyFrom(ctx, table, cols, src)
+}
+func (t connTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return t.c.Prepare(ctx, name, sql)
 }
 
 func collectDead(br pgx.BatchResults) ([]deadRow, error) {
