@@ -224,26 +224,46 @@ type outboxRow struct {
 // acknowledged ones and commits. It returns how many rows it claimed and how many it marked
 // published. When none was acknowledged it rolls back, leaving every row for the next attempt.
 // When another relay holds the lock it claims nothing and returns errStandby.
+//
+// The transaction costs two round trips to Postgres, not five: BEGIN, the lock and the claim
+// go in one pipelined batch, the mark and COMMIT in another. The relay holds the lock (every
+// other relay waits) and each lone event waits for its batch, so round trips here are latency
+// every event pays, and per-statement overhead Postgres pays on every batch.
 func (r *Relay) relayBatch(ctx context.Context) (claimed, acked int, err error) {
-	tx, err := r.db.Begin(ctx)
+	c, err := r.db.Acquire(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("begin claim: %w", err)
 	}
-	defer rollback(tx)
+	// Released with an open transaction (an error below), the pool closes the connection,
+	// which ends the transaction and its locks; endTx tries the cheaper rollback first.
+	open := false
+	defer func() {
+		if open {
+			endTx(c.Conn())
+		}
+		c.Release()
+	}()
 
-	var active bool
-	if err := tx.QueryRow(ctx, relayLockSQL).Scan(&active); err != nil {
-		return 0, 0, fmt.Errorf("take relay lock: %w", err)
+	b := &pgx.Batch{}
+	b.Queue(beginSQL)
+	b.Queue(relayAsyncCommitSQL)
+	b.Queue(relayLockSQL)
+	b.Queue(claimSQL, r.cfg.BatchSize)
+	br := c.SendBatch(ctx, b)
+	open = true
+	batch, active, err := readClaim(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("claim outbox rows: %w", cerr)
 	}
-	if !active {
-		return 0, 0, errStandby
-	}
-	rows, _ := tx.Query(ctx, claimSQL, r.cfg.BatchSize)
-	batch, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outboxRow])
 	if err != nil {
-		return 0, 0, fmt.Errorf("claim outbox rows: %w", err)
+		return 0, 0, err
 	}
+	// The claim runs only while this transaction holds the relay lock (claimSQL's gate), so
+	// rows claimed mean the lock is ours, whatever the lock statement saw a moment before.
 	if len(batch) == 0 {
+		if !active {
+			return 0, 0, errStandby
+		}
 		return 0, 0, nil
 	}
 
@@ -256,16 +276,52 @@ func (r *Relay) relayBatch(ctx context.Context) (claimed, acked int, err error) 
 	if len(seqs) == 0 {
 		return len(batch), 0, pubErr
 	}
-	if _, err := tx.Exec(ctx, markSQL, seqs); err != nil {
+	b = &pgx.Batch{}
+	b.Queue(markSQL, seqs)
+	b.Queue(commitSQL)
+	if err := c.SendBatch(ctx, b).Close(); err != nil {
 		return len(batch), 0, fmt.Errorf("mark outbox rows published: %w", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return len(batch), 0, fmt.Errorf("commit outbox marks: %w", err)
+	open = c.Conn().PgConn().TxStatus() != 'I'
+	if open {
+		return len(batch), 0, errors.New("commit outbox marks: transaction still open")
 	}
 	if r.onBatch != nil {
 		r.onBatch(len(seqs))
 	}
 	return len(batch), len(seqs), pubErr
+}
+
+// readClaim reads the results of the claiming batch: BEGIN, the commit setting, the lock, the
+// claimed rows.
+func readClaim(br pgx.BatchResults) (batch []outboxRow, active bool, err error) {
+	for range 2 { // begin, set local
+		if _, err := br.Exec(); err != nil {
+			return nil, false, fmt.Errorf("begin claim: %w", err)
+		}
+	}
+	if err := br.QueryRow().Scan(&active); err != nil {
+		return nil, false, fmt.Errorf("take relay lock: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, false, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	batch, err = pgx.CollectRows(rows, pgx.RowToStructByPos[outboxRow])
+	if err != nil {
+		return nil, false, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	return batch, active, nil
+}
+
+// endTx rolls back the transaction left open on c, on its own short deadline (the caller's
+// ctx may be why it is rolling back). If that fails the connection is closed, which ends it.
+func endTx(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Exec(ctx, "rollback"); err != nil {
+		_ = c.Close(ctx)
+	}
 }
 
 // publish sends every row with PublishAsync and waits, at most PublishTimeout, for the acks. It
@@ -441,14 +497,4 @@ func signal(c chan<- struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
-}
-
-// rollback ends tx if it is still open, on its own short deadline: the caller's ctx may be the
-// reason it is rolling back.
-func rollback(tx pgx.Tx) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// After Commit this is a no-op (pgx.ErrTxClosed); on a broken connection pgx closes it and
-	// the pool discards it. Either way there is nothing left to do.
-	_ = tx.Rollback(ctx)
 }

@@ -26,8 +26,25 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])`
 	// the batch's commit or rollback, and with the connection of a relay that dies.
 	relayLockSQL = `SELECT pg_try_advisory_xact_lock(` + relayLockKey + `)`
 
+	// beginSQL and commitSQL frame the relay's transaction inside its pipelined batches.
+	beginSQL  = `begin`
+	commitSQL = `commit`
+
+	// relayAsyncCommitSQL lets the relay's commit return before its WAL record is flushed. What
+	// it commits is only the published marks: a Postgres crash that loses them leaves those
+	// rows unpublished, and the next batch publishes them again with the same Nats-Msg-Id, which
+	// JetStream de-duplicates (and fan-out's unique (event_id, hook_id) absorbs after the
+	// duplicates window). The events themselves were made durable by their writers' commits.
+	// The relay holds the relay lock until the commit returns, so the flush no longer delays
+	// the next batch.
+	relayAsyncCommitSQL = `SET LOCAL synchronous_commit = off`
+
 	// claimSQL locks the oldest unpublished rows that no other relay holds. SKIP LOCKED lets any
 	// number of relays share the table without waiting on each other or publishing a row twice.
+	// It claims only under the relay lock: the gate (an uncorrelated sub-select, evaluated once
+	// before the scan) takes it again, which is a no-op when relayLockSQL took it just before in
+	// the same pipelined batch, and claims nothing when another relay holds it, so a standby
+	// never locks rows that the active relay would then skip.
 	// It returns the envelope's parts rather than the payload, so that the relay assembles the
 	// published JSON without decoding it (jsonb reorders the envelope's keys). The fallbacks only
 	// matter for rows not written by Insert.
@@ -35,7 +52,7 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])`
     coalesce(payload->>'timestamp', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
     coalesce(payload->'data', 'null'::jsonb)
 FROM event_outbox
-WHERE published_at IS NULL
+WHERE published_at IS NULL AND (SELECT pg_try_advisory_xact_lock(` + relayLockKey + `))
 ORDER BY seq
 LIMIT $1
 FOR UPDATE SKIP LOCKED`

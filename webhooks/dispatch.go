@@ -61,10 +61,17 @@ type dispatcher struct {
 // whose lease runs short before it starts is handed back, not attempted (see attempt).
 const holdRounds = 4
 
-func newDispatcher(global, perHook int, run func(*job)) *dispatcher {
+// newDispatcher returns a dispatcher running at most global attempts at once, perHook per hook,
+// holding holdRounds rounds of each, and at least minHold per hook: the worker passes its fetch
+// batch, so that fan-out can lease every row of a batch for one hook as it inserts it. Rows it
+// cannot lease are inserted unleased and leased again by the claim loop, one more UPDATE (a new
+// row version and its index entries) per delivery: with the defaults (hold 64, batch 100) that
+// was a third of a drain's deliveries, and most of its Postgres CPU per delivery.
+func newDispatcher(global, perHook, minHold int, run func(*job)) *dispatcher {
+	hold := max(holdRounds*perHook, minHold)
 	return &dispatcher{
 		global: global, perHook: perHook,
-		holdGlobal: holdRounds * global, holdPerHook: holdRounds * perHook,
+		holdGlobal: max(holdRounds*global, hold), holdPerHook: hold,
 		run:   run,
 		hooks: map[string]*hookSlots{},
 		ids:   map[uuid.UUID]*job{},

@@ -17,7 +17,7 @@ func TestDispatcherCaps(t *testing.T) {
 	var running, maxRunning, maxA atomic.Int32
 	var runningA atomic.Int32
 	doneB := make(chan struct{}, 100)
-	d := newDispatcher(4, 2, func(j *job) {
+	d := newDispatcher(4, 2, 0, func(j *job) {
 		n := running.Add(1)
 		defer running.Add(-1)
 		for m := maxRunning.Load(); n > m && !maxRunning.CompareAndSwap(m, n); m = maxRunning.Load() {
@@ -83,7 +83,7 @@ func TestDispatcherDuplicateJob(t *testing.T) {
 	var mu sync.Mutex
 	runs := map[uuid.UUID]int{}
 	block := make(chan struct{})
-	d := newDispatcher(1, 2, func(j *job) { // one at a time, hold 4
+	d := newDispatcher(1, 2, 0, func(j *job) { // one at a time, hold 4
 		<-block
 		mu.Lock()
 		runs[j.id]++

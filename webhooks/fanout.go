@@ -114,18 +114,25 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 	seen := map[string]bool{}
 	acks := make([]jetstream.Msg, 0, len(msgs))
 	for _, m := range msgs {
-		var env events.Envelope
-		if err := json.Unmarshal(m.Data(), &env); err != nil || env.ID == uuid.Nil || env.Type == "" {
-			// It will never decode: redelivering it would loop forever.
-			w.log.Error("webhook fan-out dropped an undecodable event", "subject", m.Subject(), "error", err)
-			_ = m.TermWithReason("latch: undecodable event envelope")
-			continue
+		env, ev, flowEvent, ok := decodeOnce(m.Data())
+		if !ok {
+			var err error
+			if err = json.Unmarshal(m.Data(), &env); err != nil || env.ID == uuid.Nil || env.Type == "" {
+				// It will never decode: redelivering it would loop forever.
+				w.log.Error("webhook fan-out dropped an undecodable event", "subject", m.Subject(), "error", err)
+				_ = m.TermWithReason("latch: undecodable event envelope")
+				continue
+			}
+			ev, flowEvent = decodeEvent(env)
+			if ev.identityID == nil && !events.IsOperational(env.Type) { // an operational event is about no identity
+				ev.identityID = identityOf(env.Data)
+			}
 		}
 		var seq uint64
 		if md, err := m.Metadata(); err == nil {
 			seq = md.Sequence.Stream
 		}
-		rows = append(rows, w.deliveriesFor(env, m.Data(), seq, seen)...)
+		rows = append(rows, w.deliveriesFor(env, ev, flowEvent, m.Data(), seq, seen)...)
 		if id, ok := w.deletedIdentity(env); ok {
 			erase = append(erase, id)
 		}
@@ -223,14 +230,11 @@ func (w *Worker) leaseFor(hookID string) time.Duration {
 }
 
 // deliveriesFor returns one row per hook env triggers: the endpoints subscribed to its type,
-// and, for an event a flow caused, the flow web_hooks of that flow. raw is the envelope as
+// and, for an event a flow caused (flowEvent), the flow web_hooks of that flow. ev is what
+// decodeOnce (or decodeEvent and identityOf) read from its data. raw is the envelope as
 // published: the body of hooks without a template. seq is the event's stream sequence, the order
 // of ordered endpoints. seen drops a second copy of one event within a batch.
-func (w *Worker) deliveriesFor(env events.Envelope, raw []byte, seq uint64, seen map[string]bool) []newDelivery {
-	ev, flowEvent := decodeEvent(env)
-	if ev.identityID == nil && !events.IsOperational(env.Type) { // an operational event is about no identity
-		ev.identityID = identityOf(env.Data)
-	}
+func (w *Worker) deliveriesFor(env events.Envelope, ev event, flowEvent bool, raw []byte, seq uint64, seen map[string]bool) []newDelivery {
 	var hooks []*Hook
 	if flowEvent {
 		hooks = w.reg.Match(ev.trigger(env.Type))
@@ -448,4 +452,124 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// ---- One-pass decoding --------------------------------------------------------------------
+
+// wireEnvelope is an event as published, decoded in one json.Unmarshal: the envelope and, in
+// wireData, every field decodeEvent and identityOf read from any type's data. decodeEvent's
+// way (the envelope with its data kept raw, then the data, then the identity inside it) scans
+// an event's bytes six times, every json.Unmarshal validating its input first; it was the
+// largest share of fan-out's CPU (docs/BENCHMARKS.md, issue 9).
+type wireEnvelope struct {
+	ID        uuid.UUID `json:"id"`
+	Type      string    `json:"type"`
+	Timestamp time.Time `json:"timestamp"`
+	Data      *wireData `json:"data"`
+}
+
+// wireData is the union of IdentityData, SessionData and SessionsRevokedData, with the same Go
+// type for every field they share a name with, so that whenever it decodes, each of them
+// decodes too (and identityOf's struct): the one pass then reads what the per-type decodes
+// would. When it does not decode (a field of another type than the catalogue's, in an event
+// Latch did not write), fan-out falls back to the per-type decodes.
+type wireData struct {
+	Identity      identityField       `json:"identity"`
+	Flow          *events.FlowRef     `json:"flow"`
+	SessionID     *uuid.UUID          `json:"session_id"`
+	Request       *events.RequestMeta `json:"request"`
+	PreviousState string              `json:"previous_state"`
+	Session       json.RawMessage     `json:"session"`
+	IdentityID    uuid.UUID           `json:"identity_id"`
+	SessionIDs    json.RawMessage     `json:"session_ids"` // checked for session.revoked only
+	Reason        string              `json:"reason"`
+}
+
+// identityField keeps the identity's JSON as is (a json.RawMessage would) and reads its id.
+type identityField struct {
+	raw   json.RawMessage
+	id    uuid.UUID
+	idErr error // what json.Unmarshal into struct{ID uuid.UUID} said
+}
+
+// UnmarshalJSON keeps a copy of b and reads the identity's id. The writers' identities (and
+// jsonb, which the relay publishes from: shortest keys first) start with the id, so the common
+// case is read from the prefix without scanning the identity again; anything else goes through
+// json.Unmarshal. It never fails: a bad identity only means no identity id, as before. With two
+// top-level "id" keys the prefix gives the first (json.Unmarshal the last); the relay publishes
+// data from jsonb, which keeps only one.
+func (f *identityField) UnmarshalJSON(b []byte) error {
+	f.raw = append(json.RawMessage(nil), b...)
+	const prefix = `{"id":"`
+	if n := len(prefix) + 36; len(b) > n+1 && string(b[:len(prefix)]) == prefix && b[n] == '"' && (b[n+1] == ',' || b[n+1] == '}') {
+		if id, err := uuid.ParseBytes(b[len(prefix):n]); err == nil {
+			f.id = id
+			return nil
+		}
+	}
+	var d struct {
+		ID uuid.UUID `json:"id"`
+	}
+	f.idErr = json.Unmarshal(b, &d)
+	f.id = d.ID
+	return nil
+}
+
+// decodeOnce decodes raw in one pass into the envelope (without its Data) and what fan-out reads
+// from the data, as decodeEvent and identityOf would. ok is false when the fast path does not
+// apply (an undecodable envelope, data that is missing or not an object of the catalogue's
+// field types, identity.deleted, whose erasure reads Data): the caller decodes the old way.
+func decodeOnce(raw []byte) (env events.Envelope, ev event, flowEvent, ok bool) {
+	var w wireEnvelope
+	if json.Unmarshal(raw, &w) != nil || w.ID == uuid.Nil || w.Type == "" || w.Data == nil ||
+		w.Type == events.TypeIdentityDeleted {
+		return env, ev, false, false
+	}
+	env = events.Envelope{ID: w.ID, Type: w.Type, Timestamp: w.Timestamp}
+	d := w.Data
+	switch w.Type {
+	case events.TypeIdentityCreated, events.TypeIdentityUpdated:
+		ev.flow, ev.identity, ev.request = d.Flow, d.Identity.raw, d.Request
+		if d.Identity.idErr == nil && d.Identity.id != uuid.Nil {
+			ev.identityID = &d.Identity.id
+		}
+		flowEvent = ev.flow != nil
+	case events.TypeSessionCreated:
+		ev.flow, ev.identity, ev.session, ev.request = d.Flow, d.Identity.raw, d.Session, d.Request
+		if d.IdentityID != uuid.Nil {
+			ev.identityID = &d.IdentityID
+		}
+		flowEvent = ev.flow != nil
+	case events.TypeSessionExtended:
+		ev.session = d.Session
+		if d.IdentityID != uuid.Nil {
+			ev.identityID = &d.IdentityID
+		}
+		flowEvent = true
+	case events.TypeSessionRevoked:
+		var ids []uuid.UUID
+		if len(d.SessionIDs) > 0 && json.Unmarshal(d.SessionIDs, &ids) != nil {
+			return env, ev, false, false
+		}
+		if d.Reason != "" {
+			ev.reason = d.Reason
+			if d.IdentityID != uuid.Nil {
+				ev.identityID = &d.IdentityID
+			}
+			flowEvent = true
+		}
+	}
+	if ev.identityID == nil && !events.IsOperational(w.Type) {
+		// identityOf: data.identity.id, else data.identity_id; nothing when the identity does
+		// not decode.
+		if d.Identity.idErr == nil {
+			for _, id := range []uuid.UUID{d.Identity.id, d.IdentityID} {
+				if id != uuid.Nil {
+					ev.identityID = &id
+					break
+				}
+			}
+		}
+	}
+	return env, ev, flowEvent, true
 }

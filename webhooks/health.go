@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/latchhq/latch/events"
@@ -46,6 +47,37 @@ type healthPolicy struct {
 	disableAfterMS    *int64 // nil: never disable
 	endpoint          func(hookID string) bool
 	outbox            *events.Outbox // nil: no operational events
+	// rowKnown reports a hook whose health row this worker saw lately (nil: none), so that a
+	// flush with only successes for it does not make sure the row exists first.
+	rowKnown func(hookID string) bool
+}
+
+// healthRowTTL is how long a health row a flush changed is taken to still exist. A healthy
+// busy hook's row is changed about once a second (last_success_at), which renews it. A row
+// deleted with its endpoint and the endpoint created again within it misses the successes of
+// that time (last_success_at), not a failure: a flush with a failure always creates the row.
+const healthRowTTL = 10 * time.Second
+
+// healthRows remembers when this worker's flushes last changed each hook's health row.
+type healthRows struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (h *healthRows) mark(hook string, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.seen == nil {
+		h.seen = map[string]time.Time{}
+	}
+	h.seen[hook] = at
+}
+
+func (h *healthRows) known(hook string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.seen[hook]
+	return ok && time.Since(at) < healthRowTTL
 }
 
 // hookTally is what one flush says about one hook's health: the failures before its first
@@ -120,14 +152,17 @@ ON CONFLICT (hook_id) DO NOTHING`
 // extend it; from BreakerThreshold failures on, paced_until is now plus the streak's age,
 // clamped to [pace, pace max]; an endpoint failing since before now minus disable-after is
 // disabled (reason failing). A hook whose streak is zero and whose last success is under a
-// second old is left alone, so that a healthy hook's flushes take no row lock. It returns, per
+// second old is left alone, so that a healthy hook's flushes take no row lock. (A hook that
+// never succeeded has no last success: the coalesce makes its first success recorded; without
+// it the NULL comparison skipped every success of a hook that had never failed.) It returns, per
 // hook changed, the streak before and after and whether it disabled the hook just now.
 const healthUpdateSQL = `WITH r AS (
 	SELECT * FROM unnest($1::text[], $2::bool[], $3::int[], $4::int[], $5::bool[]) AS r(hook_id, ok, before, after, endpoint)
 ), old AS (
 	SELECT h.hook_id, h.consecutive_failures, h.failing_since, h.disabled_at
 	FROM webhook_health h JOIN r ON r.hook_id = h.hook_id
-	WHERE NOT (r.ok AND r.before = 0 AND r.after = 0 AND h.consecutive_failures = 0 AND h.last_success_at > now() - interval '1 second')
+	WHERE NOT (r.ok AND r.before = 0 AND r.after = 0 AND h.consecutive_failures = 0
+		AND coalesce(h.last_success_at > now() - interval '1 second', false))
 	ORDER BY h.hook_id
 	FOR UPDATE OF h
 ), n AS (
@@ -191,40 +226,125 @@ func recordOutcomes(ctx context.Context, db *pgxpool.Pool, workerID string, os [
 	if hp != nil {
 		rep.tallies = tally(os)
 	}
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		rep.changes, rep.events = nil, 0
-		batch := &pgx.Batch{}
-		batch.Queue(flushSQL, flushArgs(workerID, os)...)
-		if len(rep.tallies) > 0 {
-			n := len(rep.tallies)
-			hooks, oks, before, after, endpoint := make([]string, n), make([]bool, n), make([]int32, n), make([]int32, n), make([]bool, n)
-			for i, t := range rep.tallies {
-				hooks[i], oks[i], before[i], after[i] = t.hook, t.ok, int32(t.before), int32(t.after)
-				endpoint[i] = hp.endpoint != nil && hp.endpoint(t.hook)
-			}
-			batch.Queue(healthRowsSQL, hooks)
-			batch.Queue(healthUpdateSQL, hooks, oks, before, after, endpoint, hp.paceMS, hp.paceMaxMS,
-				hp.disableAfterMS, BreakerThreshold)
-		}
-		br := tx.SendBatch(ctx, batch)
-		dead, err := collectDead(br)
-		if err == nil && len(rep.tallies) > 0 {
-			if _, err = br.Exec(); err == nil {
-				rep.changes, err = collectChanges(br, hp)
-			}
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil || hp == nil {
-			return err
-		}
-		return writeOperational(ctx, tx, hp, rep, dead)
-	})
-	if err != nil {
+	if err := recordTx(ctx, db, workerID, os, hp, rep); err != nil {
 		return nil, fmt.Errorf("record webhook attempts: %w", err)
 	}
 	return rep, nil
+}
+
+// recordTx is recordOutcomes' transaction in two round trips: BEGIN goes in the batch of
+// statements (not a round trip of its own, as pgx.BeginFunc would send it), then COMMIT after
+// the operational writes that depend on the batch's results, which are rare.
+func recordTx(ctx context.Context, db *pgxpool.Pool, workerID string, os []outcome, hp *healthPolicy, rep *flushReport) (err error) {
+	c, err := db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	open := false
+	defer func() {
+		if open {
+			// Released with its transaction open, the pool closes the connection, which ends it;
+			// a rollback first keeps the connection.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if _, rerr := c.Exec(rctx, "rollback"); rerr != nil {
+				_ = c.Conn().Close(rctx)
+			}
+			cancel()
+		}
+		c.Release()
+	}()
+
+	ensureRows := false
+	batch := &pgx.Batch{}
+	batch.Queue("begin")
+	batch.Queue(flushSQL, flushArgs(workerID, os)...)
+	if len(rep.tallies) > 0 {
+		n := len(rep.tallies)
+		hooks, oks, before, after, endpoint := make([]string, n), make([]bool, n), make([]int32, n), make([]int32, n), make([]bool, n)
+		for i, t := range rep.tallies {
+			hooks[i], oks[i], before[i], after[i] = t.hook, t.ok, int32(t.before), int32(t.after)
+			endpoint[i] = hp.endpoint != nil && hp.endpoint(t.hook)
+		}
+		// Only hooks with a failure, or whose row this worker has not seen lately, need the
+		// row made first: for the others it exists, and an update that changes nothing (a
+		// healthy hook's success within a second of the last) writes nothing.
+		var missing []string
+		for _, t := range rep.tallies {
+			if !(t.ok && t.before == 0 && t.after == 0 && hp.rowKnown != nil && hp.rowKnown(t.hook)) {
+				missing = append(missing, t.hook)
+			}
+		}
+		if ensureRows = len(missing) > 0; ensureRows {
+			batch.Queue(healthRowsSQL, missing)
+		}
+		batch.Queue(healthUpdateSQL, hooks, oks, before, after, endpoint, hp.paceMS, hp.paceMaxMS,
+			hp.disableAfterMS, BreakerThreshold)
+	}
+	br := c.SendBatch(ctx, batch)
+	open = true
+	_, err = br.Exec() // begin
+	var dead []deadRow
+	if err == nil {
+		dead, err = collectDead(br)
+	}
+	if err == nil && len(rep.tallies) > 0 {
+		if ensureRows {
+			_, err = br.Exec()
+		}
+		if err == nil {
+			rep.changes, err = collectChanges(br, hp)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if hp != nil {
+		if err := writeOperational(ctx, connTx{c.Conn()}, hp, rep, dead); err != nil {
+			return err
+		}
+	}
+	if _, err := c.Exec(ctx, "commit"); err != nil {
+		return err
+	}
+	open = c.Conn().PgConn().TxStatus() != 'I'
+	if open {
+		return errors.New("commit: transaction still open")
+	}
+	return nil
+}
+
+// connTx is the transaction recordTx opened on a connection, as the pgx.Tx that
+// writeOperational and Outbox.Insert take. Only statements go through it: the transaction is
+// recordTx's to end, and it has no nested transactions.
+type connTx struct{ c *pgx.Conn }
+
+var errConnTx = errors.New("webhooks: recordTx owns its transaction")
+
+func (t connTx) Begin(context.Context) (pgx.Tx, error) { return nil, errConnTx }
+func (t connTx) Commit(context.Context) error          { return errConnTx }
+func (t connTx) Rollback(context.Context) error        { return errConnTx }
+func (t connTx) LargeObjects() pgx.LargeObjects        { return pgx.LargeObjects{} }
+func (t connTx) Conn() *pgx.Conn                       { return t.c }
+func (t connTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return t.c.Exec(ctx, sql, args...)
+}
+func (t connTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return t.c.Query(ctx, sql, args...)
+}
+func (t connTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return t.c.QueryRow(ctx, sql, args...)
+}
+func (t connTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	return t.c.SendBatch(ctx, b)
+}
+func (t connTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	return t.c.CopyFrom(ctx, table, cols, src)
+}
+func (t connTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	return t.c.Prepare(ctx, name, sql)
 }
 
 func collectDead(br pgx.BatchResults) ([]deadRow, error) {
@@ -515,7 +635,7 @@ func (d *dispatcher) holding(hook string) int {
 // healthPolicy is the worker's, for its flushes.
 func (w *Worker) healthPolicy() *healthPolicy {
 	hp := &healthPolicy{paceMS: w.cfg.BreakerPace.Milliseconds(), paceMaxMS: w.cfg.BreakerPaceMax.Milliseconds(),
-		outbox: w.cfg.Outbox, endpoint: func(id string) bool {
+		outbox: w.cfg.Outbox, rowKnown: w.healthRows.known, endpoint: func(id string) bool {
 			h, ok := w.reg.Get(id)
 			return ok && h.Endpoint
 		}}
@@ -533,6 +653,7 @@ func (w *Worker) applyHealth(rep *flushReport) {
 	now := time.Now()
 	for _, c := range rep.changes {
 		changed[c.hook] = true
+		w.healthRows.mark(c.hook, now)
 		open := c.failures >= BreakerThreshold && c.pacedUntil != nil
 		until := time.Time{}
 		if open {

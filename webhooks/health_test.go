@@ -317,3 +317,36 @@ func TestTally(t *testing.T) {
 		}
 	}
 }
+
+// A hook that never failed records its successes too: last_success_at is set by the first
+// flush with a success (a NULL comparison once skipped it for ever), and a later success after
+// more than a second moves it on.
+func TestHealthyHookRecordsLastSuccess(t *testing.T) {
+	t.Parallel()
+	b := setupWorker(t)
+	s := newSink(t, nil)
+	b.setHooks(t, scheduledEndpoint("fine", s.URL, zeros(3), "identity.*"))
+	w := b.start(t, WorkerConfig{})
+	<-w.sync.Loaded()
+	env := adminEvent(events.TypeIdentityDeleted)
+	b.publish(t, env, env.ID.String())
+	var first time.Time
+	eventually(t, 5*time.Second, "the first success recorded", func() bool {
+		h := healthRow(t, b.db, "fine")
+		if h == nil || h.LastSuccessAt == nil {
+			return false
+		}
+		first = *h.LastSuccessAt
+		return true
+	})
+	if h := healthRow(t, b.db, "fine"); h.ConsecutiveFailures != 0 || h.FailingSince != nil {
+		t.Errorf("a healthy hook has a streak: %+v", h)
+	}
+	time.Sleep(1100 * time.Millisecond) // the next success is recorded only a second later
+	env = adminEvent(events.TypeIdentityDeleted)
+	b.publish(t, env, env.ID.String())
+	eventually(t, 5*time.Second, "the later success recorded", func() bool {
+		h := healthRow(t, b.db, "fine")
+		return h != nil && h.LastSuccessAt != nil && h.LastSuccessAt.After(first)
+	})
+}

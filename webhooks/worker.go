@@ -162,12 +162,13 @@ type Worker struct {
 	metrics *Metrics
 	log     *slog.Logger
 
-	hints    *hints
-	breakers *breakers // the open circuit breakers, cached (health.go)
-	sync     *EndpointSync
-	flow     *flowControl
-	eraseNow chan struct{} // fan-out recorded a deletion: the erasure sweep runs now
-	running  atomic.Bool
+	hints      *hints
+	breakers   *breakers  // the open circuit breakers, cached (health.go)
+	healthRows healthRows // health rows this worker's flushes changed lately (health.go)
+	sync       *EndpointSync
+	flow       *flowControl
+	eraseNow   chan struct{} // fan-out recorded a deletion: the erasure sweep runs now
+	running    atomic.Bool
 
 	// Set by Run before its goroutines start.
 	disp     *dispatcher
@@ -238,7 +239,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	hardCtx, hardStop := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardStop()
 	w.outcomes = make(chan outcome, 2*w.cfg.Concurrency)
-	w.disp = newDispatcher(w.cfg.Concurrency, w.cfg.PerHookConcurrency, func(j *job) {
+	w.disp = newDispatcher(w.cfg.Concurrency, w.cfg.PerHookConcurrency, w.cfg.FetchBatch, func(j *job) {
 		if w.breakers.holdBack(j.hookID) { // its breaker opened while it waited: not the probe
 			w.outcomes <- released(j)
 			return

@@ -63,7 +63,10 @@
 // For finding what limits a number: -cpuprofile writes a CPU profile of the measured window;
 // -count-statements counts, per event, the statements the process sends to Postgres (a pgx
 // tracer; it costs a little CPU, so leave it off for the table); -per-hook-concurrency and
-// -fetch-batch set the worker's knobs; -after-migrate runs SQL (an index, say) on the fresh
+// -fetch-batch set the worker's knobs; -worker-procs N runs the worker as N child processes of
+// this binary (N `latch worker`s sharing the durable consumer, NATS then listening on a random
+// port of 127.0.0.1), started and connected before the window and released at its start, their
+// CPU counted with the process's; -after-migrate runs SQL (an index, say) on the fresh
 // database before the run; -keep-db leaves the database for inspection. Process and Postgres
 // CPU are exact (scheduler run time from getrusage and /proc/<pid>/stat); the machine-wide
 // figure comes from /proc/stat's tick sampling and under-counts short bursts at low rates.

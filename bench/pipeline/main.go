@@ -38,6 +38,8 @@ type options struct {
 	// Worker knobs, for experiments; zero keeps Latch's defaults (WorkerConfig).
 	perHook    int
 	fetchBatch int
+	// workerProcs > 0 runs the worker as that many child processes instead of in this one.
+	workerProcs int
 
 	summarize bool // the arguments are JSON result files to summarise
 	files     []string
@@ -74,6 +76,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.BoolVar(&o.keepDB, "keep-db", false, "do not drop the database at the end (inspect it, then drop it yourself)")
 	fs.IntVar(&o.perHook, "per-hook-concurrency", 0, "worker PerHookConcurrency (0: Latch's default, 16)")
 	fs.IntVar(&o.fetchBatch, "fetch-batch", 0, "worker FetchBatch (0: Latch's default, 100)")
+	fs.IntVar(&o.workerProcs, "worker-procs", 0, "run the webhook worker as N child processes (N `latch worker`s sharing the consumer) instead of in this process; NATS then listens on 127.0.0.1")
 	fs.BoolVar(&o.summarize, "summarize", false, "read JSON results from the files given as arguments and print a Markdown table")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -104,6 +107,8 @@ func parseOptions(args []string) (*options, error) {
 		return nil, errors.New("-wait must be in (0, 30m]")
 	case o.poolSize < 0 || o.perHook < 0 || o.fetchBatch < 0:
 		return nil, errors.New("-pool, -per-hook-concurrency and -fetch-batch must not be negative")
+	case o.workerProcs < 0 || o.workerProcs > 16:
+		return nil, errors.New("-worker-procs must be in [0, 16]")
 	}
 	if o.poolSize == 0 {
 		o.poolSize = o.writers + 8
@@ -112,6 +117,13 @@ func parseOptions(args []string) (*options, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == childFlag {
+		if err := runChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "pipeline worker child:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, err := parseOptions(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -185,4 +197,19 @@ func parseLevel(s string) slog.Level {
 // the result on stdout.
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "pipeline: "+format+"\n", args...)
+}
+
+// newChildFlags are the flags a -worker-child gets from its parent.
+func newChildFlags(o *childOptions) *flag.FlagSet {
+	fs := flag.NewFlagSet("pipeline worker child", flag.ContinueOnError)
+	fs.StringVar(&o.dsn, "child-dsn", "", "the run's database")
+	fs.StringVar(&o.natsURL, "child-nats", "", "the embedded NATS server")
+	fs.StringVar(&o.url, "child-url", "", "the receiver's URL")
+	fs.StringVar(&o.secrets, "child-secrets", "", "signing secrets, comma-separated, one per endpoint")
+	fs.StringVar(&o.id, "child-id", "", "worker id")
+	fs.StringVar(&o.logLevel, "log", "warn", "log level")
+	fs.IntVar(&o.endpoints, "endpoints", 0, "as the parent's -endpoints")
+	fs.IntVar(&o.perHook, "per-hook-concurrency", 0, "as the parent's")
+	fs.IntVar(&o.fetchBatch, "fetch-batch", 0, "as the parent's")
+	return fs
 }

@@ -47,12 +47,12 @@ func (r *rig) flow(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	r.countStatements()
-	u0 := readUsage(r.dbName)
+	u0 := readUsage(r.dbName, r.procs)
 	start := time.Now()
 	load(r.o.duration)
 	writersDone := time.Now()
 	delivered := r.awaitDeliveries(ctx, writersDone.Add(r.o.wait))
-	u1 := readUsage(r.dbName)
+	u1 := readUsage(r.dbName, r.procs)
 	stopProfile()
 
 	res := r.newResult()
@@ -81,20 +81,23 @@ func (r *rig) drain(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	progress("drain: %d events on the stream; starting the worker", n)
+	if err := r.prepareWorker(ctx); err != nil {
+		return nil, err
+	}
 
 	stopProfile, err := r.startProfile()
 	if err != nil {
 		return nil, err
 	}
 	r.countStatements()
-	u0 := readUsage(r.dbName)
+	u0 := readUsage(r.dbName, r.procs)
 	start := time.Now()
 	if err := r.startWorker(ctx); err != nil {
 		stopProfile()
 		return nil, err
 	}
 	delivered := r.awaitDeliveries(ctx, start.Add(r.o.wait))
-	u1 := readUsage(r.dbName)
+	u1 := readUsage(r.dbName, r.procs)
 	stopProfile()
 
 	res := r.newResult()

@@ -20,13 +20,15 @@ type result struct {
 	Backlog  int     `json:"backlog,omitempty"`
 	// Endpoints is -endpoints: 0 for the one flow web_hook, else each event makes this many
 	// deliveries, one per endpoint.
-	Endpoints int    `json:"endpoints,omitempty"`
-	PerHook   int    `json:"per_hook_concurrency,omitempty"`
-	Fetch     int    `json:"fetch_batch,omitempty"`
-	AfterSQL  string `json:"after_migrate,omitempty"`
-	Finished  string `json:"finished"`
-	Database  string `json:"database"`
-	GoVer     string `json:"go"`
+	Endpoints int `json:"endpoints,omitempty"`
+	PerHook   int `json:"per_hook_concurrency,omitempty"`
+	Fetch     int `json:"fetch_batch,omitempty"`
+	// WorkerProcs is -worker-procs: 0 for the worker in the command's process.
+	WorkerProcs int    `json:"worker_procs,omitempty"`
+	AfterSQL    string `json:"after_migrate,omitempty"`
+	Finished    string `json:"finished"`
+	Database    string `json:"database"`
+	GoVer       string `json:"go"`
 
 	// Committed counts the events of the measured window (drain: the backlog) that committed;
 	// CommittedAll adds the warm-up's.
@@ -126,7 +128,7 @@ func newLatency(ns []int64) *latency {
 
 func (r *rig) newResult() *result {
 	res := &result{Mode: r.o.mode, Writers: r.o.writers, Endpoints: r.o.endpoints, Database: r.dbName, GoVer: runtime.Version(),
-		PerHook: r.o.perHook, Fetch: r.o.fetchBatch, AfterSQL: r.o.afterSQL, Finished: time.Now().UTC().Format(time.RFC3339)}
+		PerHook: r.o.perHook, Fetch: r.o.fetchBatch, WorkerProcs: r.o.workerProcs, AfterSQL: r.o.afterSQL, Finished: time.Now().UTC().Format(time.RFC3339)}
 	switch r.o.mode {
 	case "paced":
 		res.Rate, res.Duration = r.o.rate, r.o.duration.String()
@@ -335,6 +337,9 @@ func (res *result) config() string {
 	}
 	if res.Fetch != 0 {
 		parts = append(parts, fmt.Sprintf("fetch=%d", res.Fetch))
+	}
+	if res.WorkerProcs != 0 {
+		parts = append(parts, fmt.Sprintf("worker-procs=%d", res.WorkerProcs))
 	}
 	if res.PG.SynchronousCommit != "" && res.PG.SynchronousCommit != "on" {
 		parts = append(parts, "synchronous_commit="+res.PG.SynchronousCommit)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"time"
 
@@ -61,6 +62,10 @@ type rig struct {
 	stmts    *statementCounter // nil without -count-statements
 
 	relay, worker *background
+
+	secrets []string     // the hooks' signing secrets, one per endpoint
+	dbDSN   string       // -dsn on this run's database, for -worker-procs children
+	procs   *workerProcs // -worker-procs children; nil: the worker runs in this process
 }
 
 // newRig creates and migrates the database, starts the embedded NATS server and declares the
@@ -91,10 +96,11 @@ func newRig(ctx context.Context, o *options, log *slog.Logger) (r *rig, err erro
 	for i := range secrets {
 		secrets[i] = webhooks.NewSecret()
 	}
+	r.secrets = secrets
 	if r.recv, err = startReceiver(secrets); err != nil {
 		return nil, err
 	}
-	if r.hooks, err = webhooks.NewRegistry(r.benchHooks(secrets)); err != nil {
+	if r.hooks, err = webhooks.NewRegistry(benchHooks(o.endpoints, r.recv, secrets)); err != nil {
 		return nil, err
 	}
 	r.sender = webhooks.NewSender(webhooks.SenderConfig{AllowLoopback: true})
@@ -105,22 +111,22 @@ func newRig(ctx context.Context, o *options, log *slog.Logger) (r *rig, err erro
 // benchHooks is what the worker delivers to: by default the one after-persist flow web_hook of
 // password registrations; with -endpoints N, N endpoints subscribed to identity.*, each with its
 // own URL on the receiver and its own secret, as an integrator would add them.
-func (r *rig) benchHooks(secrets []string) []webhooks.Hook {
-	if r.o.endpoints == 0 {
+func benchHooks(endpoints int, recv *receiver, secrets []string) []webhooks.Hook {
+	if endpoints == 0 {
 		return []webhooks.Hook{{
 			ID:             hookID,
 			Triggers:       []webhooks.Trigger{{EventType: events.TypeIdentityCreated, Flow: "registration", Method: "password"}},
-			URL:            r.recv.url,
+			URL:            recv.url,
 			SigningSecrets: secrets[:1],
 		}}
 	}
-	hooks := make([]webhooks.Hook, r.o.endpoints)
+	hooks := make([]webhooks.Hook, endpoints)
 	for i := range hooks {
 		hooks[i] = webhooks.Hook{
 			ID:             fmt.Sprintf("endpoint-%02d", i),
 			Endpoint:       true,
 			EventTypes:     []string{"identity.*"},
-			URL:            r.recv.endpointURL(i),
+			URL:            recv.endpointURL(i),
 			SigningSecrets: secrets[i : i+1],
 		}
 	}
@@ -150,6 +156,12 @@ func (r *rig) openDatabase(ctx context.Context) error {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
 	r.dbName = name
+	if u, err := url.Parse(r.o.dsn); err == nil && u.Scheme != "" {
+		u.Path = "/" + name
+		r.dbDSN = u.String()
+	} else if r.o.workerProcs > 0 {
+		return errors.New("-worker-procs needs -dsn as a URL (postgres://...)")
+	}
 
 	poolCfg.ConnConfig.Database = name
 	db := stdlib.OpenDB(*poolCfg.ConnConfig.Copy())
@@ -198,7 +210,11 @@ func (r *rig) openBus(ctx context.Context) error {
 	if r.storeDir, err = os.MkdirTemp("", "latch-pipebench-nats-"); err != nil {
 		return err
 	}
-	if r.ns, err = events.StartEmbedded(events.EmbeddedConfig{StoreDir: r.storeDir, Port: 0}, nil); err != nil {
+	port := 0 // in-process connections only
+	if r.o.workerProcs > 0 {
+		port = natsserver.RANDOM_PORT // the worker children connect over TCP
+	}
+	if r.ns, err = events.StartEmbedded(events.EmbeddedConfig{StoreDir: r.storeDir, Port: port}, nil); err != nil {
 		return err
 	}
 	if r.nc, err = events.ConnectInProcess(r.ns); err != nil {
@@ -219,9 +235,26 @@ func (r *rig) startRelay(ctx context.Context) {
 	r.relay = runInBackground(ctx, relay.Run)
 }
 
+// prepareWorker starts the -worker-procs children and waits until they are connected, so that
+// startWorker only has to release them; without children it does nothing.
+func (r *rig) prepareWorker(ctx context.Context) error {
+	if r.o.workerProcs == 0 || r.procs != nil {
+		return nil
+	}
+	var err error
+	r.procs, err = r.spawnWorkers(ctx, r.o.workerProcs)
+	return err
+}
+
 // startWorker runs a webhook worker with Latch's defaults (or the -per-hook-concurrency and
-// -fetch-batch of an experiment).
+// -fetch-batch of an experiment): in this process, or as the -worker-procs children.
 func (r *rig) startWorker(ctx context.Context) error {
+	if r.o.workerProcs > 0 {
+		if err := r.prepareWorker(ctx); err != nil {
+			return err
+		}
+		return r.procs.start()
+	}
 	w, err := webhooks.NewWorker(r.pool, r.js, r.hooks, r.sender, webhooks.WorkerConfig{
 		PerHookConcurrency: r.o.perHook,
 		FetchBatch:         r.o.fetchBatch,
@@ -237,6 +270,9 @@ func (r *rig) startWorker(ctx context.Context) error {
 // store, the pool, and the database (forcing off any connection left behind).
 func (r *rig) close() error {
 	var errs []error
+	if r.procs != nil {
+		errs = append(errs, r.procs.stop())
+	}
 	for _, b := range []*background{r.worker, r.relay} {
 		if b != nil {
 			if err := b.stop(); err != nil {

@@ -22,6 +22,7 @@ const clockTicks = 100
 type usage struct {
 	at          time.Time
 	self        time.Duration  // this process (getrusage): writers, relay, NATS, worker, receiver
+	children    uint64         // -worker-procs children, clock ticks
 	busy, total uint64         // the whole machine, /proc/stat ticks
 	postgres    map[int]uint64 // Postgres processes working for our database, utime+stime ticks
 }
@@ -43,8 +44,8 @@ type cpuReport struct {
 	MachineUS  float64 `json:"machine_us_per_event"`
 }
 
-func readUsage(db string) usage {
-	u := usage{at: time.Now()}
+func readUsage(db string, wp *workerProcs) usage {
+	u := usage{at: time.Now(), children: wp.ticks()}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		u.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -61,6 +62,7 @@ func (u usage) since(b usage, n int) cpuReport {
 		return cpuReport{}
 	}
 	r := cpuReport{NumCPU: runtime.NumCPU(), Process: (u.self - b.self).Seconds() / wall}
+	r.Process += float64(u.children-min(u.children, b.children)) / clockTicks / wall
 	if dt := u.total - b.total; dt > 0 {
 		r.Machine = float64(u.busy-b.busy) / float64(dt) * float64(r.NumCPU)
 	}
