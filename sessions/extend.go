@@ -203,7 +203,7 @@ func (m *Manager) writeMoves(batch []*move) {
 		b := &pgx.Batch{}
 		b.Queue(moveExpiryCAS, ids, next, now, oldExp, oldUpd, states, len(batch))
 		if m.outbox != nil {
-			if _, err := m.outbox.Insert(ctx, queueTx{b: b}, evs...); err != nil {
+			if _, err := m.outbox.Queue(b, evs...); err != nil {
 				return fmt.Errorf("record session.extended: %w", err)
 			}
 		}
@@ -221,38 +221,6 @@ func (m *Manager) writeMoves(batch []*move) {
 		mv.err = err
 	}
 }
-
-// queueTx is the transaction events.Outbox.Insert writes through when its rows must travel in a
-// batch of ours: SendBatch appends the outbox's statements (its INSERT and, now and then, its
-// NOTIFY) to b instead of sending them, so the outbox keeps its SQL, its checks and its NOTIFY
-// cooldown, and the event commits with the change it records. Only SendBatch is implemented:
-// any other method panics on the nil embedded Tx, which the extend tests would show.
-type queueTx struct {
-	pgx.Tx
-	b *pgx.Batch
-}
-
-func (q queueTx) SendBatch(_ context.Context, b *pgx.Batch) pgx.BatchResults {
-	for _, qq := range b.QueuedQueries {
-		q.b.QueuedQueries = append(q.b.QueuedQueries, &pgx.QueuedQuery{SQL: qq.SQL, Arguments: qq.Arguments, Fn: qq.Fn})
-	}
-	return queuedResults{}
-}
-
-// queuedResults answers for statements that have only been queued: there is nothing to read yet.
-type queuedResults struct{}
-
-var errQueued = errors.New("sessions: the statement is queued in a batch, not sent")
-
-func (queuedResults) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, errQueued }
-func (queuedResults) Query() (pgx.Rows, error)         { return nil, errQueued }
-func (queuedResults) QueryRow() pgx.Row                { return queuedRow{} }
-func (queuedResults) Close() error                     { return nil }
-func (queuedResults) Tx() pgx.Tx                       { return nil }
-
-type queuedRow struct{}
-
-func (queuedRow) Scan(...any) error { return errQueued }
 
 // ExtendOwnTx is the self-service extension a session holder asks for. Unlike the admin's
 // ExtendTx it refuses, instead of silently doing nothing: a revoked or expired session
