@@ -468,7 +468,7 @@ type wireEnvelope struct {
 	Data      *wireData `json:"data"`
 }
 
-// wireData is the union of IdentityData, SessionData and SessionsRevokedData, with the same Go
+// wireData is the union of IdentityData, SessionData, CodeFlowData and SessionsRevokedData, with the same Go
 // type for every field they share a name with, so that whenever it decodes, each of them
 // decodes too (and identityOf's struct): the one pass then reads what the per-type decodes
 // would. When it does not decode (a field of another type than the catalogue's, in an event
@@ -536,6 +536,12 @@ func decodeOnce(raw []byte) (env events.Envelope, ev event, flowEvent, ok bool) 
 		flowEvent = ev.flow != nil
 	case events.TypeSessionCreated:
 		ev.flow, ev.identity, ev.session, ev.request = d.Flow, d.Identity.raw, d.Session, d.Request
+		if d.IdentityID != uuid.Nil {
+			ev.identityID = &d.IdentityID
+		}
+		flowEvent = ev.flow != nil
+	case events.TypeRecoverySucceeded, events.TypeVerificationSucceeded:
+		ev.flow, ev.identity, ev.request = d.Flow, d.Identity.raw, d.Request
 		if d.IdentityID != uuid.Nil {
 			ev.identityID = &d.IdentityID
 		}

@@ -43,6 +43,7 @@ func TestDecodeOnceAgreesWithPerTypeDecoding(t *testing.T) {
 		`{"identity":"a string","identity_id":"` + other.String() + `"}`,
 		`{"identity":null,"identity_id":"` + other.String() + `"}`,
 		`{"identity_id":"` + other.String() + `","session":{"id":"s"},"flow":` + flow + `}`,
+		`{"identity_id":"` + id.String() + `","identity":` + ident + `,"address":"a@b.c","flow":` + flow + `,"request":` + req + `}`,
 		`{"identity_id":"` + other.String() + `","session_ids":["` + uuid.NewString() + `"],"reason":"logout"}`,
 		`{"identity_id":"` + other.String() + `","session_ids":["x"],"reason":"logout"}`,
 		`{"identity_id":"` + other.String() + `","reason":""}`,
@@ -54,7 +55,7 @@ func TestDecodeOnceAgreesWithPerTypeDecoding(t *testing.T) {
 		`{}`, `[]`, `"x"`, `null`, `{"identity":{"id":"` + id.String() + `"}`,
 	}
 	types := []string{events.TypeIdentityCreated, events.TypeIdentityUpdated, events.TypeIdentityDeleted,
-		events.TypeSessionCreated, events.TypeSessionExtended, events.TypeSessionRevoked, events.TypeLoginFailed,
+		events.TypeSessionCreated, events.TypeRecoverySucceeded, events.TypeVerificationSucceeded, events.TypeSessionExtended, events.TypeSessionRevoked, events.TypeLoginFailed,
 		events.TypeWebhookEndpointDisabled, "custom.type"}
 	ts := time.Now().UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
 	n := 0

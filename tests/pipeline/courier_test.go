@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/latchhq/latch/tests/latchtest"
 )
@@ -167,6 +170,24 @@ func TestCourierWorkerKilledLosesNoMail(t *testing.T) {
 	e.waitFor(takeover, "every courier delivery succeeded", func() (bool, string) {
 		s := e.courierStates()
 		return s["succeeded"] == users && len(s) == 1, fmt.Sprintf("%v", s)
+	})
+	// Each recovery's after web_hook arrives, from its recovery.succeeded event, signed.
+	wh, err := standardwebhooks.NewWebhook(signingSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(30*time.Second, "a recovery.succeeded delivery per recovery", func() (bool, string) {
+		ids := map[string]bool{}
+		for _, r := range e.recv.requests() {
+			var env struct{ Type string }
+			if json.Unmarshal(r.Body, &env) == nil && env.Type == "recovery.succeeded" {
+				if err := wh.Verify(r.Body, r.Header); err != nil {
+					t.Fatalf("recovery.succeeded delivery %s: %v", r.ID, err)
+				}
+				ids[r.identityID()] = true
+			}
+		}
+		return len(ids) == users, fmt.Sprintf("%d identities' recovery.succeeded received", len(ids))
 	})
 }
 
