@@ -5,9 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/latchhq/latch/core/identity"
 	"github.com/latchhq/latch/events"
+	"github.com/latchhq/latch/schemas"
 )
 
 // This file owns the one-time codes of recovery and verification flows. A code is six random
@@ -222,4 +225,42 @@ func (s *Service) decoyCode(ctx context.Context, tx pgx.Tx, f *Flow, templateTyp
 		return err
 	}
 	return sp.Rollback(ctx)
+}
+
+// codeEmailStep is the e-mail step both code flows share: it checks the typed address (a bad
+// one is a *FlowError on a fresh emailForm), moves f to sent_email with the codeForm that asks
+// for the code and, in the same transaction, calls send with the normalized address, unless a
+// concurrent submit completed f first (FlowUsedError). f's UI is the answer.
+func (s *Service) codeEmailStep(ctx context.Context, f *Flow, email string, emailForm func(action string) UI,
+	codeForm func(action, email string) UI, send func(st *step, address string) error) error {
+	action := s.action(f.kind, f.ID)
+	if strings.TrimSpace(email) == "" {
+		f.UI = emailForm(action)
+		f.UI.addMessage("email", msgRequired("email"))
+		return &FlowError{f}
+	}
+	if len(email) > maxAddressBytes || !strings.Contains(email, "@") {
+		f.UI = emailForm(action)
+		f.UI.setValues(map[string]any{"email": email[:min(len(email), maxAddressBytes)]})
+		f.UI.addMessage("email", errorMessage(4000001, fmt.Sprintf("%q is not valid \"email\"", email[:min(len(email), 64)]), nil))
+		return &FlowError{f}
+	}
+	address := schemas.NormalizeIdentifier(email)
+	f.UI = codeForm(action, email)
+	f.State, f.address = StateSentEmail, address
+	ui, err := json.Marshal(f.UI)
+	if err != nil {
+		return fmt.Errorf("encode flow ui: %w", err)
+	}
+	return s.inTx(ctx, func(st *step) error {
+		tag, err := st.tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, address = $3, ui = $4, updated_at = now()
+			WHERE id = $1 AND state <> $5`, f.ID, f.State, address, ui, StatePassedChallenge)
+		if err != nil {
+			return fmt.Errorf("update %s flow: %w", f.kind, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return &FlowUsedError{Flow: f}
+		}
+		return send(st, address)
+	})
 }

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -133,33 +132,7 @@ type recoveryResult struct {
 // message in one transaction, and moves the flow to sent_email. f's UI is the answer.
 func (s *Service) sendRecoveryCode(ctx context.Context, f *Flow, email string, meta api.Meta) error {
 	cfg := s.config()
-	if strings.TrimSpace(email) == "" {
-		f.UI = recoveryUI(s.action(kindRecovery, f.ID))
-		f.UI.addMessage("email", msgRequired("email"))
-		return &FlowError{f}
-	}
-	if len(email) > maxAddressBytes || !strings.Contains(email, "@") {
-		f.UI = recoveryUI(s.action(kindRecovery, f.ID))
-		f.UI.setValues(map[string]any{"email": email[:min(len(email), maxAddressBytes)]})
-		f.UI.addMessage("email", errorMessage(4000001, fmt.Sprintf("%q is not valid \"email\"", email[:min(len(email), 64)]), nil))
-		return &FlowError{f}
-	}
-	address := schemas.NormalizeIdentifier(email)
-	f.UI = recoveryCodeUI(s.action(kindRecovery, f.ID), email)
-	f.State, f.address = StateSentEmail, address
-	ui, err := json.Marshal(f.UI)
-	if err != nil {
-		return fmt.Errorf("encode flow ui: %w", err)
-	}
-	return s.inTx(ctx, func(st *step) error {
-		tag, err := st.tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, address = $3, ui = $4, updated_at = now()
-			WHERE id = $1 AND state <> $5`, f.ID, f.State, address, ui, StatePassedChallenge)
-		if err != nil {
-			return fmt.Errorf("update recovery flow: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return &FlowUsedError{Flow: f}
-		}
+	return s.codeEmailStep(ctx, f, email, recoveryUI, recoveryCodeUI, func(st *step, address string) error {
 		id, err := s.identityByRecoveryAddress(ctx, st.tx, address)
 		if err != nil {
 			return err

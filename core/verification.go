@@ -2,11 +2,9 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -104,33 +102,7 @@ func (e *verificationReplacedError) Error() string { return "the verification fl
 // message and marks the address sent, in one transaction, and moves the flow to sent_email.
 func (s *Service) sendVerificationCode(ctx context.Context, f *Flow, email string) error {
 	cfg := s.config()
-	if strings.TrimSpace(email) == "" {
-		f.UI = verificationUI(s.action(kindVerification, f.ID))
-		f.UI.addMessage("email", msgRequired("email"))
-		return &FlowError{f}
-	}
-	if len(email) > maxAddressBytes || !strings.Contains(email, "@") {
-		f.UI = verificationUI(s.action(kindVerification, f.ID))
-		f.UI.setValues(map[string]any{"email": email[:min(len(email), maxAddressBytes)]})
-		f.UI.addMessage("email", errorMessage(4000001, fmt.Sprintf("%q is not valid \"email\"", email[:min(len(email), 64)]), nil))
-		return &FlowError{f}
-	}
-	address := schemas.NormalizeIdentifier(email)
-	f.UI = verificationCodeUI(s.action(kindVerification, f.ID), email)
-	f.State, f.address = StateSentEmail, address
-	ui, err := json.Marshal(f.UI)
-	if err != nil {
-		return fmt.Errorf("encode flow ui: %w", err)
-	}
-	return s.inTx(ctx, func(st *step) error {
-		tag, err := st.tx.Exec(ctx, `UPDATE selfservice_flows SET state = $2, address = $3, ui = $4, updated_at = now()
-			WHERE id = $1 AND state <> $5`, f.ID, f.State, address, ui, StatePassedChallenge)
-		if err != nil {
-			return fmt.Errorf("update verification flow: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return &FlowUsedError{Flow: f}
-		}
+	return s.codeEmailStep(ctx, f, email, verificationUI, verificationCodeUI, func(st *step, address string) error {
 		found, err := s.identityByVerifiableAddress(ctx, st.tx, address)
 		if err != nil {
 			return err
