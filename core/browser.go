@@ -185,17 +185,7 @@ func (s *Service) answerRegistration(w http.ResponseWriter, r *http.Request, f *
 			res.Session.Identity = res.Session.Identity.Public()
 		}
 	}
-	to := s.returnURL(f)
-	// show_verification_ui: Kratos sends the browser to the verification UI instead.
-	var shown []any
-	for _, c := range res.ContinueWith {
-		if m, ok := c.(map[string]any); ok && m["action"] == "show_verification_ui" {
-			shown = append(shown, m)
-			if u, _ := m["flow"].(map[string]any)["url"].(string); u != "" {
-				to = u
-			}
-		}
-	}
+	shown, to := verificationRedirect(res.ContinueWith, s.returnURL(f))
 	if !wantsJSON(r) {
 		redirect(w, r, to)
 		return
@@ -224,12 +214,26 @@ func (s *Service) answerLogin(w http.ResponseWriter, r *http.Request, f *Flow, r
 		s.fail(w, r, err)
 		return
 	}
-	to := s.returnURL(f)
+	shown, to := verificationRedirect(res.ContinueWith, s.returnURL(f))
 	if !wantsJSON(r) {
 		redirect(w, r, to)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, browserLoginResult{Session: res.Session, ContinueWith: []any{redirectBrowserTo(to)}})
+	api.WriteJSON(w, http.StatusOK, browserLoginResult{Session: res.Session, ContinueWith: append(shown, redirectBrowserTo(to))})
+}
+
+// verificationRedirect picks the show_verification_ui items of a browser flow's continue_with:
+// Kratos sends the browser to the verification UI instead of to, the flow's return address.
+func verificationRedirect(continueWith []any, to string) (shown []any, next string) {
+	for _, c := range continueWith {
+		if m, ok := c.(map[string]any); ok && m["action"] == "show_verification_ui" {
+			shown = append(shown, m)
+			if u, _ := m["flow"].(map[string]any)["url"].(string); u != "" {
+				to = u
+			}
+		}
+	}
+	return shown, to
 }
 
 // startBrowserSession hands a new (or renewed) session to the browser: the sealed session

@@ -132,7 +132,16 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 		if err := claimFlow(ctx, st.tx, f, StatePassedChallenge); err != nil {
 			return err
 		}
-		locked, err := s.ids.GetForShare(ctx, st.tx, id.ID)
+		// The verification hook marks an address sent: it writes the identity, so it locks it
+		// for update; otherwise a share lock keeps concurrent logins of one identity apart
+		// from admin changes only.
+		inline := plan.Inline(hooks.Login, hooks.Password)
+		sendsCode := hooks.Has(inline, hooks.Verification) && s.config().verificationOn()
+		lock := s.ids.GetForShare
+		if sendsCode {
+			lock = s.ids.GetForUpdate
+		}
+		locked, err := lock(ctx, st.tx, id.ID)
 		if errors.Is(err, identity.ErrNotFound) {
 			return &loginFailure{reason: events.LoginUnknownIdentifier, identityID: &id.ID} // deleted while the password was checked
 		}
@@ -159,7 +168,16 @@ func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.
 			return err
 		}
 		res.Session, res.SessionToken = sess, token
-		if hooks.Has(plan.Inline(hooks.Login, hooks.Password), hooks.RevokeActiveSessions) {
+		if sendsCode { // the first unverified address gets a code, as Kratos' hook does at login
+			item, err := s.startVerification(ctx, st, f, locked, meta, func(a identity.VerifiableAddress) bool { return !a.Verified })
+			if err != nil {
+				return err
+			}
+			if item != nil && hooks.Has(inline, hooks.ShowVerificationUI) {
+				res.ContinueWith = append(res.ContinueWith, apiWithoutURL(item, f))
+			}
+		}
+		if hooks.Has(inline, hooks.RevokeActiveSessions) {
 			if _, err := s.sessions.RevokeOthers(ctx, st.tx, id.ID, sess.ID, events.ReasonRevokeActiveSessions); err != nil {
 				return err
 			}

@@ -382,3 +382,40 @@ func TestVerificationExpiredFlowRedirectsToNewFlow(t *testing.T) {
 	}
 	wantMessages(t, nf, ":4070005")
 }
+
+// The verification hook in login's after hooks sends a code for the first unverified address
+// on each login, in the login's transaction, and show_verification_ui names that flow; once
+// the address is verified, a login sends nothing.
+func TestLoginVerificationHook(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withVerification(false), withHooks(func(l *hooks.Lists) {
+		l.Login.After = []hooks.Entry{{Hook: hooks.Verification}, {Hook: hooks.ShowVerificationUI}}
+	}))
+	registered(t, b, "lin@example.com")
+	status, res := b.login(t, "lin@example.com", goodPassword)
+	if status != 200 || res["session_token"] == nil {
+		t.Fatalf("login: %d %v", status, res["_raw"])
+	}
+	cw, _ := res["continue_with"].([]any)
+	if len(cw) != 1 {
+		t.Fatalf("continue_with = %v", res["continue_with"])
+	}
+	show := cw[0].(map[string]any)
+	vf := show["flow"].(map[string]any)
+	if show["action"] != "show_verification_ui" || vf["verifiable_address"] != "lin@example.com" {
+		t.Fatalf("continue_with = %v", cw)
+	}
+	code := b.verificationCode(t, "lin@example.com")
+	b.noCodeInEvents(t, code)
+	if status, f := b.verify(t, vf["id"].(string), map[string]any{"method": "code", "code": code}); status != 200 || f["state"] != "passed_challenge" {
+		t.Fatalf("verify: %d %v", status, f["_raw"])
+	}
+	queued := b.count(t, "webhook_deliveries")
+	status, res = b.login(t, "lin@example.com", goodPassword)
+	if status != 200 || res["continue_with"] != nil && len(res["continue_with"].([]any)) != 0 {
+		t.Fatalf("login of a verified identity: %d %v", status, res["_raw"])
+	}
+	if b.count(t, "webhook_deliveries") != queued {
+		t.Fatal("a verified identity's login queued a message")
+	}
+}
