@@ -230,15 +230,9 @@ func (m *Manager) writeMoves(batch []*move) {
 // other; session.extended is recorded in tx. ExtendOwn does the same in one round trip when
 // nothing changed since the session was read, and falls back on this.
 func (m *Manager) ExtendOwnTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, maxAge time.Duration) (*Session, error) {
-	s, err := m.scanSession(tx.QueryRow(ctx, queryLockByID, id), expandAll, time.Now())
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
-	}
+	s, err := m.LockActive(ctx, tx, id)
 	if err != nil {
-		return nil, fmt.Errorf("lock session: %w", err)
-	}
-	if !s.Active {
-		return nil, ErrInactive
+		return nil, err
 	}
 	// The clock is read once the row is locked (see ExtendTx).
 	now := time.Now().UTC().Truncate(time.Microsecond)
