@@ -252,7 +252,9 @@ func (s *Service) useRecoveryCode(ctx context.Context, f *Flow, code string, met
 		return nil
 	})
 	if errors.Is(err, ErrCodeInvalid) {
-		// The identity vanished or was deactivated after the code was sent.
+		// The identity vanished or was deactivated after the code was sent. The transaction
+		// that claimed the flow rolled back: it is still waiting for a code.
+		f.State = StateSentEmail
 		f.UI.Messages = []schemas.Message{msgRecoveryCodeInvalid()}
 		if err := saveFlowUI(ctx, s.db, f); err != nil {
 			return nil, err

@@ -559,3 +559,35 @@ func TestRecoveryExpiredFlow(t *testing.T) {
 		wantMessages(t, res, ":4060005")
 	}
 }
+
+// An admin who deactivates or deletes the identity after its code was mailed wins: the right
+// code then answers like a wrong one (4060006), and no session is issued or address verified.
+func TestRecoveryCodeAfterAdminDeactivatesOrDeletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withRecovery(true))
+	for _, c := range []struct{ email, sql string }{
+		{"dee@example.com", `UPDATE identities SET state = 'inactive' WHERE traits->>'email' = $1`},
+		{"del@example.com", `DELETE FROM identities WHERE traits->>'email' = $1`},
+	} {
+		registered(t, b, c.email)
+		flowID, _ := b.askRecovery(t, c.email)
+		code := b.lastCode(t, c.email)
+		if _, err := b.db.Exec(context.Background(), c.sql, c.email); err != nil {
+			t.Fatal(err)
+		}
+		sessions := b.count(t, "sessions")
+		status, res := b.submitCode(t, flowID, code)
+		if status != 200 || res["state"] != "sent_email" {
+			t.Fatalf("%s: code after the admin's change: %d %v", c.email, status, res["_raw"])
+		}
+		wantMessages(t, res, ":4060006")
+		if b.count(t, "sessions") != sessions {
+			t.Fatalf("%s: a session was issued", c.email)
+		}
+		var verified int
+		if err := b.db.QueryRow(context.Background(), `SELECT count(*) FROM identities
+			WHERE traits->>'email' = $1 AND verifiable_addresses->0->>'verified' = 'true'`, c.email).Scan(&verified); err != nil || verified != 0 {
+			t.Fatalf("%s: address verified (%d, %v)", c.email, verified, err)
+		}
+	}
+}
