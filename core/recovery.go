@@ -201,7 +201,10 @@ func (s *Service) useRecoveryCode(ctx context.Context, f *Flow, code string, met
 		if err != nil {
 			return err
 		}
-		if !id.Active() {
+		if !id.Active() || (fc.Address != "" && !hasRecoveryAddress(id, fc.Address)) {
+			// Deactivated, or the address the code went to is no longer one it recovers
+			// with (changed in settings or by an admin since): whoever reads that mailbox
+			// now must not get the account. An admin code (no address) is for the identity.
 			return ErrCodeInvalid
 		}
 		if fc.Address != "" && markVerified(id, fc.Address) {
@@ -296,6 +299,16 @@ func (s *Service) retryRecovery(ctx context.Context, old *Flow, req flowRequest,
 		return err
 	}
 	return &recoveryRetryError{Reason: reason, Replacement: nf}
+}
+
+// hasRecoveryAddress reports whether address is one of id's recovery addresses.
+func hasRecoveryAddress(id *identity.Identity, address string) bool {
+	for _, a := range id.RecoveryAddresses {
+		if schemas.NormalizeIdentifier(a.Value) == address {
+			return true
+		}
+	}
+	return false
 }
 
 // markVerified marks id's verifiable addresses equal to address verified, as recovery proves

@@ -560,7 +560,8 @@ func TestRecoveryExpiredFlow(t *testing.T) {
 	}
 }
 
-// An admin who deactivates or deletes the identity after its code was mailed wins: the right
+// An admin who deactivates or deletes the identity, or changes its address, after its code
+// was mailed wins: the right
 // code then answers like a wrong one (4060006), and no session is issued or address verified.
 func TestRecoveryCodeAfterAdminDeactivatesOrDeletes(t *testing.T) {
 	t.Parallel()
@@ -568,6 +569,10 @@ func TestRecoveryCodeAfterAdminDeactivatesOrDeletes(t *testing.T) {
 	for _, c := range []struct{ email, sql string }{
 		{"dee@example.com", `UPDATE identities SET state = 'inactive' WHERE traits->>'email' = $1`},
 		{"del@example.com", `DELETE FROM identities WHERE traits->>'email' = $1`},
+		// The address changed since the mail: the old mailbox must not recover the account.
+		{"old@example.com", `UPDATE identities SET traits = '{"email":"new@example.com"}',
+			recovery_addresses = jsonb_build_array(jsonb_build_object('id', gen_random_uuid(), 'value', 'new@example.com', 'via', 'email',
+				'created_at', now(), 'updated_at', now())) WHERE traits->>'email' = $1`},
 	} {
 		registered(t, b, c.email)
 		flowID, _ := b.askRecovery(t, c.email)
