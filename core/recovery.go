@@ -311,6 +311,16 @@ func hasRecoveryAddress(id *identity.Identity, address string) bool {
 	return false
 }
 
+// hasVerifiableAddress reports whether address is one of id's verifiable addresses.
+func hasVerifiableAddress(id *identity.Identity, address string) bool {
+	for _, a := range id.VerifiableAddresses {
+		if schemas.NormalizeIdentifier(a.Value) == address {
+			return true
+		}
+	}
+	return false
+}
+
 // markVerified marks id's verifiable addresses equal to address verified, as recovery proves
 // control of it. It reports whether anything changed.
 func markVerified(id *identity.Identity, address string) bool {

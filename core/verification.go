@@ -196,6 +196,11 @@ func (s *Service) useVerificationCode(ctx context.Context, f *Flow, code string,
 		if err != nil {
 			return err
 		}
+		if !hasVerifiableAddress(id, fc.Address) {
+			// The address changed since the mail (settings or an admin): the code proves control
+			// of a mailbox the identity no longer has, so it verifies nothing and is refused.
+			return ErrCodeInvalid
+		}
 		to := s.returnURL(f)
 		f.UI = UI{Action: to, Method: "GET", Nodes: []Node{}, Messages: []schemas.Message{msgVerificationSuccessful()}}
 		if err := claimFlow(ctx, st.tx, f, StatePassedChallenge); err != nil {

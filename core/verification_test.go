@@ -419,3 +419,34 @@ func TestLoginVerificationHook(t *testing.T) {
 		t.Fatal("a verified identity's login queued a message")
 	}
 }
+
+// A code mailed before the address changed (in settings or by an admin) proves control of a
+// mailbox the identity no longer has: it answers like a wrong code (4070006), verifies nothing
+// and records no verification.succeeded.
+func TestVerificationCodeForAnAddressNoLongerHeld(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withVerification(false))
+	registered(t, b, "old@example.com")
+	flowID := b.flow(t, "verification")
+	b.verify(t, flowID, map[string]any{"method": "code", "email": "old@example.com"})
+	code := b.verificationCode(t, "old@example.com")
+	if _, err := b.db.Exec(context.Background(), `UPDATE identities SET traits = '{"email":"new@example.com"}',
+		verifiable_addresses = jsonb_build_array(jsonb_build_object('id', gen_random_uuid(), 'value', 'new@example.com',
+			'via', 'email', 'verified', false, 'status', 'pending', 'created_at', now(), 'updated_at', now()))
+		WHERE traits->>'email' = 'old@example.com'`); err != nil {
+		t.Fatal(err)
+	}
+	status, f := b.verify(t, flowID, map[string]any{"method": "code", "code": code})
+	if status != 200 || f["state"] != "sent_email" {
+		t.Fatalf("code for the old address: %d %v", status, f["_raw"])
+	}
+	wantMessages(t, f, ":4070006")
+	if a := b.address(t, "new@example.com"); a["verified"] != false {
+		t.Fatalf("new address verified by the old address's code: %v", a)
+	}
+	for _, e := range b.eventTypes(t) {
+		if strings.HasPrefix(e, "verification.succeeded") {
+			t.Fatalf("verification.succeeded recorded: %v", b.eventTypes(t))
+		}
+	}
+}
