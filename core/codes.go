@@ -261,6 +261,42 @@ func (s *Service) codeEmailStep(ctx context.Context, f *Flow, email string, emai
 		if tag.RowsAffected() == 0 {
 			return &FlowUsedError{Flow: f}
 		}
+		allowed, err := s.countCodeMail(ctx, st.tx, address)
+		if err != nil || !allowed {
+			// Over the address's limit the answer stays the same (sent_email), for known and
+			// unknown addresses alike, so it tells nobody whether the address has an account.
+			return err
+		}
 		return send(st, address)
 	})
+}
+
+// countCodeMailSQL counts one code mail against its address's window, restarting the count
+// when the window is over, and returns the count including this one. The row lock serializes
+// concurrent asks for one address in every process.
+const countCodeMailSQL = `
+INSERT INTO code_mail_throttle AS t (key, sent, window_start, expires_at)
+VALUES ($1, 1, now(), now() + $2::interval)
+ON CONFLICT (key) DO UPDATE SET
+    sent         = CASE WHEN t.window_start <= now() - $2::interval THEN 1 ELSE t.sent + 1 END,
+    window_start = CASE WHEN t.window_start <= now() - $2::interval THEN now() ELSE t.window_start END,
+    expires_at   = CASE WHEN t.window_start <= now() - $2::interval THEN now() + $2::interval ELSE t.expires_at END
+RETURNING sent`
+
+// countCodeMail counts an ask for a code mail to address, in tx, and reports whether the mail
+// may go: no more than max_messages_per_address per message_window, whichever flows ask. Asks
+// past the limit still count, so a flood keeps its address closed until the window ends.
+func (s *Service) countCodeMail(ctx context.Context, tx pgx.Tx, address string) (bool, error) {
+	cfg := s.config().Code
+	key := sha256.Sum256([]byte("code-mail\x00" + address))
+	var sent int
+	if err := tx.QueryRow(ctx, countCodeMailSQL, key[:], cfg.MessageWindow).Scan(&sent); err != nil {
+		return false, fmt.Errorf("count code mail: %w", err)
+	}
+	if sent > cfg.MaxMessagesPerAddress {
+		s.log.WarnContext(ctx, "code mail refused: the address had its limit of mails in this window",
+			"limit", cfg.MaxMessagesPerAddress, "window", cfg.MessageWindow)
+		return false, nil
+	}
+	return true, nil
 }

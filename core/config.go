@@ -36,6 +36,11 @@ const (
 	CodeLifespanDefault = time.Hour
 	// CodeMaxSubmissionsDefault is selfservice.methods.code.config.max_submissions' (Kratos: 5).
 	CodeMaxSubmissionsDefault = 5
+	// CodeMaxMessagesDefault and CodeMessageWindowDefault are Latch's
+	// selfservice.methods.code.config.max_messages_per_address and message_window defaults:
+	// enough for a person who asks again a few times, too few to flood a mailbox.
+	CodeMaxMessagesDefault   = 10
+	CodeMessageWindowDefault = time.Hour
 )
 
 // Config is what the flows read on every request. The process holds it behind an atomic
@@ -166,6 +171,11 @@ type CodeConfig struct {
 	Enabled        bool
 	Lifespan       time.Duration // config.lifespan; zero: CodeLifespanDefault
 	MaxSubmissions int           // config.max_submissions; zero: CodeMaxSubmissionsDefault
+	// MaxMessagesPerAddress (config.max_messages_per_address, Latch's) bounds the code mails
+	// one address gets per MessageWindow, so that nobody can flood a stranger's mailbox
+	// through the recovery or verification flow; zero: CodeMaxMessagesDefault.
+	MaxMessagesPerAddress int
+	MessageWindow         time.Duration // config.message_window; zero: CodeMessageWindowDefault
 }
 
 // normalize fills every zero field with its default and refuses what cannot work.
@@ -192,6 +202,12 @@ func (c *Config) normalize() error {
 	}
 	if c.Code.MaxSubmissions <= 0 {
 		c.Code.MaxSubmissions = CodeMaxSubmissionsDefault
+	}
+	if c.Code.MaxMessagesPerAddress <= 0 {
+		c.Code.MaxMessagesPerAddress = CodeMaxMessagesDefault
+	}
+	if c.Code.MessageWindow <= 0 {
+		c.Code.MessageWindow = CodeMessageWindowDefault
 	}
 	c.Recovery.Use = cmp.Or(c.Recovery.Use, "code")
 	c.Verification.Use = cmp.Or(c.Verification.Use, "code")

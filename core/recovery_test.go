@@ -596,3 +596,61 @@ func TestRecoveryCodeAfterAdminDeactivatesOrDeletes(t *testing.T) {
 		}
 	}
 }
+
+// Nobody can flood a mailbox through the code flows: past max_messages_per_address asks in
+// the window (recovery and verification together, each ask in its own flow) the answer is
+// the same sent_email and nothing is mailed, for a known address as for an unknown one with
+// notify_unknown_recipients. A new window mails again, and the janitor prunes old windows.
+func TestCodeMailsPerAddressAreLimited(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withRecovery(true), withVerification(true), func(c *core.Config) {
+		c.Recovery.NotifyUnknownRecipients = true
+		c.Code.MaxMessagesPerAddress = 3
+	})
+	registered(t, b, "ada@example.com")
+	mailsTo := func(to string) int {
+		n := 0
+		for _, m := range b.mail(t) {
+			if data, _ := m["template_data"].(map[string]any); data["to"] == to {
+				n++
+			}
+		}
+		return n
+	}
+	for _, to := range []string{"ada@example.com", "nobody@example.com"} {
+		b.askRecovery(t, to)
+		b.askRecovery(t, strings.ToUpper(to)) // the same address, typed otherwise
+		status, f := b.verify(t, b.flow(t, "verification"), map[string]any{"method": "code", "email": to})
+		if status != 200 || f["state"] != "sent_email" {
+			t.Fatalf("verification ask: %d %v", status, f["_raw"])
+		}
+		_, over := b.askRecovery(t, to)
+		wantMessages(t, over, ":1060003")
+		if n := mailsTo(to); n != 3 {
+			t.Fatalf("%s: %d mails after 4 asks, want 3", to, n)
+		}
+	}
+	// Another address is not affected by ada's limit.
+	registered(t, b, "bob@example.com")
+	b.askRecovery(t, "bob@example.com")
+	if n := mailsTo("bob@example.com"); n != 1 {
+		t.Fatalf("bob: %d mails", n)
+	}
+
+	// The window ends: ada is mailed again; the janitor then prunes the ended windows.
+	ctx := context.Background()
+	if _, err := b.db.Exec(ctx, `UPDATE code_mail_throttle SET window_start = now() - interval '2 hours',
+		expires_at = now() - interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	b.askRecovery(t, "ada@example.com")
+	if n := mailsTo("ada@example.com"); n != 4 {
+		t.Fatalf("ada after the window: %d mails, want 4", n)
+	}
+	if _, err := b.svc.PruneThrottle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.count(t, "code_mail_throttle"); n != 1 { // ada's fresh window only
+		t.Fatalf("%d code mail counters after pruning, want 1", n)
+	}
+}

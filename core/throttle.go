@@ -338,12 +338,17 @@ func throttleWait(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// PruneThrottle deletes throttle counters whose window and lock are both over; they would
-// restart at the next attempt anyway. RunJanitor calls it.
+// PruneThrottle deletes login throttle counters whose window and lock are both over, and code
+// mail counters whose window is over; they would restart at the next attempt anyway.
+// RunJanitor calls it.
 func (s *Service) PruneThrottle(ctx context.Context) (int64, error) {
 	tag, err := s.db.Exec(ctx, `DELETE FROM login_throttle WHERE expires_at < now()`)
 	if err != nil {
 		return 0, fmt.Errorf("prune login throttle: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	mails, err := s.db.Exec(ctx, `DELETE FROM code_mail_throttle WHERE expires_at < now()`)
+	if err != nil {
+		return 0, fmt.Errorf("prune code mail throttle: %w", err)
+	}
+	return tag.RowsAffected() + mails.RowsAffected(), nil
 }

@@ -356,7 +356,8 @@ func coreConfig(cfg *config.Config) (core.Config, error) {
 		Enabled: f.Verification.Enabled, Use: f.Verification.Use, NotifyUnknownRecipients: f.Verification.NotifyUnknownRecipients}
 	cm := cfg.Selfservice.Methods.Code
 	out.Code = core.CodeConfig{Enabled: cm.Enabled == nil || *cm.Enabled, Lifespan: time.Duration(cm.Config.Lifespan),
-		MaxSubmissions: cm.Config.MaxSubmissions}
+		MaxSubmissions: cm.Config.MaxSubmissions, MaxMessagesPerAddress: cm.Config.MaxMessagesPerAddress,
+		MessageWindow: time.Duration(cm.Config.MessageWindow)}
 	// Codes are keyed with secrets.default, else secrets.cookie (which the loader already
 	// filled from secrets.default): the first computes, all verify.
 	codeSecrets := cfg.Secrets.Default

@@ -232,6 +232,9 @@ type MethodsConfig struct {
 		Config  struct {
 			Lifespan       Duration `json:"lifespan"`        // unset: core.CodeLifespanDefault
 			MaxSubmissions int      `json:"max_submissions"` // unset: core.CodeMaxSubmissionsDefault
+			// Latch: code mails one address may get per window; unset: core.CodeMaxMessagesDefault.
+			MaxMessagesPerAddress int      `json:"max_messages_per_address"`
+			MessageWindow         Duration `json:"message_window"` // unset: core.CodeMessageWindowDefault
 		} `json:"config"`
 	} `json:"code"`
 }

@@ -352,6 +352,8 @@ selfservice: {flows: {login: {before: {hooks: [{hook: web_hook, config: {url: "h
 			[]string{`config: selfservice.flows.login.before.hooks[0].config.auth.config.in: "query" is not allowed here (allowed: header, cookie)`}},
 		{"bcrypt cost below 12 without dev", false, nil, minimal + "hashers: {bcrypt: {cost: 10}}",
 			[]string{"config: hashers.bcrypt.cost: must be >= 12 outside --dev (got 10)"}},
+		{"code mails per address below 1", true, nil, "selfservice: {methods: {code: {config: {max_messages_per_address: 0}}}}",
+			[]string{"config: selfservice.methods.code.config.max_messages_per_address: must be >= 1"}},
 		{"bcrypt cost below 4 even in dev", true, nil, "hashers: {bcrypt: {cost: 3}}",
 			[]string{"config: hashers.bcrypt.cost: must be >= 4"}},
 		{"dsn required", false, nil, "secrets: {cookie: [" + secret16 + "]}",
@@ -598,10 +600,10 @@ func jsonFields(typ reflect.Type) map[string]reflect.Type {
 func TestRecoveryVerificationKeys(t *testing.T) {
 	t.Parallel()
 	cfg, warnings := mustLoad(t, false, []string{"SELFSERVICE_FLOWS_RECOVERY_ENABLED=true",
-		"SELFSERVICE_METHODS_CODE_CONFIG_MAX_SUBMISSIONS=7"}, minimal+`
+		"SELFSERVICE_METHODS_CODE_CONFIG_MAX_SUBMISSIONS=7", "SELFSERVICE_METHODS_CODE_CONFIG_MAX_MESSAGES_PER_ADDRESS=4"}, minimal+`
 feature_flags: {use_continue_with_transitions: true}
 selfservice:
-  methods: {code: {config: {lifespan: 15m}}}
+  methods: {code: {config: {lifespan: 15m, message_window: 30m}}}
   flows:
     recovery:
       notify_unknown_recipients: true
@@ -616,7 +618,8 @@ selfservice:
 	if !f.Recovery.Enabled || !f.Recovery.NotifyUnknownRecipients || !f.Verification.Enabled || !cfg.FeatureFlags.UseContinueWithTransitions {
 		t.Errorf("flags not read: %+v %+v %+v", f.Recovery, f.Verification, cfg.FeatureFlags)
 	}
-	if got := cfg.Selfservice.Methods.Code.Config; got.MaxSubmissions != 7 || time.Duration(got.Lifespan) != 15*time.Minute {
+	if got := cfg.Selfservice.Methods.Code.Config; got.MaxSubmissions != 7 || time.Duration(got.Lifespan) != 15*time.Minute ||
+		got.MaxMessagesPerAddress != 4 || time.Duration(got.MessageWindow) != 30*time.Minute {
 		t.Errorf("code config: %+v", got)
 	}
 	if len(f.Login.After.Hooks) != 3 || len(f.Recovery.After.Hooks) != 1 {
