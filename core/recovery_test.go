@@ -654,3 +654,32 @@ func TestCodeMailsPerAddressAreLimited(t *testing.T) {
 		t.Fatalf("%d code mail counters after pruning, want 1", n)
 	}
 }
+
+// Concurrent asks for one address in separate flows cannot slip past the limit together.
+func TestCodeMailLimitHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withRecovery(true), func(c *core.Config) { c.Code.MaxMessagesPerAddress = 3 })
+	registered(t, b, "ada@example.com")
+	flows := make([]string, 12)
+	for n := range flows {
+		flows[n] = b.flow(t, "recovery")
+	}
+	var wg sync.WaitGroup
+	statuses := make([]int, len(flows))
+	for n, id := range flows {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[n], _ = call(t, "POST", b.public.URL+"/self-service/recovery?flow="+id, map[string]any{"method": "code", "email": "ada@example.com"})
+		}()
+	}
+	wg.Wait()
+	for _, s := range statuses {
+		if s != 200 {
+			t.Fatalf("statuses %v", statuses)
+		}
+	}
+	if n := len(b.mail(t)); n != 3 {
+		t.Fatalf("%d mails from 12 concurrent asks, want 3", n)
+	}
+}
