@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// importItem is one identity to create: where it came from and its body, as written.
+type importItem struct {
+	index int    // across every source, in reading order
+	where string // "users.json[3]"
+	raw   json.RawMessage
+}
+
+// label names the item in messages: its place and, when it has one, the identifier a person
+// would recognise (external_id, else an email, username or phone trait).
+func (it importItem) label() string {
+	var b struct {
+		ExternalID string          `json:"external_id"`
+		Traits     json.RawMessage `json:"traits"`
+	}
+	_ = json.Unmarshal(it.raw, &b)
+	name := b.ExternalID
+	if name == "" {
+		name = traitIdentifier(b.Traits)
+	}
+	if name == "" {
+		return it.where
+	}
+	return it.where + " (" + oneLine(name, 80) + ")"
+}
+
+type importResult struct {
+	answer json.RawMessage
+	err    error
+}
+
+var errStopped = errors.New("stopped")
+
+// identitiesImport creates identities from Kratos' CreateIdentityBody objects. Every source is
+// read twice: first to check it (JSON, objects, sizes) and count, so that a broken file imports
+// nothing; then to send, at most --concurrency at a time. The body is sent as written: the
+// server decides what it accepts, and says so per item.
+func identitiesImport(c *command) error {
+	concurrency := c.fs.Int("concurrency", 4, "identities created at once (1 to 64)")
+	pos, err := c.parse()
+	if err != nil {
+		return err
+	}
+	if *concurrency < 1 || *concurrency > 64 {
+		return usagef("--concurrency must be between 1 and 64, not %d", *concurrency)
+	}
+	srcs, err := c.sources(pos)
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, s := range srcs {
+		err := readSource(s, func(int, json.RawMessage) error { total++; return nil })
+		if err != nil {
+			return fmt.Errorf("%w; nothing was imported", err)
+		}
+	}
+	if total == 0 {
+		return errors.New("no identities to import: the input holds an empty array")
+	}
+	if err := c.connect(); err != nil {
+		return err
+	}
+
+	prog := c.newProgress(total, "importing identities")
+	created := make([]json.RawMessage, total)
+	t := tally{total: total}
+	sent := 0
+	produceErr := bulk(c.ctx, *concurrency, func(send func(importItem) bool) error {
+		index := 0
+		for _, s := range srcs {
+			err := readSource(s, func(i int, raw json.RawMessage) error {
+				if index >= total {
+					return fmt.Errorf("%s: changed while it was imported (more items than when it was checked)", s.name)
+				}
+				if !send(importItem{index: index, where: fmt.Sprintf("%s[%d]", s.name, i), raw: raw}) {
+					return errStopped
+				}
+				index++
+				sent++
+				return nil
+			})
+			if errors.Is(err, errStopped) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func(ctx context.Context, it importItem) importResult {
+		a, err := c.client.Do(ctx, http.MethodPost, "/admin/identities", nil, it.raw)
+		if err != nil {
+			return importResult{err: err}
+		}
+		return importResult{answer: a.Body}
+	}, func(it importItem, r importResult) {
+		prog.step()
+		if r.err != nil {
+			t.failed++
+			prog.println("latch: %s %s: %v", c.name, it.label(), r.err)
+			return
+		}
+		t.ok++
+		created[it.index] = r.answer
+	})
+	prog.done()
+
+	var items []json.RawMessage
+	for _, raw := range created {
+		if raw != nil {
+			items = append(items, raw)
+		}
+	}
+	printErr := c.show(identityView, items, false)
+	interrupted := c.ctx.Err() != nil && sent < total
+	if produceErr != nil {
+		fmt.Fprintf(c.std.Stderr, "latch: %s: %v\n", c.name, produceErr)
+	}
+	if !c.quiet || t.failed > 0 || interrupted {
+		fmt.Fprintln(c.std.Stderr, t.summary("imported", "identities", interrupted))
+	}
+	return finish(printErr, t.failed > 0 || interrupted || produceErr != nil)
+}
+
+// readSource opens s and scans its items.
+func readSource(s source, fn func(int, json.RawMessage) error) error {
+	rc, err := s.open()
+	if err != nil {
+		return err // *os.PathError names the file: "open users.json: no such file or directory"
+	}
+	defer rc.Close()
+	return scanItems(s.name, rc, fn)
+}
