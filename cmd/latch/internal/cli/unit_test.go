@@ -152,12 +152,12 @@ func TestNextPageToken(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
 		`</admin/identities?page_size=2&page_token=abc>; rel="first",</admin/identities?page_size=2&page_token=def>; rel="next"`: "def",
-		`</admin/identities?page_size=2>; rel="first"`:                        "",
-		`<https://proxy/x/admin/identities?page_token=a%2Bb>; rel="next"`:      "a+b",
-		`</admin/identities?page_token=t>;rel="next"`:                          "t",
-		`garbage`:                                                             "",
-		`</admin/identities?page_token=t>; rel="prev"`:                         "",
-		`</admin/identities?page_size=2&page_token=x>; rel=next`:               "",
+		`</admin/identities?page_size=2>; rel="first"`:                    "",
+		`<https://proxy/x/admin/identities?page_token=a%2Bb>; rel="next"`: "a+b",
+		`</admin/identities?page_token=t>;rel="next"`:                     "t",
+		`garbage`: "",
+		`</admin/identities?page_token=t>; rel="prev"`:                        "",
+		`</admin/identities?page_size=2&page_token=x>; rel=next`:              "",
 		`</admin/identities?page_size=2&page_token=z>; title="a"; rel="next"`: "z",
 	}
 	for link, want := range cases {
@@ -171,13 +171,13 @@ func TestNextPageToken(t *testing.T) {
 func TestOneLine(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"plain":                  "plain",
-		"  two\n\nlines\t\tand ": "two lines and",
-		"\x1b[31mred\x1b[0m":     "[31mred [0m",
+		"plain":                    "plain",
+		"  two\n\nlines\t\tand ":   "two lines and",
+		"\x1b[31mred\x1b[0m":       "[31mred [0m",
 		"bell\x07 osc\x1b]0;t\x07": "bell osc ]0;t",
-		"c1\u009b31m":            "c1 31m",
-		"bad\xffutf8":            "bad?utf8",
-		strings.Repeat("é", 100): strings.Repeat("é", 10) + "…",
+		"c1\u009b31m":              "c1 31m",
+		"bad\xffutf8":              "bad?utf8",
+		strings.Repeat("é", 100):   strings.Repeat("é", 10) + "…",
 	}
 	for in, want := range cases {
 		if got := oneLine(in, 20); got != want {

@@ -171,8 +171,10 @@ func TestEndpointsAndDeliveries(t *testing.T) {
 	want(t, r, 0)
 	var detail struct {
 		ID       string
-		Attempts []struct{ StatusCode int `json:"status_code"` }
-		Body     json.RawMessage
+		Attempts []struct {
+			StatusCode int `json:"status_code"`
+		}
+		Body json.RawMessage
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &detail); err != nil || detail.ID != dead[0].ID || len(detail.Attempts) != 1 || detail.Attempts[0].StatusCode != 410 {
 		t.Errorf("deliveries get --format json: %v\n%s", err, r)
