@@ -24,11 +24,11 @@ type progress struct {
 	bar *progressbar.ProgressBar // nil: not drawn
 }
 
-// newProgress returns the progress of total items. A bar is drawn only for more than one item,
-// on a terminal, without -q.
+// newProgress returns the progress of total items. A bar is drawn only for more than one item
+// and on a terminal (-q quiets stdout, not the terminal: `import -q > ids.txt` still shows it).
 func (c *command) newProgress(total int, what string) *progress {
 	p := &progress{w: c.std.Stderr}
-	if c.quiet || total < 2 || !c.stderrIsTerminal() {
+	if total < 2 || !c.stderrIsTerminal() {
 		return p
 	}
 	p.bar = progressbar.NewOptions(total,
