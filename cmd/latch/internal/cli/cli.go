@@ -265,11 +265,6 @@ func (c *command) getenv(name string) string {
 	return v
 }
 
-// fail reports one item's failure on stderr: "latch: identities get ID: 404 Not Found: ...".
-func (c *command) fail(item string, err error) {
-	fmt.Fprintf(c.std.Stderr, "latch: %s %s: %v\n", c.name, item, err)
-}
-
 // stderrIsTerminal reports whether progress may be drawn.
 func (c *command) stderrIsTerminal() bool {
 	if c.forceProgress {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -277,8 +276,7 @@ func endpointsTest(c *command) error {
 			} else if r.Error != nil {
 				msg += ": " + oneLine(*r.Error, 300)
 			}
-			c.fail(id, errors.New(msg))
-			return a.Body, errKeptFailure
+			return a.Body, &keptFailure{msg}
 		}
 		return a.Body, nil
 	})

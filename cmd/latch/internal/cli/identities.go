@@ -145,43 +145,48 @@ func checkUUID(id, what string) error {
 	return nil
 }
 
-// eachID runs one request per id in order, printing each failure as it happens. It returns the
-// answers of those that succeeded and whether any failed.
+// eachID runs one request per id, in order, printing each failure as it happens, with a
+// progress bar when there are many (`identities delete -` with thousands of ids). It returns
+// the answers of those that succeeded and whether any failed. what, when not "", is the kind
+// of id, which must then be a UUID.
 func (c *command) eachID(ids []string, what string, call func(id string) (json.RawMessage, error)) ([]json.RawMessage, bool) {
 	var ok []json.RawMessage
 	failed := false
+	prog := c.newProgress(len(ids), c.name)
+	defer prog.done()
 	for _, id := range ids {
-		if c.ctx.Err() != nil {
-			c.fail(id, fmt.Errorf("not attempted: interrupted"))
-			failed = true
-			continue
+		err := c.ctx.Err()
+		var raw json.RawMessage
+		switch {
+		case err != nil:
+			err = errors.New("not attempted: interrupted")
+		case what != "":
+			err = checkUUID(id, what)
 		}
-		if what != "" {
-			if err := checkUUID(id, what); err != nil {
-				c.fail(id, err)
-				failed = true
-				continue
-			}
+		if err == nil {
+			raw, err = call(id)
 		}
-		raw, err := call(id)
-		if errors.Is(err, errKeptFailure) {
+		prog.step()
+		switch {
+		case errors.As(err, new(*keptFailure)):
+			prog.println("latch: %s %s: %v", c.name, id, err)
 			ok = append(ok, raw)
 			failed = true
-			continue
-		}
-		if err != nil {
-			c.fail(id, err)
+		case err != nil:
+			prog.println("latch: %s %s: %v", c.name, id, err)
 			failed = true
-			continue
+		default:
+			ok = append(ok, raw)
 		}
-		ok = append(ok, raw)
 	}
 	return ok, failed
 }
 
-// errKeptFailure is what a call returns when the request worked but what it reports is a
-// failure (a test send the endpoint refused): the call printed why, and its answer is shown.
-var errKeptFailure = errors.New("failure reported with its answer")
+// keptFailure is what a call returns when the request worked but what it reports is a failure
+// (a test send the endpoint refused): eachID prints why, and shows the answer as well.
+type keptFailure struct{ msg string }
+
+func (e *keptFailure) Error() string { return e.msg }
 
 // finish turns "some items failed" into exit status 1 once the output is written.
 func finish(printErr error, failed bool) error {

@@ -197,6 +197,17 @@ func TestImportProgress(t *testing.T) {
 	if len(s.identityIDs(t)) != 2*n {
 		t.Errorf("want %d identities on the server", 2*n)
 	}
+	// Many ids on the command line or stdin show progress too, failures above the bar.
+	list := s.cli(t, "identities", "list", "-q")
+	r = runWith(t, true, s.env(), list.stdout+" "+uuid.NewString(), "identities", "delete", "-", "-q")
+	want(t, r, 1)
+	contains(t, "stderr", r.stderr, "identities delete", "/81", ": 404 Not Found: Unable to locate the resource\n")
+	if got := len(lines(r.stdout)); got != 2*n {
+		t.Errorf("delete -q: %d ids printed, want %d", got, 2*n)
+	}
+	if left := s.identityIDs(t); len(left) != 0 {
+		t.Errorf("%d identities left", len(left))
+	}
 }
 
 // TestImportRefusesBrokenInput checks what is wrong with an input before anything is sent:
