@@ -123,7 +123,7 @@ func (r *runner) main(args []string) int {
 func (r *runner) groupUsage(w io.Writer, name string, g group) {
 	fmt.Fprintf(w, "latch %s: %s\n\nUsage:\n", name, g.summary)
 	for _, a := range g.actions {
-		fmt.Fprintf(w, "  latch %s %s %s\n      %s\n", name, a.name, a.args, a.summary)
+		fmt.Fprintf(w, "  latch %s\n      %s\n", strings.TrimSpace(name+" "+a.name+" "+a.args), a.summary)
 	}
 	fmt.Fprintf(w, "\nEvery action takes -e/--endpoint URL (else $%s, else $%s), --format table|json|json-pretty,\n"+
 		"-q/--quiet and --timeout. `latch %s ACTION -h` lists an action's flags. See docs/CLI.md.\n", EnvEndpoint, EnvKratosEndpoint, name)
@@ -192,7 +192,7 @@ func (c *command) commonFlags() {
 }
 
 func (c *command) usage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: latch %s %s [flags]\n  %s\n\nFlags:\n", c.name, c.action.args, c.action.summary)
+	fmt.Fprintf(w, "Usage: latch %s [flags]\n  %s\n\nFlags:\n", strings.TrimSpace(c.name+" "+c.action.args), c.action.summary)
 	c.fs.SetOutput(w)
 	c.fs.PrintDefaults()
 	c.fs.SetOutput(io.Discard)
