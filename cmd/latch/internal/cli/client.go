@@ -80,7 +80,7 @@ func (e *APIError) Error() string {
 		s += ": " + e.Reason
 	case e.Message != "":
 		s += ": " + e.Message
-	case e.Body != "":
+	case e.Body != "" && e.Body != e.Line:
 		s += ": " + e.Body
 	}
 	if e.ID != "" {

@@ -315,7 +315,7 @@ func (c *command) replayIDs(ids []string, concurrency int) error {
 		prog.step()
 		if r.err != nil {
 			t.failed++
-			prog.println("latch: %s %s: %v", c.name, ids[i], r.err)
+			prog.println("latch: %s %s: %v", c.name, itemName(ids[i]), r.err)
 			return
 		}
 		t.ok++

@@ -162,6 +162,9 @@ func (c *command) eachID(ids []string, what string, call func(id string) (json.R
 			err = errors.New("not attempted: interrupted")
 		case what != "":
 			err = checkUUID(id, what)
+		case id == "" || id == "." || id == "..":
+			// As a path segment it would name a different route, not a resource.
+			err = errors.New("not an id; nothing was sent")
 		}
 		if err == nil {
 			raw, err = call(id)
@@ -169,17 +172,25 @@ func (c *command) eachID(ids []string, what string, call func(id string) (json.R
 		prog.step()
 		switch {
 		case errors.As(err, new(*keptFailure)):
-			prog.println("latch: %s %s: %v", c.name, id, err)
+			prog.println("latch: %s %s: %v", c.name, itemName(id), err)
 			ok = append(ok, raw)
 			failed = true
 		case err != nil:
-			prog.println("latch: %s %s: %v", c.name, id, err)
+			prog.println("latch: %s %s: %v", c.name, itemName(id), err)
 			failed = true
 		default:
 			ok = append(ok, raw)
 		}
 	}
 	return ok, failed
+}
+
+// itemName is an id as messages show it: on one line, cut, and visible when empty.
+func itemName(id string) string {
+	if id == "" {
+		return `""`
+	}
+	return oneLine(id, 80)
 }
 
 // keptFailure is what a call returns when the request worked but what it reports is a failure

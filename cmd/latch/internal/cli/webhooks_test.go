@@ -143,6 +143,25 @@ func TestEndpointsAndDeliveries(t *testing.T) {
 		t.Errorf("enable two --format json: %v\n%s", err, r)
 	}
 
+	// Ids that are not ids: a path segment that would name another route, a slash, escape
+	// sequences, 100 kB. Each is one clean line; the endpoint is untouched.
+	long := strings.Repeat("x", 100_000)
+	r = s.cli(t, "endpoints", "disable", "", "..", ".", "a/b", "\x1b[31mred", long, "--format", "json")
+	want(t, r, 1)
+	contains(t, "stderr", r.stderr,
+		`latch: endpoints disable "": not an id; nothing was sent`+"\n",
+		"latch: endpoints disable ..: not an id; nothing was sent\n",
+		"latch: endpoints disable a/b: 404 Not Found: Unable to locate the resource\n",
+		"latch: endpoints disable [31mred: 404 Not Found",
+		"latch: endpoints disable "+strings.Repeat("x", 80)+"…: 4")
+	if len(lines(r.stderr)) != 6 || strings.Contains(r.stderr, "\x1b") || r.stdout != "[]\n" {
+		t.Errorf("hostile endpoint ids: %s", r)
+	}
+	s.adminJSON(t, "GET", "/admin/webhooks/endpoints/"+ep, nil, 200, &got)
+	if got.Disabled {
+		t.Error("a hostile id disabled the endpoint")
+	}
+
 	// Dead deliveries: the receiver answers 410 Gone, which ends a delivery at once.
 	rc.status.Store(410)
 	r = run(t, s.env(), `{"traits":{"email":"a@example.com"}}{"traits":{"email":"b@example.com"}}{"traits":{"email":"c@example.com"}}`,
