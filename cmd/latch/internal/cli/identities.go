@@ -120,6 +120,7 @@ func checkPaging(pageSize, limit int) error {
 // standard input (`latch identities list -q | latch identities delete -`).
 func (c *command) ids(pos []string, what string) ([]string, error) {
 	if len(pos) == 1 && pos[0] == "-" {
+		c.stdinHint(what + "s")
 		b, err := readAllCapped(c.std.Stdin, maxStdinBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read %ss from standard input: %w", what, err)

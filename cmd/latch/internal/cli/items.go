@@ -54,6 +54,7 @@ func (c *command) sources(names []string) ([]source, error) {
 			continue
 		}
 		if stdin == nil {
+			c.stdinHint("JSON")
 			b, err := readAllCapped(c.std.Stdin, maxStdinBytes)
 			if err != nil {
 				return nil, fmt.Errorf("stdin: %w", err)
@@ -66,6 +67,13 @@ func (c *command) sources(names []string) ([]source, error) {
 		}})
 	}
 	return out, nil
+}
+
+// stdinHint tells a person who typed the command without input that it waits for some.
+func (c *command) stdinHint(what string) {
+	if f, ok := c.std.Stdin.(*os.File); ok && isTerminal(f) {
+		fmt.Fprintf(c.std.Stderr, "latch: %s: reading %s from standard input; end it with Ctrl-D\n", c.name, what)
+	}
 }
 
 // itemError is a problem with one item or with a source's JSON; it names where.

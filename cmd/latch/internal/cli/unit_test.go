@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -8,8 +9,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 func TestScanItems(t *testing.T) {
@@ -238,5 +242,50 @@ func TestTraitIdentifier(t *testing.T) {
 		if got := traitIdentifier(json.RawMessage(in)); got != want {
 			t.Errorf("%s: %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestBulk: every item sent is worked on and handed back once; after cancellation nothing more
+// starts, the items in flight finish with a context that is not cancelled, and no goroutine
+// outlives the call. Not parallel, so that goleak sees only this test's goroutines.
+func TestBulk(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var done []int
+	var sawCancelled atomic.Bool
+	err := bulk(ctx, 3, func(send func(int) bool) error {
+		for i := range 100 {
+			if !send(i) {
+				return nil
+			}
+		}
+		return errors.New("not stopped")
+	}, func(ctx context.Context, i int) int {
+		if i == 10 {
+			cancel()
+		}
+		if ctx.Err() != nil {
+			sawCancelled.Store(true)
+		}
+		return i * 2
+	}, func(i, r int) {
+		if r != i*2 {
+			t.Errorf("result %d for item %d", r, i)
+		}
+		done = append(done, i)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) < 11 || len(done) > 10+3+1 {
+		t.Errorf("%d items done after cancelling at the 11th with 3 workers", len(done))
+	}
+	if sawCancelled.Load() {
+		t.Error("work saw a cancelled context")
+	}
+	slices.Sort(done)
+	if done[0] != 0 || !slices.Equal(done, slices.Compact(slices.Clone(done))) {
+		t.Errorf("items done: %v", done)
 	}
 }
