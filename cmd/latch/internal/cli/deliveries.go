@@ -322,13 +322,7 @@ func (c *command) replayIDs(ids []string, concurrency int) error {
 		replayed[i] = r.answer
 	})
 	prog.done()
-	var items []json.RawMessage
-	for _, raw := range replayed {
-		if raw != nil {
-			items = append(items, raw)
-		}
-	}
-	printErr := c.show(deliveryView, items, len(ids) == 1)
+	printErr := c.show(deliveryView, present(replayed), len(ids) == 1)
 	interrupted := c.ctx.Err() != nil && sent < len(ids)
 	if len(ids) > 1 && (!c.quiet || t.failed > 0 || interrupted) {
 		fmt.Fprintln(c.std.Stderr, t.summary("replayed", "deliveries", interrupted))

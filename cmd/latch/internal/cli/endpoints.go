@@ -109,24 +109,76 @@ type repeated []string
 func (r *repeated) String() string     { return strings.Join(*r, "; ") }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
+// endpointFlags are the flags that describe a new endpoint.
+type endpointFlags struct {
+	url, description, ordering *string
+	eventTypes                 listFlag
+	headers, secrets           repeated
+	rateLimit                  *int
+	disabled                   *bool
+}
+
+func (c *command) endpointFlags() *endpointFlags {
+	f := &endpointFlags{}
+	f.url = c.fs.String("url", "", "where to send (required without --file)")
+	f.description = c.fs.String("description", "", "a note for operators")
+	c.fs.Var(&f.eventTypes, "event-type", "an event `type` or prefix.* to subscribe to (repeatable, or comma-separated; none: every type)")
+	c.fs.Var(&f.headers, "header", "an extra request header, \"`Name: value`\" (repeatable)")
+	c.fs.Var(&f.secrets, "secret", "a signing `secret` whsec_... (repeatable; none: one is generated)")
+	f.rateLimit = c.fs.Int("rate-limit", 0, "deliveries per second across every worker (0: no limit)")
+	f.ordering = c.fs.String("ordering", "", "none or per_identity (default none)")
+	f.disabled = c.fs.Bool("disabled", false, "create it disabled")
+	return f
+}
+
+// body is the API's EndpointInput with the fields the flags set. The server checks the values;
+// only what the flags' syntax decides is checked here.
+func (f *endpointFlags) body() ([]byte, error) {
+	if *f.url == "" {
+		return nil, usagef("--url is required (or --file)")
+	}
+	if *f.rateLimit < 0 {
+		return nil, usagef("--rate-limit must not be negative")
+	}
+	in := map[string]any{"url": *f.url}
+	if *f.description != "" {
+		in["description"] = *f.description
+	}
+	if len(f.eventTypes) > 0 {
+		in["event_types"] = []string(f.eventTypes)
+	}
+	if len(f.headers) > 0 {
+		h := map[string]string{}
+		for _, kv := range f.headers {
+			name, value, ok := strings.Cut(kv, ":")
+			if !ok || strings.TrimSpace(name) == "" {
+				return nil, usagef("--header %q is not \"Name: value\"", kv)
+			}
+			h[strings.TrimSpace(name)] = strings.TrimSpace(value)
+		}
+		in["headers"] = h
+	}
+	if len(f.secrets) > 0 {
+		in["signing_secrets"] = []string(f.secrets)
+	}
+	if *f.rateLimit > 0 {
+		in["rate_limit"] = *f.rateLimit
+	}
+	if *f.ordering != "" {
+		in["ordering"] = *f.ordering
+	}
+	if *f.disabled {
+		in["disabled"] = true
+	}
+	return json.Marshal(in)
+}
+
 // endpointsCreate makes an endpoint from flags, or from a JSON body (Latch's EndpointInput) in
 // a file or on standard input. The answer is the only one that shows the signing secret
 // without asking for it.
 func endpointsCreate(c *command) error {
-	var (
-		eventTypes listFlag
-		headers    repeated
-		secrets    repeated
-	)
 	file := c.fs.String("file", "", "read the endpoint as JSON from this `file` (- for standard input) instead of flags")
-	u := c.fs.String("url", "", "where to send (required without --file)")
-	desc := c.fs.String("description", "", "a note for operators")
-	c.fs.Var(&eventTypes, "event-type", "an event `type` or prefix.* to subscribe to (repeatable, or comma-separated; none: every type)")
-	c.fs.Var(&headers, "header", "an extra request header, \"`Name: value`\" (repeatable)")
-	c.fs.Var(&secrets, "secret", "a signing `secret` whsec_... (repeatable; none: one is generated)")
-	rate := c.fs.Int("rate-limit", 0, "deliveries per second across every worker (0: no limit)")
-	ordering := c.fs.String("ordering", "", "none or per_identity (default none)")
-	disabled := c.fs.Bool("disabled", false, "create it disabled")
+	fields := c.endpointFlags()
 	pos, err := c.parse()
 	if err != nil {
 		return err
@@ -141,47 +193,12 @@ func endpointsCreate(c *command) error {
 		if set {
 			return usagef("--file and the endpoint's flags (--url, --event-type, ...) exclude each other")
 		}
-		if body, err = c.readBody(*file); err != nil {
-			return err
-		}
+		body, err = c.readBody(*file)
 	} else {
-		if *u == "" {
-			return usagef("--url is required (or --file)")
-		}
-		if *rate < 0 {
-			return usagef("--rate-limit must not be negative")
-		}
-		in := map[string]any{"url": *u}
-		if *desc != "" {
-			in["description"] = *desc
-		}
-		if len(eventTypes) > 0 {
-			in["event_types"] = []string(eventTypes)
-		}
-		if len(headers) > 0 {
-			h := map[string]string{}
-			for _, kv := range headers {
-				name, value, ok := strings.Cut(kv, ":")
-				if !ok || strings.TrimSpace(name) == "" {
-					return usagef("--header %q is not \"Name: value\"", kv)
-				}
-				h[strings.TrimSpace(name)] = strings.TrimSpace(value)
-			}
-			in["headers"] = h
-		}
-		if len(secrets) > 0 {
-			in["signing_secrets"] = []string(secrets)
-		}
-		if *rate > 0 {
-			in["rate_limit"] = *rate
-		}
-		if *ordering != "" {
-			in["ordering"] = *ordering
-		}
-		if *disabled {
-			in["disabled"] = true
-		}
-		body, _ = json.Marshal(in)
+		body, err = fields.body()
+	}
+	if err != nil {
+		return err
 	}
 	if err := c.connect(); err != nil {
 		return err

@@ -75,29 +75,7 @@ func identitiesImport(c *command) error {
 	created := make([]json.RawMessage, total)
 	t := tally{total: total}
 	sent := 0
-	produceErr := bulk(c.ctx, *concurrency, func(send func(importItem) bool) error {
-		index := 0
-		for _, s := range srcs {
-			err := readSource(s, func(i int, raw json.RawMessage) error {
-				if index >= total {
-					return fmt.Errorf("%s: changed while it was imported (more items than when it was checked)", s.name)
-				}
-				if !send(importItem{index: index, where: fmt.Sprintf("%s[%d]", s.name, i), raw: raw}) {
-					return errStopped
-				}
-				index++
-				sent++
-				return nil
-			})
-			if errors.Is(err, errStopped) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	}, func(ctx context.Context, it importItem) importResult {
+	produceErr := bulk(c.ctx, *concurrency, itemProducer(srcs, total, &sent), func(ctx context.Context, it importItem) importResult {
 		a, err := c.client.Do(ctx, http.MethodPost, "/admin/identities", nil, it.raw)
 		if err != nil {
 			return importResult{err: err}
@@ -115,21 +93,56 @@ func identitiesImport(c *command) error {
 	})
 	prog.done()
 
-	var items []json.RawMessage
-	for _, raw := range created {
-		if raw != nil {
-			items = append(items, raw)
-		}
-	}
-	printErr := c.show(identityView, items, false)
+	printErr := c.show(identityView, present(created), false)
 	interrupted := c.ctx.Err() != nil && sent < total
+	if produceErr == nil && !interrupted && sent < total {
+		produceErr = errors.New("the input changed while it was imported (fewer items than when it was checked)")
+	}
 	if produceErr != nil {
 		fmt.Fprintf(c.std.Stderr, "latch: %s: %v\n", c.name, produceErr)
 	}
-	if !c.quiet || t.failed > 0 || interrupted {
+	if !c.quiet || t.failed > 0 || interrupted || produceErr != nil {
 		fmt.Fprintln(c.std.Stderr, t.summary("imported", "identities", interrupted))
 	}
 	return finish(printErr, t.failed > 0 || interrupted || produceErr != nil)
+}
+
+// itemProducer reads srcs again and sends their items in order, numbered across sources, until
+// send refuses (Ctrl-C). *sent counts the items handed over. An input that grew since it was
+// checked is an error: the progress and the summary were sized by the check.
+func itemProducer(srcs []source, total int, sent *int) func(send func(importItem) bool) error {
+	return func(send func(importItem) bool) error {
+		for _, s := range srcs {
+			err := readSource(s, func(i int, raw json.RawMessage) error {
+				if *sent >= total {
+					return fmt.Errorf("%s: changed while it was imported (more items than when it was checked)", s.name)
+				}
+				if !send(importItem{index: *sent, where: fmt.Sprintf("%s[%d]", s.name, i), raw: raw}) {
+					return errStopped
+				}
+				*sent++
+				return nil
+			})
+			if errors.Is(err, errStopped) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// present drops the nil entries: what failed or was never sent.
+func present(items []json.RawMessage) []json.RawMessage {
+	var out []json.RawMessage
+	for _, raw := range items {
+		if raw != nil {
+			out = append(out, raw)
+		}
+	}
+	return out
 }
 
 // readSource opens s and scans its items.
