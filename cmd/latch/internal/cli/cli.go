@@ -41,13 +41,12 @@ var Groups = []string{"identities", "sessions", "endpoints", "deliveries"}
 // Main runs `latch <group> <action> ...` (args[0] is the group) and returns the exit status.
 // version goes into the User-Agent.
 func Main(ctx context.Context, args []string, std Streams, env []string, version string) int {
-	r := &runner{ctx: ctx, std: std, env: env, version: version}
-	return r.main(args)
+	r := &runner{std: std, env: env, version: version}
+	return r.main(ctx, args)
 }
 
-// runner carries what every command needs.
+// runner carries what every command needs; the context is passed along, never kept.
 type runner struct {
-	ctx           context.Context
 	std           Streams
 	env           []string
 	version       string
@@ -59,7 +58,7 @@ type action struct {
 	name    string
 	args    string // the positional arguments, for the usage line
 	summary string
-	run     func(c *command) error
+	run     func(ctx context.Context, c *command) error
 }
 
 type group struct {
@@ -93,7 +92,7 @@ func (r *runner) groups() map[string]group {
 	}
 }
 
-func (r *runner) main(args []string) int {
+func (r *runner) main(ctx context.Context, args []string) int {
 	if len(args) == 0 || !slices.Contains(Groups, args[0]) {
 		fmt.Fprintf(r.std.Stderr, "latch: not an operator command: %q\n", strings.Join(args, " "))
 		return exitUsage
@@ -112,7 +111,7 @@ func (r *runner) main(args []string) int {
 	}
 	for _, a := range g.actions {
 		if a.name == args[1] {
-			return r.runAction(name, a, args[2:])
+			return r.runAction(ctx, name, a, args[2:])
 		}
 	}
 	fmt.Fprintf(r.std.Stderr, "latch: %s: unknown action %q\n\n", name, args[1])
@@ -139,14 +138,14 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
-func (r *runner) runAction(groupName string, a action, args []string) int {
+func (r *runner) runAction(ctx context.Context, groupName string, a action, args []string) int {
 	c := &command{runner: r, name: groupName + " " + a.name, action: a}
 	c.fs = flag.NewFlagSet("latch "+c.name, flag.ContinueOnError)
 	c.fs.SetOutput(io.Discard) // parse errors are printed once, below, with the usage
 	c.fs.Usage = func() {}
 	c.commonFlags()
 	c.args = args
-	err := a.run(c)
+	err := a.run(ctx, c)
 	var uerr *usageError
 	switch {
 	case err == nil:

@@ -102,7 +102,7 @@ func (f deliveryFilters) query() (map[string][]string, error) {
 		"identity_id", *f.identity, "since", since, "until", until), nil
 }
 
-func deliveriesList(c *command) error {
+func deliveriesList(ctx context.Context, c *command) error {
 	f := c.deliveryFilterFlags()
 	pageSize := c.fs.Int("page-size", 100, "deliveries per request (1 to 1000)")
 	limit := c.fs.Int("limit", 100, "stop after this many deliveries, newest first (0: all)")
@@ -124,7 +124,7 @@ func deliveriesList(c *command) error {
 		return err
 	}
 	var items []json.RawMessage
-	err = c.client.Pages(c.ctx, "/admin/webhooks/deliveries", q, *pageSize, *limit, func(it json.RawMessage) error {
+	err = c.client.Pages(ctx, "/admin/webhooks/deliveries", q, *pageSize, *limit, func(it json.RawMessage) error {
 		items = append(items, it)
 		return nil
 	})
@@ -134,7 +134,7 @@ func deliveriesList(c *command) error {
 	return c.show(deliveryView, items, false)
 }
 
-func deliveriesGet(c *command) error {
+func deliveriesGet(ctx context.Context, c *command) error {
 	pos, err := c.parse()
 	if err != nil {
 		return err
@@ -146,8 +146,8 @@ func deliveriesGet(c *command) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	items, failed := c.eachID(ids, "delivery", func(id string) (json.RawMessage, error) {
-		a, err := c.client.Do(c.ctx, http.MethodGet, pathf("/admin/webhooks/deliveries/%s", id), nil, nil)
+	items, failed := c.eachID(ctx, ids, "delivery", func(id string) (json.RawMessage, error) {
+		a, err := c.client.Do(ctx, http.MethodGet, pathf("/admin/webhooks/deliveries/%s", id), nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -213,7 +213,7 @@ func (c *command) deliveryDetail(raw json.RawMessage) error {
 // deliveries first and replays them one by one, at most --concurrency at a time, so that the
 // progress shows and each refusal (a delivery being attempted right now, one whose body was
 // erased) is reported with its id instead of being skipped silently.
-func deliveriesReplay(c *command) error {
+func deliveriesReplay(ctx context.Context, c *command) error {
 	f := c.deliveryFilterFlags()
 	concurrency := c.fs.Int("concurrency", 4, "replays at once (1 to 64)")
 	dryRun := c.fs.Bool("dry-run", false, "with filters: list what would be replayed, replay nothing")
@@ -258,7 +258,7 @@ func deliveriesReplay(c *command) error {
 	}
 	if filtered {
 		var matched []json.RawMessage
-		err := c.client.Pages(c.ctx, "/admin/webhooks/deliveries", q, 1000, 0, func(it json.RawMessage) error {
+		err := c.client.Pages(ctx, "/admin/webhooks/deliveries", q, 1000, 0, func(it json.RawMessage) error {
 			matched = append(matched, it)
 			return nil
 		})
@@ -284,11 +284,11 @@ func deliveriesReplay(c *command) error {
 			return c.show(deliveryView, nil, false)
 		}
 	}
-	return c.replayIDs(ids, *concurrency)
+	return c.replayIDs(ctx, ids, *concurrency)
 }
 
 // replayIDs replays each id, with progress and a summary.
-func (c *command) replayIDs(ids []string, concurrency int) error {
+func (c *command) replayIDs(ctx context.Context, ids []string, concurrency int) error {
 	type result struct {
 		answer json.RawMessage
 		err    error
@@ -297,7 +297,7 @@ func (c *command) replayIDs(ids []string, concurrency int) error {
 	replayed := make([]json.RawMessage, len(ids))
 	t := tally{total: len(ids)}
 	sent := 0
-	_ = bulk(c.ctx, concurrency, func(send func(int) bool) error {
+	_ = bulk(ctx, concurrency, func(send func(int) bool) error {
 		for i := range ids {
 			if !send(i) {
 				return nil
@@ -323,7 +323,7 @@ func (c *command) replayIDs(ids []string, concurrency int) error {
 	})
 	prog.done()
 	printErr := c.show(deliveryView, present(replayed), len(ids) == 1)
-	interrupted := c.ctx.Err() != nil && sent < len(ids)
+	interrupted := ctx.Err() != nil && sent < len(ids)
 	if len(ids) > 1 && (!c.quiet || t.failed > 0 || interrupted) {
 		fmt.Fprintln(c.std.Stderr, t.summary("replayed", "deliveries", interrupted))
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -63,7 +64,7 @@ var createdEndpointView = view{
 	},
 }
 
-func endpointsList(c *command) error {
+func endpointsList(ctx context.Context, c *command) error {
 	pageSize := c.fs.Int("page-size", 250, "endpoints per request (1 to 1000)")
 	limit := c.fs.Int("limit", 0, "stop after this many endpoints (0: all)")
 	pos, err := c.parse()
@@ -80,7 +81,7 @@ func endpointsList(c *command) error {
 		return err
 	}
 	var items []json.RawMessage
-	err = c.client.Pages(c.ctx, "/admin/webhooks/endpoints", nil, *pageSize, *limit, func(it json.RawMessage) error {
+	err = c.client.Pages(ctx, "/admin/webhooks/endpoints", nil, *pageSize, *limit, func(it json.RawMessage) error {
 		items = append(items, it)
 		return nil
 	})
@@ -176,7 +177,7 @@ func (f *endpointFlags) body() ([]byte, error) {
 // endpointsCreate makes an endpoint from flags, or from a JSON body (Latch's EndpointInput) in
 // a file or on standard input. The answer is the only one that shows the signing secret
 // without asking for it.
-func endpointsCreate(c *command) error {
+func endpointsCreate(ctx context.Context, c *command) error {
 	file := c.fs.String("file", "", "read the endpoint as JSON from this `file` (- for standard input) instead of flags")
 	fields := c.endpointFlags()
 	pos, err := c.parse()
@@ -203,7 +204,7 @@ func endpointsCreate(c *command) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	a, err := c.client.Do(c.ctx, http.MethodPost, "/admin/webhooks/endpoints", nil, body)
+	a, err := c.client.Do(ctx, http.MethodPost, "/admin/webhooks/endpoints", nil, body)
 	if err != nil {
 		return err
 	}
@@ -264,7 +265,7 @@ var testResultView = view{
 
 // endpointsTest sends a webhook.test event to each endpoint now. A send the endpoint did not
 // accept is a failure of the command (exit 1), so that a script can check an endpoint.
-func endpointsTest(c *command) error {
+func endpointsTest(ctx context.Context, c *command) error {
 	pos, err := c.parse()
 	if err != nil {
 		return err
@@ -276,8 +277,8 @@ func endpointsTest(c *command) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	items, failed := c.eachID(ids, "", func(id string) (json.RawMessage, error) {
-		a, err := c.client.Do(c.ctx, http.MethodPost, pathf("/admin/webhooks/endpoints/%s/test", id), nil, nil)
+	items, failed := c.eachID(ctx, ids, "", func(id string) (json.RawMessage, error) {
+		a, err := c.client.Do(ctx, http.MethodPost, pathf("/admin/webhooks/endpoints/%s/test", id), nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -300,12 +301,12 @@ func endpointsTest(c *command) error {
 	return finish(c.show(testResultView, items, len(ids) == 1), failed)
 }
 
-func endpointsEnable(c *command) error  { return endpointsSwitch(c, false) }
-func endpointsDisable(c *command) error { return endpointsSwitch(c, true) }
+func endpointsEnable(ctx context.Context, c *command) error  { return endpointsSwitch(ctx, c, false) }
+func endpointsDisable(ctx context.Context, c *command) error { return endpointsSwitch(ctx, c, true) }
 
 // endpointsSwitch sets disabled on each endpoint (PATCH, a merge patch of that one field).
 // Enabling also clears the failure streak and the circuit breaker, as the API does.
-func endpointsSwitch(c *command, disabled bool) error {
+func endpointsSwitch(ctx context.Context, c *command, disabled bool) error {
 	pos, err := c.parse()
 	if err != nil {
 		return err
@@ -318,8 +319,8 @@ func endpointsSwitch(c *command, disabled bool) error {
 		return err
 	}
 	body, _ := json.Marshal(map[string]bool{"disabled": disabled})
-	items, failed := c.eachID(ids, "", func(id string) (json.RawMessage, error) {
-		a, err := c.client.Do(c.ctx, http.MethodPatch, pathf("/admin/webhooks/endpoints/%s", id), nil, body)
+	items, failed := c.eachID(ctx, ids, "", func(id string) (json.RawMessage, error) {
+		a, err := c.client.Do(ctx, http.MethodPatch, pathf("/admin/webhooks/endpoints/%s", id), nil, body)
 		if err != nil {
 			return nil, err
 		}

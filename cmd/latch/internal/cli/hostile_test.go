@@ -179,9 +179,9 @@ func TestImportInterrupted(t *testing.T) {
 	}))
 	defer srv.Close()
 	var out, errb bytes.Buffer
-	r := &runner{ctx: ctx, std: Streams{Stdin: strings.NewReader(`{"traits":{}}{"traits":{}}{"traits":{}}{"traits":{}}{"traits":{}}`),
+	r := &runner{std: Streams{Stdin: strings.NewReader(`{"traits":{}}{"traits":{}}{"traits":{}}{"traits":{}}{"traits":{}}`),
 		Stdout: &out, Stderr: &errb}, env: []string{"LATCH_ADMIN_URL=" + srv.URL}}
-	code := r.main([]string{"identities", "import", "--concurrency", "1"})
+	code := r.main(ctx, []string{"identities", "import", "--concurrency", "1"})
 	res := result{code, out.String(), errb.String()}
 	want(t, res, 1)
 	if n.Load() != 2 {

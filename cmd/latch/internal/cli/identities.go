@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,7 +74,7 @@ func traitIdentifier(traits json.RawMessage) string {
 	return ""
 }
 
-func identitiesList(c *command) error {
+func identitiesList(ctx context.Context, c *command) error {
 	pageSize := c.fs.Int("page-size", 250, "identities per request (1 to 1000)")
 	limit := c.fs.Int("limit", 0, "stop after this many identities (0: all)")
 	identifier := c.fs.String("identifier", "", "only the identity with this credentials identifier (e.g. an email address)")
@@ -95,7 +96,7 @@ func identitiesList(c *command) error {
 		q.Set("credentials_identifier", *identifier)
 	}
 	var items []json.RawMessage
-	err = c.client.Pages(c.ctx, "/admin/identities", q, *pageSize, *limit, func(it json.RawMessage) error {
+	err = c.client.Pages(ctx, "/admin/identities", q, *pageSize, *limit, func(it json.RawMessage) error {
 		items = append(items, it)
 		return nil
 	})
@@ -150,13 +151,13 @@ func checkUUID(id, what string) error {
 // progress bar when there are many (`identities delete -` with thousands of ids). It returns
 // the answers of those that succeeded and whether any failed. what, when not "", is the kind
 // of id, which must then be a UUID.
-func (c *command) eachID(ids []string, what string, call func(id string) (json.RawMessage, error)) ([]json.RawMessage, bool) {
+func (c *command) eachID(ctx context.Context, ids []string, what string, call func(id string) (json.RawMessage, error)) ([]json.RawMessage, bool) {
 	var ok []json.RawMessage
 	failed := false
 	prog := c.newProgress(len(ids), c.name)
 	defer prog.done()
 	for _, id := range ids {
-		err := c.ctx.Err()
+		err := ctx.Err()
 		var raw json.RawMessage
 		switch {
 		case err != nil:
@@ -211,7 +212,7 @@ func finish(printErr error, failed bool) error {
 	return nil
 }
 
-func identitiesGet(c *command) error {
+func identitiesGet(ctx context.Context, c *command) error {
 	pos, err := c.parse()
 	if err != nil {
 		return err
@@ -223,8 +224,8 @@ func identitiesGet(c *command) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	items, failed := c.eachID(ids, "identity", func(id string) (json.RawMessage, error) {
-		a, err := c.client.Do(c.ctx, http.MethodGet, pathf("/admin/identities/%s", id), nil, nil)
+	items, failed := c.eachID(ctx, ids, "identity", func(id string) (json.RawMessage, error) {
+		a, err := c.client.Do(ctx, http.MethodGet, pathf("/admin/identities/%s", id), nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -236,7 +237,7 @@ func identitiesGet(c *command) error {
 	return finish(c.show(identityView, items, len(ids) == 1), failed)
 }
 
-func identitiesDelete(c *command) error {
+func identitiesDelete(ctx context.Context, c *command) error {
 	pos, err := c.parse()
 	if err != nil {
 		return err
@@ -248,8 +249,8 @@ func identitiesDelete(c *command) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	done, failed := c.eachID(ids, "identity", func(id string) (json.RawMessage, error) {
-		if _, err := c.client.Do(c.ctx, http.MethodDelete, pathf("/admin/identities/%s", id), nil, nil); err != nil {
+	done, failed := c.eachID(ctx, ids, "identity", func(id string) (json.RawMessage, error) {
+		if _, err := c.client.Do(ctx, http.MethodDelete, pathf("/admin/identities/%s", id), nil, nil); err != nil {
 			return nil, err
 		}
 		raw, _ := json.Marshal(id)

@@ -44,7 +44,7 @@ var errStopped = errors.New("stopped")
 // read twice: first to check it (JSON, objects, sizes) and count, so that a broken file imports
 // nothing; then to send, at most --concurrency at a time. The body is sent as written: the
 // server decides what it accepts, and says so per item.
-func identitiesImport(c *command) error {
+func identitiesImport(ctx context.Context, c *command) error {
 	concurrency := c.fs.Int("concurrency", 4, "identities created at once (1 to 64)")
 	pos, err := c.parse()
 	if err != nil {
@@ -75,7 +75,7 @@ func identitiesImport(c *command) error {
 	created := make([]json.RawMessage, total)
 	t := tally{total: total}
 	sent := 0
-	produceErr := bulk(c.ctx, *concurrency, itemProducer(srcs, total, &sent), func(ctx context.Context, it importItem) importResult {
+	produceErr := bulk(ctx, *concurrency, itemProducer(srcs, total, &sent), func(ctx context.Context, it importItem) importResult {
 		a, err := c.client.Do(ctx, http.MethodPost, "/admin/identities", nil, it.raw)
 		if err != nil {
 			return importResult{err: err}
@@ -94,7 +94,7 @@ func identitiesImport(c *command) error {
 	prog.done()
 
 	printErr := c.show(identityView, present(created), false)
-	interrupted := c.ctx.Err() != nil && sent < total
+	interrupted := ctx.Err() != nil && sent < total
 	if produceErr == nil && !interrupted && sent < total {
 		produceErr = errors.New("the input changed while it was imported (fewer items than when it was checked)")
 	}

@@ -86,9 +86,9 @@ func run(t *testing.T, env []string, stdin string, args ...string) result {
 func runWith(t *testing.T, progress bool, env []string, stdin string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
-	r := &runner{ctx: t.Context(), std: Streams{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb},
+	r := &runner{std: Streams{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb},
 		env: env, version: "test", forceProgress: progress}
-	code := r.main(args)
+	code := r.main(t.Context(), args)
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 

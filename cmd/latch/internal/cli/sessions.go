@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 )
@@ -8,7 +9,7 @@ import (
 // sessionsRevoke revokes sessions by id (DELETE /admin/sessions/{id}: the row stays, inactive),
 // or, with --identity, every session of each identity given (DELETE
 // /admin/identities/{id}/sessions: "sign this user out everywhere").
-func sessionsRevoke(c *command) error {
+func sessionsRevoke(ctx context.Context, c *command) error {
 	byIdentity := c.fs.Bool("identity", false, "the ids are identity ids: revoke every session of each")
 	pos, err := c.parse()
 	if err != nil {
@@ -25,8 +26,8 @@ func sessionsRevoke(c *command) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	done, failed := c.eachID(ids, kind, func(id string) (json.RawMessage, error) {
-		if _, err := c.client.Do(c.ctx, http.MethodDelete, pathf(route, id), nil, nil); err != nil {
+	done, failed := c.eachID(ctx, ids, kind, func(id string) (json.RawMessage, error) {
+		if _, err := c.client.Do(ctx, http.MethodDelete, pathf(route, id), nil, nil); err != nil {
 			return nil, err
 		}
 		raw, _ := json.Marshal(id)
