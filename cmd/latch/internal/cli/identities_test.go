@@ -224,7 +224,7 @@ func TestImportRefusesBrokenInput(t *testing.T) {
 		{"trailing", `[{"traits": {"email": "a@example.com"}}] {}`, "trailing.json: invalid JSON near byte 42: more after the closing ]; nothing was imported"},
 		{"string", `"hello"`, `string.json[0]: not a JSON object`},
 		{"array-of-arrays", `[{"traits": {"email": "a@example.com"}}, []]`, `array-of-arrays.json[1]: not a JSON object`},
-		{"empty", " \n ", "empty.json: empty: no identity in it"},
+		{"empty", " \n ", "empty.json: empty: no JSON object in it"},
 		{"empty-array", "[]", "no identities to import: the input holds an empty array"},
 		{"too-large", big, "too-large.json[0]: larger than 1 MiB, the admin API's limit for one request"},
 		{"binary", "\x00\x01\x02", "binary.json[0]: invalid JSON near byte 1: invalid character '\\x00' looking for beginning of value; nothing was imported"},

@@ -94,7 +94,7 @@ func scanItems(name string, r io.Reader, fn func(index int, raw json.RawMessage)
 	br := bufio.NewReader(lim)
 	first, err := firstByte(br)
 	if err == io.EOF {
-		return &itemError{name, "empty: no identity in it"}
+		return &itemError{name, "empty: no JSON object in it"}
 	}
 	if err != nil {
 		return &itemError{name, err.Error()}
@@ -133,7 +133,7 @@ func scanItems(name string, r io.Reader, fn func(index int, raw json.RawMessage)
 		if err := dec.Decode(&raw); err != nil {
 			if !array && err == io.EOF {
 				if index == 0 {
-					return &itemError{name, "empty: no identity in it"}
+					return &itemError{name, "empty: no JSON object in it"}
 				}
 				return nil
 			}

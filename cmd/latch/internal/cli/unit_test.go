@@ -29,8 +29,8 @@ func TestScanItems(t *testing.T) {
 		{"concatenated", `{"a":1}{"b":2}`, []string{`{"a":1}`, `{"b":2}`}, ""},
 		{"empty array", `[]`, nil, ""},
 		{"numbers kept", `{"n": 12345678901234567890}`, []string{`{"n": 12345678901234567890}`}, ""},
-		{"empty", "", nil, "in: empty: no identity in it"},
-		{"spaces", " \t\r\n", nil, "in: empty: no identity in it"},
+		{"empty", "", nil, "in: empty: no JSON object in it"},
+		{"spaces", " \t\r\n", nil, "in: empty: no JSON object in it"},
 		{"null", `null`, nil, "in[0]: not a JSON object"},
 		{"array of numbers", `[1]`, nil, "in[0]: not a JSON object"},
 		{"object then junk", `{"a":1} x`, nil, "in[1]: invalid JSON near byte 9: invalid character 'x' looking for beginning of value"},
@@ -38,6 +38,9 @@ func TestScanItems(t *testing.T) {
 		{"unclosed object", `{"a":`, nil, "in: invalid JSON: it ends in the middle of a value"},
 		{"after array", `[{"a":1}] [`, nil, "in: invalid JSON near byte 11: more after the closing ]"},
 		{"nul", "{\"a\":\x00}", nil, "in[0]: invalid JSON near byte 6"},
+		{"trailing comma", `[{"a":1},]`, nil, "in[1]: invalid JSON near byte 8: invalid character ']' looking for beginning of value"},
+		{"missing comma", `[{"a":1} {"b":2}]`, nil, "in[1]: invalid JSON"},
+		{"unopened", `{"a":1}]`, nil, "in[1]: invalid JSON"},
 	}
 	for _, c := range cases {
 		var got []string
