@@ -193,6 +193,11 @@ func apiError(resp *http.Response, body []byte) *APIError {
 		}
 	}
 	e.Body = oneLine(string(body), 200)
+	if e.Status == http.StatusNotFound {
+		// Latch answers an unknown resource with Kratos' JSON; a bare 404 is an unknown route:
+		// the public port, or a proxy path that does not lead to the admin API.
+		e.Body += " (no such route: is this Latch's admin API?)"
+	}
 	return e
 }
 
