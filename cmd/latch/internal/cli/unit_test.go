@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -290,5 +293,30 @@ func TestBulk(t *testing.T) {
 	slices.Sort(done)
 	if done[0] != 0 || !slices.Equal(done, slices.Compact(slices.Clone(done))) {
 		t.Errorf("items done: %v", done)
+	}
+}
+
+// TestImportsNothingOfLatch keeps the CLI a client of the admin API: it reaches Latch over HTTP
+// only, never through its packages (docs/ARCHITECTURE.md).
+func TestImportsNothingOfLatch(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		parsed, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range parsed.Imports {
+			if path := strings.Trim(imp.Path.Value, `"`); strings.HasPrefix(path, "github.com/latchhq/latch") {
+				t.Errorf("%s imports %s", f, path)
+			}
+		}
 	}
 }
