@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -42,12 +43,24 @@ func TestIdentities(t *testing.T) {
   {"traits": {"email": "not-an-email"}},
   {"traits": {"email": "ada@example.com"}}
 ]`)
-	r := s.cli(t, "identities", "import", users, "--concurrency", "1")
+	retry := filepath.Join(t.TempDir(), "retry.json")
+	r := s.cli(t, "identities", "import", users, "--concurrency", "1", "--failed-to", retry)
 	want(t, r, 1)
+	var refused []struct {
+		Traits struct{ Email string }
+	}
+	b, err := os.ReadFile(retry)
+	if err != nil || json.Unmarshal(b, &refused) != nil || len(refused) != 2 ||
+		refused[0].Traits.Email != "not-an-email" || refused[1].Traits.Email != "ada@example.com" {
+		t.Errorf("--failed-to: %v\n%s", err, b)
+	}
+	if fi, err := os.Stat(retry); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("--failed-to file mode: %v %v", fi.Mode(), err)
+	}
 	contains(t, "stderr", r.stderr,
 		"latch: identities import "+users+"[3] (not-an-email): 400 Bad Request: The identity's traits are invalid",
 		"latch: identities import "+users+"[4] (ada@example.com): 409 Conflict: This identity conflicts with another identity that already exists.",
-		"imported 3 of 5 identities (2 failed)")
+		"imported 3 of 5 identities (2 failed)", "the 2 refused items are in "+retry+"\n")
 	if strings.Contains(r.stderr, "\r") {
 		t.Errorf("a progress bar was drawn on a stderr that is not a terminal:\n%q", r.stderr)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 )
 
 // importItem is one identity to create: where it came from and its body, as written.
@@ -46,6 +47,7 @@ var errStopped = errors.New("stopped")
 // server decides what it accepts, and says so per item.
 func identitiesImport(ctx context.Context, c *command) error {
 	concurrency := c.fs.Int("concurrency", 4, "identities created at once (1 to 64)")
+	failedTo := c.fs.String("failed-to", "", "write the items the server refused to this `file`, a JSON array to import again once fixed")
 	pos, err := c.parse()
 	if err != nil {
 		return err
@@ -73,6 +75,7 @@ func identitiesImport(ctx context.Context, c *command) error {
 
 	prog := c.newProgress(total, "importing identities")
 	created := make([]json.RawMessage, total)
+	refused := make([]json.RawMessage, total)
 	t := tally{total: total}
 	sent := 0
 	produceErr := bulk(ctx, *concurrency, itemProducer(srcs, total, &sent), func(ctx context.Context, it importItem) importResult {
@@ -85,6 +88,7 @@ func identitiesImport(ctx context.Context, c *command) error {
 		prog.step()
 		if r.err != nil {
 			t.failed++
+			refused[it.index] = it.raw
 			prog.println("latch: %s %s: %v", c.name, it.label(), r.err)
 			return
 		}
@@ -92,7 +96,6 @@ func identitiesImport(ctx context.Context, c *command) error {
 		created[it.index] = r.answer
 	})
 	prog.done()
-
 	printErr := c.show(identityView, present(created), false)
 	interrupted := ctx.Err() != nil && sent < total
 	if produceErr == nil && !interrupted && sent < total {
@@ -104,7 +107,20 @@ func identitiesImport(ctx context.Context, c *command) error {
 	if !c.quiet || t.failed > 0 || interrupted || produceErr != nil {
 		fmt.Fprintln(c.std.Stderr, t.summary("imported", "identities", interrupted))
 	}
+	if *failedTo != "" && t.failed > 0 {
+		c.writeRefused(*failedTo, present(refused))
+	}
 	return finish(printErr, t.failed > 0 || interrupted || produceErr != nil)
+}
+
+// writeRefused writes the items the server refused, as a JSON array in input order, for a
+// fixed-up second run. They may hold passwords: a new file is readable by its owner only.
+func (c *command) writeRefused(path string, items []json.RawMessage) {
+	if err := os.WriteFile(path, joinArray(items), 0o600); err != nil {
+		fmt.Fprintf(c.std.Stderr, "latch: %s: --failed-to: %v\n", c.name, err)
+	} else if !c.quiet {
+		fmt.Fprintf(c.std.Stderr, "the %d refused items are in %s\n", len(items), path)
+	}
 }
 
 // itemProducer reads srcs again and sends their items in order, numbered across sources, until
