@@ -95,9 +95,14 @@ type TransportError struct {
 	Endpoint string
 	Problem  string
 	Err      error
+	// Answered is set when an answer came but was not one the admin API gives.
+	Answered bool
 }
 
 func (e *TransportError) Error() string {
+	if e.Answered {
+		return "unusable answer from the admin API at " + e.Endpoint + ": " + e.Problem
+	}
 	return "cannot reach the admin API at " + e.Endpoint + ": " + e.Problem
 }
 
@@ -137,10 +142,15 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		return nil, c.transport(ctx, err)
 	}
 	if len(b) > maxAnswerBytes {
-		return nil, &TransportError{Endpoint: c.Base(), Problem: fmt.Sprintf("%s %s answered more than %d MiB", method, path, maxAnswerBytes>>20)}
+		return nil, &TransportError{Endpoint: c.Base(), Problem: fmt.Sprintf("%s %s answered more than %d MiB", method, path, maxAnswerBytes>>20), Answered: true}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, apiError(resp, b)
+	}
+	if len(bytes.TrimSpace(b)) > 0 && !json.Valid(b) {
+		// A captive portal or a proxy's page with 200: never show it as an empty resource.
+		return nil, &TransportError{Endpoint: c.Base(), Problem: fmt.Sprintf("%s %s answered %s with a body that is not JSON: %s",
+			method, path, resp.Status, oneLine(string(b), 100)), Answered: true}
 	}
 	return &Answer{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
@@ -260,7 +270,7 @@ func (c *Client) Pages(ctx context.Context, path string, query url.Values, pageS
 		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(a.Body, &items); err != nil {
-			return &TransportError{Endpoint: c.Base(), Problem: "GET " + path + " answered something other than a JSON array", Err: err}
+			return &TransportError{Endpoint: c.Base(), Problem: "GET " + path + " answered something other than a JSON array", Err: err, Answered: true}
 		}
 		for _, it := range items {
 			if err := each(it); err != nil {
@@ -275,11 +285,11 @@ func (c *Client) Pages(ctx context.Context, path string, query url.Values, pageS
 			return nil
 		}
 		if next == q.Get("page_token") {
-			return &TransportError{Endpoint: c.Base(), Problem: "GET " + path + " answered the same next page again"}
+			return &TransportError{Endpoint: c.Base(), Problem: "GET " + path + " answered the same next page again", Answered: true}
 		}
 		q.Set("page_token", next)
 	}
-	return &TransportError{Endpoint: c.Base(), Problem: fmt.Sprintf("GET %s had more than %d pages", path, maxPages)}
+	return &TransportError{Endpoint: c.Base(), Problem: fmt.Sprintf("GET %s had more than %d pages", path, maxPages), Answered: true}
 }
 
 // nextPageToken reads page_token from the Link header's rel="next" entry; "" when there is no

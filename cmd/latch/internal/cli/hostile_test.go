@@ -123,6 +123,7 @@ func TestHostilePeers(t *testing.T) {
 		w.Write([]byte(`[{"id": "3f2504e0-4f89-11d3-9a0c-0305e82c3301"}]`))
 	})
 	bare404 := peer(http.NotFound)
+	portal := peer(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>Please log in</html>")) })
 	redirect := peer(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://127.0.0.1:1/elsewhere", http.StatusFound)
 	})
@@ -148,6 +149,8 @@ func TestHostilePeers(t *testing.T) {
 		{"not an array", []string{"identities", "list", "-e", notArray}, "answered something other than a JSON array"},
 		{"page loop", []string{"identities", "list", "-e", loop}, "answered the same next page again"},
 		{"not the admin API", []string{"deliveries", "list", "-e", bare404}, "latch: deliveries list: 404 Not Found: 404 page not found (no such route: is this Latch's admin API?)\n"},
+		{"not json", []string{"identities", "get", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "-e", portal},
+			"unusable answer from the admin API at " + portal + ": GET /admin/identities/3f2504e0-4f89-11d3-9a0c-0305e82c3301 answered 200 OK with a body that is not JSON: <html>Please log in</html>\n"},
 		{"redirect", []string{"identities", "get", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "-e", redirect}, "302 Found"},
 		{"timeout", []string{"identities", "list", "-e", slow, "--timeout", "200ms"}, "cannot reach the admin API at " + slow + ": no answer within 200ms (see --timeout)"},
 	}
