@@ -1,6 +1,7 @@
 // Command latch is Latch's one binary: `latch serve` runs the public and admin APIs and the
 // outbox relay, `latch worker` delivers webhooks, `latch migrate` applies the SQL migrations,
-// `latch version` prints the build's version.
+// `latch version` prints the build's version; `latch identities|sessions|endpoints|deliveries`
+// are the operator's commands against a running Latch's admin API (internal/cli).
 // This package parses flags, loads the configuration (internal/config: files, environment,
 // validation, live reload), maps it onto each package's config, wires the services explicitly
 // and runs them; it holds no identity, session or hook logic of its own.
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/latchhq/latch/cmd/latch/internal/cli"
 	"github.com/latchhq/latch/cmd/latch/internal/config"
 	"github.com/latchhq/latch/webhooks"
 )
@@ -32,6 +34,13 @@ const usage = `Usage:
   latch migrate up|status [-c FILE]... [--dsn DSN]
                                           apply the SQL migrations, or list them
   latch version                           print the version
+
+Operator commands, against the admin API of a running Latch (-e URL or LATCH_ADMIN_URL):
+  latch identities list|get|import|delete
+  latch sessions revoke
+  latch endpoints list|create|test|enable|disable
+  latch deliveries list|get|replay
+                                          tables by default, --format json; docs/CLI.md
 
 Configuration: YAML files (-c, repeatable, later files win) with Ory Kratos' key names,
 overridden by environment variables named after the key path (DSN, SERVE_PUBLIC_PORT,
@@ -64,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer, env []string) int {
 		err = runMigrate(ctx, args[1:], stdout, stderr, env)
 	case "worker":
 		err = runWorker(ctx, args[1:], stderr, env)
+	case "identities", "sessions", "endpoints", "deliveries":
+		return cli.Main(ctx, args, cli.Streams{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr}, env, version)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "latch", version)
 	case "help", "-h", "--help", "-help":
