@@ -119,6 +119,18 @@ func (p *consolePage) shot(name string) {
 // violation.
 func (p *consolePage) axe(name string) {
 	p.t.Helper()
+	if out := p.violations(); out != "[]" {
+		var pretty bytes.Buffer
+		_ = json.Indent(&pretty, []byte(out), "", "  ")
+		p.t.Errorf("axe-core: serious or critical accessibility violations on %s:\n%s", name, pretty.String())
+	}
+	p.checks[name] = true
+}
+
+// violations runs axe-core on the page shown and returns its serious and critical violations
+// as JSON.
+func (p *consolePage) violations() string {
+	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, consoleStepTimeout)
 	defer cancel()
 	script := axeSource + `;
@@ -130,14 +142,9 @@ func (p *consolePage) axe(name string) {
 })()`
 	out, err := chromedp.Run(ctx, chromedp.Evaluate[string](script, chromedp.EvalAwaitPromise))
 	if err != nil {
-		p.t.Fatalf("axe-core on %s: %v", name, err)
+		p.t.Fatalf("axe-core: %v", err)
 	}
-	if out != "[]" {
-		var pretty bytes.Buffer
-		_ = json.Indent(&pretty, []byte(out), "", "  ")
-		p.t.Errorf("axe-core: serious or critical accessibility violations on %s:\n%s", name, pretty.String())
-	}
-	p.checks[name] = true
+	return out
 }
 
 // TestConsoleInChromium runs the console's acceptance scenario in headless Chromium against a
@@ -163,9 +170,14 @@ func TestConsoleInChromium(t *testing.T) {
 
 	broken := newReceiver(t, http.StatusInternalServerError, `{"error":"crm is down for maintenance","retry_after":"10m"}`)
 	healthy := newReceiver(t, http.StatusOK, `{"ok":true}`)
-	for _, email := range []string{"grace@example.com", "ada.lovelace@example.com", "linus@example.com"} {
+	for _, email := range []string{"grace.hopper@example.com", "alan.turing@example.com", "katherine.johnson@example.com",
+		"edsger@example.com", "barbara.liskov@example.com", "ken.thompson@example.com", "margaret.hamilton@example.com"} {
 		adminJSON(t, "POST", admin+"/admin/identities", fmt.Sprintf(`{"traits":{"email":%q}}`, email), http.StatusCreated)
 	}
+	// Ada registers herself (the registration's session hook signs her in, so she has a session
+	// for the deactivation to end); then one more identity is made after her.
+	register(t, publicURL, "ada.lovelace@example.com", "correct-horse-battery-staple")
+	adminJSON(t, "POST", admin+"/admin/identities", `{"traits":{"email":"linus@example.com"}}`, http.StatusCreated)
 	var endpoint struct {
 		ID string `json:"id"`
 	}
@@ -192,6 +204,9 @@ func TestConsoleInChromium(t *testing.T) {
 	// Open it and deactivate it.
 	p.do("open the identity", chromedp.Click(chromedp.CSS(`main table tbody a[href^="/admin/console/identities/"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#actions-h")))
+	if got := p.text("#actions-h + .actions"); !strings.Contains(got, "(1 active)") {
+		t.Fatalf("actions before deactivation: %q", got)
+	}
 	p.axe("identity")
 	p.shot("identity")
 	p.do("deactivate", chromedp.Click(chromedp.CSS(`button.danger`)), chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
@@ -200,6 +215,9 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	if s := p.text(".heading .pill"); s != "inactive" {
 		t.Fatalf("state after deactivation: %q", s)
+	}
+	if got := p.text("#actions-h + .actions"); !strings.Contains(got, "(0 active)") {
+		t.Fatalf("the deactivation left sessions active: %q", got)
 	}
 	p.axe("identity deactivated")
 	p.shot("deactivated")
@@ -263,6 +281,25 @@ func TestConsoleInChromium(t *testing.T) {
 	if len(p.checks) < 7 {
 		t.Fatalf("axe-core checked %d pages", len(p.checks))
 	}
+
+	// The accessibility check can fail: an image without a text alternative is critical.
+	p.do("break the page", chromedp.Evaluate[chromedp.Void](`document.querySelector("main").insertAdjacentHTML("beforeend", '<img src="/nowhere.png">')`))
+	if got := p.violations(); !strings.Contains(got, "image-alt") {
+		t.Fatalf("axe-core did not report an image without alt: %s", got)
+	}
+}
+
+// register signs a user up through the public API's registration flow (API flavour).
+func register(t *testing.T, publicURL, email, password string) {
+	t.Helper()
+	var flow struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(adminJSON(t, "GET", publicURL+"/self-service/registration/api", "", http.StatusOK), &flow); err != nil {
+		t.Fatal(err)
+	}
+	adminJSON(t, "POST", publicURL+"/self-service/registration?flow="+flow.ID,
+		fmt.Sprintf(`{"method":"password","password":%q,"traits":{"email":%q}}`, password, email), http.StatusOK)
 }
 
 // waitFor reloads url until sel is visible (a worker attempts deliveries in the background).
