@@ -114,7 +114,8 @@ func (c *Console) Routes(mux *http.ServeMux) {
 		http.Redirect(w, r, BasePath+"/identities", http.StatusSeeOther)
 	})
 	static, _ := fs.Sub(staticFS, "static")
-	mux.Handle("GET "+BasePath+"/static/", c.headers(http.StripPrefix(BasePath+"/static/", http.FileServerFS(static))))
+	files := http.StripPrefix(BasePath+"/static/", http.FileServerFS(static))
+	mux.Handle("GET "+BasePath+"/static/{file}", c.headers(files)) // files only: no directory listing
 
 	get("/identities", c.identities)
 	get("/identities/{id}", c.identity)
@@ -138,13 +139,16 @@ func (c *Console) Routes(mux *http.ServeMux) {
 }
 
 // headers sets what every console answer carries: the CSP, no caching, no sniffing, no
-// referrer leaving the admin port.
+// referrer leaving the admin port, no framing.
 func (c *Console) headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" on the
+		// console's own form posts, which CrossOriginProtection refuses where Sec-Fetch-Site is
+		// missing (older browsers).
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cache-Control", "no-store")
 		next.ServeHTTP(w, r)

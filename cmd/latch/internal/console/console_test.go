@@ -654,3 +654,47 @@ func TestLiveTailStreamsNewEvents(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Operators racing each other on one identity: each deactivation locks the row and reads the
+// state under the lock, so exactly one changes it (one identity.state_changed) and the others
+// record that nothing changed.
+func TestConcurrentDeactivationsChangeOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	id := b.createIdentity(t, `{"traits":{"email":"race@example.com"}}`)
+	page := "/admin/console/identities/" + id.String()
+	tok := b.token(t, page)
+	const n = 8
+	codes := make(chan string, n)
+	for range n {
+		go func() {
+			status, loc := b.post(t, page+"/state", url.Values{"csrf_token": {tok}, "state": {"inactive"}})
+			if status != http.StatusSeeOther {
+				codes <- "status " + strconv.Itoa(status)
+				return
+			}
+			codes <- loc[strings.Index(loc, "done=")+5:]
+		}()
+	}
+	got := map[string]int{}
+	for range n {
+		got[<-codes]++
+	}
+	if got["deactivated"] != 1 || got["unchanged"] != n-1 {
+		t.Fatalf("outcomes %v", got)
+	}
+	var changed int
+	if err := b.db.QueryRow(context.Background(), `SELECT count(*) FROM event_outbox WHERE type = 'identity.state_changed'`).Scan(&changed); err != nil || changed != 1 {
+		t.Fatalf("%d identity.state_changed events, %v", changed, err)
+	}
+	if acts := b.operatorActions(t); len(acts) != n {
+		t.Fatalf("%d operator actions, want %d", len(acts), n)
+	}
+	// The static files are served, their folder is not listed.
+	if status, _ := b.get(t, "/admin/console/static/"); status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+		t.Errorf("static folder: %d", status)
+	}
+	if status, body := b.get(t, "/admin/console/static/console.css"); status != http.StatusOK || !strings.Contains(body, ":root") {
+		t.Errorf("console.css: %d", status)
+	}
+}
