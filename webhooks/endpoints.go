@@ -371,6 +371,20 @@ func (s *EndpointStore) Get(ctx context.Context, id string) (*Endpoint, error) {
 	return s.get(ctx, s.db, uid, false)
 }
 
+// GetForUpdate is Get in the caller's transaction, with a stored endpoint's row locked until tx
+// ends: a caller that describes a change (which fields it changed) reads the endpoint as the
+// change will find it.
+func (s *EndpointStore) GetForUpdate(ctx context.Context, tx pgx.Tx, id string) (*Endpoint, error) {
+	if h := s.configured(id); h != nil {
+		return s.configViewIn(ctx, tx, h)
+	}
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	return s.get(ctx, tx, uid, true)
+}
+
 func (s *EndpointStore) get(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, id uuid.UUID, lock bool) (*Endpoint, error) {

@@ -68,7 +68,7 @@ func (c *Console) updateEndpoint(w http.ResponseWriter, r *http.Request) {
 		p.Description = &d
 	}
 	err := c.inTx(r.Context(), func(tx pgx.Tx) (*events.OperatorActionData, error) {
-		before, err := c.d.Endpoints.Get(r.Context(), id)
+		before, err := c.d.Endpoints.GetForUpdate(r.Context(), tx, id)
 		if err != nil {
 			return nil, err
 		}
