@@ -698,3 +698,29 @@ func TestConcurrentDeactivationsChangeOnce(t *testing.T) {
 		t.Errorf("console.css: %d", status)
 	}
 }
+
+// A row streamed by the live tail is framed as one SSE message whatever the event holds: no
+// bare CR or newline from the outbox can start an SSE field of its own.
+func TestTailRowFraming(t *testing.T) {
+	t.Parallel()
+	c, err := New(Deps{Secrets: [][]byte{[]byte("k")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	rec := events.Record{Seq: 7, Envelope: events.Envelope{ID: uuid.New(), Type: "x.y",
+		Data: json.RawMessage("{\"a\":\"\r\nevent: evil\rdata: <b>\"}")}, CreatedAt: time.Now()}
+	if err := c.writeRow(&buf, rec); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if strings.Contains(out, "\r") || strings.Contains(out, "<b>") || !strings.HasSuffix(out, "\n\n") ||
+		strings.Count(out, "\n\n") != 1 || strings.Count(out, "\nevent: ") != 1 {
+		t.Fatalf("framing:\n%q", out)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n\n"), "\n") {
+		if !strings.HasPrefix(line, "id: ") && !strings.HasPrefix(line, "event: latch") && !strings.HasPrefix(line, "data: ") {
+			t.Fatalf("stray line %q in\n%s", line, out)
+		}
+	}
+}

@@ -177,9 +177,12 @@ func (c *Console) writeRow(buf *bytes.Buffer, rec events.Record) error {
 		return err
 	}
 	fmt.Fprintf(buf, "id: %d\nevent: latch\n", rec.Seq)
-	for _, line := range strings.Split(strings.TrimSpace(row.String()), "\n") {
+	// A bare CR ends a line for EventSource too: none may reach the stream inside a data line,
+	// or text from the outbox could start a field of its own.
+	text := strings.ReplaceAll(strings.TrimSpace(row.String()), "\r", " ")
+	for _, line := range strings.Split(text, "\n") {
 		buf.WriteString("data: ")
-		buf.WriteString(strings.TrimRight(line, "\r"))
+		buf.WriteString(line)
 		buf.WriteByte('\n')
 	}
 	buf.WriteByte('\n')
