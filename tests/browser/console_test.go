@@ -32,11 +32,12 @@ var axeSource string
 const consoleStepTimeout = 60 * time.Second
 
 // receiver is a webhook endpoint the test controls: it answers status with body, and records
-// the webhook-id of every request.
+// the webhook-id and the event type of every request.
 type receiver struct {
 	*httptest.Server
 	mu     sync.Mutex
 	ids    []string
+	types  []string
 	status int
 	body   string
 }
@@ -45,9 +46,13 @@ func newReceiver(t *testing.T, status int, body string) *receiver {
 	t.Helper()
 	rc := &receiver{status: status, body: body}
 	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		var env struct {
+			Type string `json:"type"`
+		}
+		_ = json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&env)
 		rc.mu.Lock()
 		rc.ids = append(rc.ids, r.Header.Get("webhook-id"))
+		rc.types = append(rc.types, env.Type)
 		rc.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(rc.status)
@@ -55,6 +60,12 @@ func newReceiver(t *testing.T, status int, body string) *receiver {
 	}))
 	t.Cleanup(rc.Close)
 	return rc
+}
+
+func (rc *receiver) eventTypes() []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]string(nil), rc.types...)
 }
 
 func (rc *receiver) received() []string {
@@ -186,6 +197,10 @@ func TestConsoleInChromium(t *testing.T) {
 	if err := json.Unmarshal(raw, &endpoint); err != nil {
 		t.Fatal(err)
 	}
+	// An audit log follows what operators do in the console.
+	audit := newReceiver(t, http.StatusNoContent, "")
+	adminJSON(t, "POST", admin+"/admin/webhooks/endpoints",
+		fmt.Sprintf(`{"url":%q,"description":"Audit log","event_types":["operator.*"]}`, audit.URL+"/audit"), http.StatusCreated)
 
 	// Find the identity by an identifier typed as a person would.
 	p.do("open the console", chromedp.Navigate(admin+"/admin/console"), chromedp.WaitVisible(chromedp.CSS("table")))
@@ -226,6 +241,8 @@ func TestConsoleInChromium(t *testing.T) {
 	// and its attempt shows the receiver's answer.
 	deliveries := admin + "/admin/console/deliveries?event_type=identity.state_changed"
 	p.waitFor("the failed attempt", deliveries, `main table tbody .pill.bad`)
+	p.axe("deliveries")
+	p.shot("deliveries")
 	p.do("open the delivery", chromedp.Click(chromedp.CSS(`main table tbody a[href^="/admin/console/deliveries/"]`)),
 		chromedp.WaitVisible(chromedp.CSS("table.attempts")))
 	if got := p.text("table.attempts tbody"); !strings.Contains(got, "HTTP 500") || !strings.Contains(got, "crm is down for maintenance") {
@@ -239,7 +256,14 @@ func TestConsoleInChromium(t *testing.T) {
 	p.shot("delivery-failed")
 
 	// Fix the endpoint: point it at the healthy receiver.
-	p.do("open the endpoint", chromedp.Navigate(admin+"/admin/console/endpoints/"+endpoint.ID), chromedp.WaitVisible(chromedp.CSS("#url")))
+	p.do("list the endpoints", chromedp.Navigate(admin+"/admin/console/endpoints"), chromedp.WaitVisible(chromedp.CSS("main table")))
+	if got := p.text("main table tbody"); !strings.Contains(got, "CRM sync") || !strings.Contains(got, "failing") {
+		t.Fatalf("endpoints: %s", got)
+	}
+	p.axe("endpoints")
+	p.shot("endpoints")
+	p.do("open the endpoint", chromedp.Click(chromedp.CSS(`main table tbody a[href="/admin/console/endpoints/`+endpoint.ID+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#url")))
 	p.do("edit the URL",
 		chromedp.SetValue(chromedp.CSS("#url"), healthy.URL+"/hooks/latch"),
 		chromedp.Click(chromedp.CSS(`form.stack button[type=submit]`)),
@@ -265,6 +289,9 @@ func TestConsoleInChromium(t *testing.T) {
 	if got := broken.received(); len(got) == 0 || got[0] != id {
 		t.Fatalf("the broken receiver got webhook-ids %v, want %s first", got, id)
 	}
+	if got := audit.eventTypes(); len(got) == 0 || got[0] != "operator.action" {
+		t.Fatalf("the audit log received %v, want operator.action events", got)
+	}
 	p.axe("delivery succeeded")
 	p.shot("delivery-succeeded")
 
@@ -278,7 +305,7 @@ func TestConsoleInChromium(t *testing.T) {
 	p.do("see the new event arrive", chromedp.WaitVisible(chromedp.CSS(`#tail tr.fresh`)))
 	p.axe("events")
 	p.shot("events")
-	if len(p.checks) < 7 {
+	if len(p.checks) < 9 {
 		t.Fatalf("axe-core checked %d pages", len(p.checks))
 	}
 
