@@ -631,6 +631,11 @@ func TestLiveTailStreamsNewEvents(t *testing.T) {
 	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("stream: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
+	head, err := http.Head(b.srv.URL + "/admin/console/events/stream")
+	if err != nil || head.StatusCode != http.StatusOK {
+		t.Fatalf("HEAD stream: %v %v", head, err)
+	}
+	head.Body.Close()
 	b.createIdentity(t, `{"traits":{"email":"frank@example.com"},"metadata_admin":{"x":"<script>alert(1)</script>"}}`)
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

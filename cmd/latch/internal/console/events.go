@@ -88,6 +88,9 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("X-Accel-Buffering", "no") // a buffering proxy would hold the events back
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return // the mux serves HEAD with GET's handler: headers only, no stream to hold open
+	}
 	if _, err := fmt.Fprint(w, "retry: 3000\n: live tail\n\n"); err != nil {
 		return
 	}
