@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -124,6 +125,15 @@ func (b *bundle) token(t *testing.T, page string) string {
 // status and the redirect target.
 func (b *bundle) post(t *testing.T, path string, form url.Values, header ...string) (int, string) {
 	t.Helper()
+	status, loc, err := b.tryPost(path, form, header...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, loc
+}
+
+// tryPost is post for goroutines, which must not call t.Fatal.
+func (b *bundle) tryPost(path string, form url.Values, header ...string) (int, string, error) {
 	req, _ := http.NewRequest("POST", b.srv.URL+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", b.srv.URL)
@@ -137,11 +147,11 @@ func (b *bundle) post(t *testing.T, path string, form url.Values, header ...stri
 	}
 	res, err := b.client.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", err
 	}
 	defer res.Body.Close()
 	_, _ = io.Copy(io.Discard, res.Body)
-	return res.StatusCode, res.Header.Get("Location")
+	return res.StatusCode, res.Header.Get("Location"), nil
 }
 
 // createIdentity makes an identity through the admin API and returns its id.
@@ -673,9 +683,9 @@ func TestConcurrentDeactivationsChangeOnce(t *testing.T) {
 	codes := make(chan string, n)
 	for range n {
 		go func() {
-			status, loc := b.post(t, page+"/state", url.Values{"csrf_token": {tok}, "state": {"inactive"}})
-			if status != http.StatusSeeOther {
-				codes <- "status " + strconv.Itoa(status)
+			status, loc, err := b.tryPost(page+"/state", url.Values{"csrf_token": {tok}, "state": {"inactive"}})
+			if err != nil || status != http.StatusSeeOther {
+				codes <- fmt.Sprintf("status %d, %v", status, err)
 				return
 			}
 			codes <- loc[strings.Index(loc, "done=")+5:]
