@@ -113,6 +113,9 @@ func (c *Console) Routes(mux *http.ServeMux) {
 	get("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, BasePath+"/identities", http.StatusSeeOther)
 	})
+	get("/", func(w http.ResponseWriter, r *http.Request) {
+		c.fail(w, r, &pageError{status: http.StatusNotFound, msg: "The console has no such page."})
+	})
 	static, _ := fs.Sub(staticFS, "static")
 	files := http.StripPrefix(BasePath+"/static/", http.FileServerFS(static))
 	mux.Handle("GET "+BasePath+"/static/{file}", c.headers(files)) // files only: no directory listing

@@ -328,7 +328,7 @@ func TestFindDeactivateAndRevoke(t *testing.T) {
 	for _, p := range []string{"/admin/console/identities/" + uuid.NewString(), "/admin/console/identities?state=banned",
 		"/admin/console/identities?after=garbage", "/admin/console/identities?q=%00", "/admin/console/deliveries?state=x",
 		"/admin/console/deliveries/" + uuid.NewString(), "/admin/console/endpoints/nope", "/admin/console/events/" + uuid.NewString(),
-		"/admin/console/events/stream?after=-1"} {
+		"/admin/console/events/stream?after=-1", "/admin/console/nothing/here"} {
 		if status, _ := b.get(t, p); status < 400 || status >= 500 {
 			t.Errorf("GET %s: %d, want a 4xx", p, status)
 		}
@@ -389,8 +389,8 @@ func TestChangesRequireSameOriginAndToken(t *testing.T) {
 		t.Fatalf("%d operator actions recorded by refused requests", n)
 	}
 	// GET never changes anything, whatever it is sent to.
-	if status, _ := b.get(t, page+"/state?state=inactive"); status != http.StatusMethodNotAllowed {
-		t.Errorf("GET on a change: %d, want 405", status)
+	if status, _ := b.get(t, page+"/state?state=inactive"); status != http.StatusNotFound {
+		t.Errorf("GET on a change: %d, want 404", status)
 	}
 	// A non-browser client with the cookie and its token (no Origin, no Sec-Fetch-Site) is
 	// allowed: CrossOriginProtection only refuses what a browser marks as cross-origin.
