@@ -293,14 +293,14 @@ func (s *Service) listIdentities(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p := identity.ListParams{PageSize: page.Size}
+	q := IdentityQuery{PageSize: page.Size, Identifier: r.URL.Query().Get("credentials_identifier")}
 	if page.Token != "" {
 		var c identity.Cursor
 		if err := api.DecodeToken(page.Token, &c); err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		p.After = &c
+		q.After = &c
 	}
 	for _, v := range r.URL.Query()["ids"] {
 		id, err := uuid.Parse(v)
@@ -308,12 +308,9 @@ func (s *Service) listIdentities(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, api.BadRequest().WithReason("ids must be UUIDs; %q is not.", v))
 			return
 		}
-		p.IDs = append(p.IDs, id)
+		q.IDs = append(q.IDs, id)
 	}
-	if v := r.URL.Query().Get("credentials_identifier"); v != "" {
-		p.Identifier = schemas.NormalizeIdentifier(v)
-	}
-	list, next, err := s.ids.List(r.Context(), s.db, p)
+	list, next, err := s.SearchIdentities(r.Context(), q)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -59,6 +59,11 @@ const (
 	// address marked verified; data is CodeFlowData. selfservice.flows.verification.after
 	// web_hooks follow it.
 	TypeVerificationSucceeded = "verification.succeeded"
+	// TypeOperatorAction is emitted for every change an operator makes in the admin console
+	// (deactivate, revoke sessions, replay, edit an endpoint, ...), in the transaction of the
+	// change where the domain allows it; data is OperatorActionData. The admin API's own calls
+	// are not recorded this way: their callers keep their own audit trail.
+	TypeOperatorAction = "operator.action"
 )
 
 // Reasons carried by SessionsRevokedData.Reason, so consumers can tell a user's logout from an
@@ -269,6 +274,56 @@ type CodeFlowData struct {
 	// SessionID is the session recovery issued; unset for verification.
 	SessionID *uuid.UUID `json:"session_id,omitempty"`
 	// Request is the HTTP request that submitted the code.
+	Request *RequestMeta `json:"request,omitempty"`
+}
+
+// Actions carried by OperatorActionData.Action.
+const (
+	ActionIdentityDeactivate = "identity.deactivate"
+	ActionIdentityActivate   = "identity.activate"
+	ActionSessionsRevoke     = "identity.sessions.revoke"
+	ActionDeliveryReplay     = "delivery.replay"
+	ActionDeliveriesReplay   = "deliveries.replay"
+	ActionEndpointUpdate     = "endpoint.update"
+	ActionEndpointEnable     = "endpoint.enable"
+	ActionEndpointDisable    = "endpoint.disable"
+)
+
+// OperatorTarget names what an operator acted on.
+type OperatorTarget struct {
+	// Type is "identity", "delivery", "deliveries" (a bulk replay) or "endpoint".
+	Type string `json:"type"`
+	// ID is the target's id: an identity's or a delivery's uuid, an endpoint's id; empty for a
+	// bulk replay, whose Filter says what it selected.
+	ID string `json:"id,omitempty"`
+}
+
+// OperatorActionData is the payload of operator.action. It names what changed, never a
+// secret, a URL's query or a trait: receivers that need the new state read it from the
+// target's own events (identity.state_changed, session.revoked) or from the admin API.
+type OperatorActionData struct {
+	// Action is one of the Action constants.
+	Action string `json:"action"`
+	// Target is what the action was about.
+	Target OperatorTarget `json:"target"`
+	// IdentityID is the identity the action concerns, when it concerns one (deactivating it,
+	// revoking its sessions, replaying a delivery about it), so that the identity's deliveries
+	// and history list it.
+	IdentityID *uuid.UUID `json:"identity_id,omitempty"`
+	// Via is where the operator acted: "console".
+	Via string `json:"via"`
+	// Outcome says what the action did, when that is more than "done": "unchanged" when the
+	// identity already was in the requested state, the number of sessions revoked or of
+	// deliveries replayed (Count).
+	Outcome string `json:"outcome,omitempty"`
+	// Count is how many sessions were revoked or deliveries replayed.
+	Count *int `json:"count,omitempty"`
+	// Fields are the endpoint fields an endpoint.update changed (names only).
+	Fields []string `json:"fields,omitempty"`
+	// Filter is what a bulk replay selected: state, hook_id, since, until.
+	Filter map[string]string `json:"filter,omitempty"`
+	// Request is the operator's HTTP request (client address and user agent as the admin port
+	// saw them): the admin port has no authentication, so this is all Latch knows of who acted.
 	Request *RequestMeta `json:"request,omitempty"`
 }
 

@@ -79,3 +79,27 @@ LIMIT 1`
 )
 DELETE FROM event_outbox o USING doomed d WHERE o.seq = d.seq`
 )
+
+// The operators' reads (history.go). Each walks the primary key (seq) only.
+const (
+	// historyTailSQL reads the newest rows above a seq.
+	historyTailSQL = `SELECT seq, id, type, payload, created_at, published_at FROM event_outbox
+WHERE seq > $1 ORDER BY seq DESC LIMIT $2`
+
+	// historyIdentitySQL filters a bounded window of the newest rows below a seq by the identity
+	// an event is about (data.identity_id, else data.identity.id); the window, not the filter,
+	// bounds the rows read.
+	historyIdentitySQL = `SELECT seq, id, type, payload, created_at, published_at FROM (
+    SELECT seq, id, type, payload, created_at, published_at FROM event_outbox
+    WHERE seq < $2 ORDER BY seq DESC LIMIT $3
+) w
+WHERE coalesce(payload #>> '{data,identity_id}', payload #>> '{data,identity,id}') = $1
+ORDER BY seq DESC LIMIT $4`
+
+	// historyWindowFloorSQL is the first seq below that window (where the next page starts),
+	// NULL when the window reached the oldest row.
+	historyWindowFloorSQL = `SELECT (SELECT seq FROM event_outbox WHERE seq < $1 ORDER BY seq DESC OFFSET $2 LIMIT 1)`
+
+	// historyGetSQL reads one row by event id (the unique index on id).
+	historyGetSQL = `SELECT seq, id, type, payload, created_at, published_at FROM event_outbox WHERE id = $1`
+)

@@ -215,7 +215,7 @@ func (m *Manager) adminDeleteIdentity(w http.ResponseWriter, r *http.Request) {
 func (m *Manager) page(w http.ResponseWriter, r *http.Request, p listParams, total bool) ([]*Session, bool) {
 	pr, err := api.ParsePage(r)
 	if err == nil && pr.Token != "" {
-		p.after = new(cursor)
+		p.after = new(Cursor)
 		err = api.DecodeToken(pr.Token, p.after)
 	}
 	if err != nil {

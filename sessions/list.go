@@ -12,9 +12,9 @@ import (
 	"github.com/latchhq/latch/core/identity"
 )
 
-// cursor is a keyset position in (created_at, id) descending order: newest sessions first, as
-// Kratos lists them.
-type cursor struct {
+// Cursor is a keyset position in (created_at, id) descending order: newest sessions first, as
+// Kratos lists them. The admin API encodes it as its page token.
+type Cursor struct {
 	CreatedAt time.Time `json:"t"`
 	ID        uuid.UUID `json:"i"`
 }
@@ -24,7 +24,7 @@ type listParams struct {
 	identityID uuid.UUID // uuid.Nil: every identity
 	active     *bool     // nil: both; true: not revoked and not expired; false: the others
 	except     uuid.UUID // uuid.Nil: none excluded
-	after      *cursor
+	after      *Cursor
 	size       int
 	expand     expand
 }
@@ -60,7 +60,7 @@ func (p listParams) where(withCursor bool) (string, []any) {
 }
 
 // list returns up to p.size sessions and the cursor of the next page (nil on the last page).
-func (m *Manager) list(ctx context.Context, p listParams) ([]*Session, *cursor, error) {
+func (m *Manager) list(ctx context.Context, p listParams) ([]*Session, *Cursor, error) {
 	where, args := p.where(true)
 	q := `SELECT ` + sessionColumns
 	if p.expand.identity {
@@ -87,13 +87,20 @@ func (m *Manager) list(ctx context.Context, p listParams) ([]*Session, *cursor, 
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("list sessions: %w", err)
 	}
-	var next *cursor
+	var next *Cursor
 	if len(out) > p.size {
 		out = out[:p.size]
 		last := out[len(out)-1]
-		next = &cursor{CreatedAt: last.createdAt, ID: last.ID}
+		next = &Cursor{CreatedAt: last.createdAt, ID: last.ID}
 	}
 	return out, next, nil
+}
+
+// ListByIdentity returns up to size of the identity's sessions, newest first, after the
+// position after (nil: the first page), with their devices, and the position of the next page
+// (nil on the last). Active is computed as the admin API shows it.
+func (m *Manager) ListByIdentity(ctx context.Context, identityID uuid.UUID, size int, after *Cursor) ([]*Session, *Cursor, error) {
+	return m.list(ctx, listParams{identityID: identityID, after: after, size: max(size, 1), expand: expand{devices: true}})
 }
 
 // count is the number of sessions matching p's filter, for X-Total-Count.

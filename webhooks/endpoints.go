@@ -273,8 +273,17 @@ func (s *EndpointStore) configured(id string) *Hook {
 	return nil
 }
 
+// rowQuerier is a pool or a transaction, for reads that must see a transaction's own writes.
+type rowQuerier interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
 // configView is the admin view of a configured endpoint, its health read from the database.
 func (s *EndpointStore) configView(ctx context.Context, h *Hook) (*Endpoint, error) {
+	return s.configViewIn(ctx, s.db, h)
+}
+
+func (s *EndpointStore) configViewIn(ctx context.Context, db rowQuerier, h *Hook) (*Endpoint, error) {
 	e := &Endpoint{ID: h.ID, URL: h.URL, Description: h.Description, EventTypes: slices.Clone(h.EventTypes),
 		Headers: h.Headers, Ordering: h.Ordering, Disabled: h.Disabled, Source: SourceConfig}
 	if e.EventTypes == nil {
@@ -296,7 +305,7 @@ func (s *EndpointStore) configView(ctx context.Context, h *Hook) (*Endpoint, err
 		e.SigningSecrets = append(e.SigningSecrets, es)
 	}
 	var hh EndpointHealth
-	err := s.db.QueryRow(ctx, `SELECT consecutive_failures, failing_since, last_success_at, last_failure_at,
+	err := db.QueryRow(ctx, `SELECT consecutive_failures, failing_since, last_success_at, last_failure_at,
 		paced_until, disabled_at, disabled_reason FROM webhook_health WHERE hook_id = $1`, h.ID).
 		Scan(&hh.ConsecutiveFailures, &hh.FailingSince, &hh.LastSuccessAt, &hh.LastFailureAt, &hh.PacedUntil,
 			&hh.DisabledAt, &hh.DisabledReason)
@@ -360,6 +369,20 @@ func (s *EndpointStore) Get(ctx context.Context, id string) (*Endpoint, error) {
 		return nil, ErrNotFound
 	}
 	return s.get(ctx, s.db, uid, false)
+}
+
+// GetForUpdate is Get in the caller's transaction, with a stored endpoint's row locked until tx
+// ends: a caller that describes a change (which fields it changed) reads the endpoint as the
+// change will find it.
+func (s *EndpointStore) GetForUpdate(ctx context.Context, tx pgx.Tx, id string) (*Endpoint, error) {
+	if h := s.configured(id); h != nil {
+		return s.configViewIn(ctx, tx, h)
+	}
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	return s.get(ctx, tx, uid, true)
 }
 
 func (s *EndpointStore) get(ctx context.Context, q interface {
@@ -426,22 +449,38 @@ func (s *EndpointStore) Create(ctx context.Context, in EndpointInput) (*Endpoint
 // Update applies p to the endpoint id under its row lock. A configured endpoint accepts only
 // disabled.
 func (s *EndpointStore) Update(ctx context.Context, id string, p EndpointPatch) (*Endpoint, error) {
+	var out *Endpoint
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		var err error
+		out, err = s.UpdateTx(ctx, tx, id, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UpdateTx is Update in the caller's transaction, so that what the caller records about the
+// change (an operator.action event) commits with it; it returns the endpoint as tx sees it.
+// Workers apply the change once tx commits (the version bump is part of tx).
+func (s *EndpointStore) UpdateTx(ctx context.Context, tx pgx.Tx, id string, p EndpointPatch) (*Endpoint, error) {
 	if h := s.configured(id); h != nil {
 		if p.URL != nil || p.Description != nil || p.EventTypes != nil || p.Headers != nil || p.RateLimit != nil || p.Ordering != nil {
 			return nil, ErrConfigured
 		}
 		if p.Disabled != nil {
-			if err := s.SetDisabled(ctx, id, *p.Disabled); err != nil {
+			if err := s.SetDisabledTx(ctx, tx, id, *p.Disabled); err != nil {
 				return nil, err
 			}
 		}
-		return s.configView(ctx, h)
+		return s.configViewIn(ctx, tx, h)
 	}
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return nil, ErrNotFound
 	}
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	err = func() error {
 		e, err := s.get(ctx, tx, uid, true)
 		if err != nil {
 			return err
@@ -492,11 +531,11 @@ func (s *EndpointStore) Update(ctx context.Context, id string, p EndpointPatch) 
 		}
 		_, err = tx.Exec(ctx, bumpSQL)
 		return err
-	})
+	}()
 	if err != nil {
 		return nil, wrapStoreErr("update endpoint", err)
 	}
-	return s.get(ctx, s.db, uid, false)
+	return s.get(ctx, tx, uid, false)
 }
 
 // Delete removes a stored endpoint and its health row. Its pending deliveries die with
@@ -583,26 +622,29 @@ func (s *EndpointStore) RotateSecret(ctx context.Context, id, secret string, ove
 // SetDisabled switches an endpoint (configured or stored) off or on by hand. Enabling clears the
 // failure streak and the breaker's pacing, so the next attempt goes out at once.
 func (s *EndpointStore) SetDisabled(ctx context.Context, id string, disabled bool) error {
+	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error { return s.SetDisabledTx(ctx, tx, id, disabled) })
+}
+
+// SetDisabledTx is SetDisabled in the caller's transaction; workers apply it once tx commits.
+func (s *EndpointStore) SetDisabledTx(ctx context.Context, tx pgx.Tx, id string, disabled bool) error {
 	if s.configured(id) == nil {
 		uid, err := uuid.Parse(id)
 		if err != nil {
 			return ErrNotFound
 		}
 		var exists bool
-		if err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = $1)`, uid).Scan(&exists); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = $1)`, uid).Scan(&exists); err != nil {
 			return fmt.Errorf("read endpoint: %w", err)
 		}
 		if !exists {
 			return ErrNotFound
 		}
 	}
-	return wrapStoreErr("switch endpoint", pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if err := setDisabled(ctx, tx, id, disabled); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, bumpSQL)
-		return err
-	}))
+	if err := setDisabled(ctx, tx, id, disabled); err != nil {
+		return wrapStoreErr("switch endpoint", err)
+	}
+	_, err := tx.Exec(ctx, bumpSQL)
+	return wrapStoreErr("switch endpoint", err)
 }
 
 // setDisabled writes the disabled switch of hook id in tx (the caller bumps the version).

@@ -52,11 +52,13 @@ func TestDecodeOnceAgreesWithPerTypeDecoding(t *testing.T) {
 		`{"flow":"not an object","identity":` + ident + `}`,
 		`{"reason":5,"identity_id":"` + other.String() + `"}`,
 		`{"endpoint_id":"e","reason":"failing"}`,
+		`{"action":"identity.deactivate","target":{"type":"identity","id":"` + other.String() + `"},"identity_id":"` + other.String() + `","via":"console","request":{"ip":"127.0.0.1"}}`,
+		`{"action":"deliveries.replay","target":{"type":"deliveries"},"via":"console","count":3,"filter":{"state":"dead"}}`,
 		`{}`, `[]`, `"x"`, `null`, `{"identity":{"id":"` + id.String() + `"}`,
 	}
 	types := []string{events.TypeIdentityCreated, events.TypeIdentityUpdated, events.TypeIdentityDeleted,
 		events.TypeSessionCreated, events.TypeRecoverySucceeded, events.TypeVerificationSucceeded, events.TypeSessionExtended, events.TypeSessionRevoked, events.TypeLoginFailed,
-		events.TypeWebhookEndpointDisabled, "custom.type"}
+		events.TypeWebhookEndpointDisabled, events.TypeOperatorAction, "custom.type"}
 	ts := time.Now().UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
 	n := 0
 	for _, typ := range types {

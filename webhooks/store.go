@@ -178,6 +178,13 @@ func scanDelivery(row pgx.Row, extra ...any) (*Delivery, error) {
 // List returns up to size deliveries matching f, newest first, after the cursor (nil: the
 // first page), and the cursor of the next page (nil on the last page).
 func (s *Store) List(ctx context.Context, f DeliveryFilter, size int, after *DeliveryCursor) ([]*Delivery, *DeliveryCursor, error) {
+	q, args := listSQL(f, size, after)
+	rows, err := s.db.Query(ctx, q, args...)
+	return listRows(rows, err, size)
+}
+
+// listSQL is List's query (one more row than the page, to tell whether another follows).
+func listSQL(f DeliveryFilter, size int, after *DeliveryCursor) (string, []any) {
 	var where []string
 	var args []any
 	add := func(cond string, v any) {
@@ -212,8 +219,11 @@ func (s *Store) List(ctx context.Context, f DeliveryFilter, size int, after *Del
 	}
 	args = append(args, size+1)
 	q += ` ORDER BY d.created_at DESC, d.id DESC LIMIT $` + strconv.Itoa(len(args))
+	return q, args
+}
 
-	rows, err := s.db.Query(ctx, q, args...)
+// listRows reads List's rows and the next page's cursor.
+func listRows(rows pgx.Rows, err error, size int) ([]*Delivery, *DeliveryCursor, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("list webhook deliveries: %w", err)
 	}
@@ -304,6 +314,18 @@ const replaySet = `state = 'pending', next_attempt_at = now(), lease_until = NUL
 func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 	var out *Delivery
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		var err error
+		out, err = s.ReplayTx(ctx, tx, id)
+		return err
+	})
+	return out, err
+}
+
+// ReplayTx is Replay in the caller's transaction, so that what the caller records about the
+// replay (an operator.action event) commits with it. The delivery stays locked until tx ends.
+func (s *Store) ReplayTx(ctx context.Context, tx pgx.Tx, id uuid.UUID) (*Delivery, error) {
+	var out *Delivery
+	err := func() error {
 		var leased, template, gone bool
 		// A before-persist call belongs to a flow that has already answered: sending it again
 		// later would decide nothing, so it is not replayable (its attempts stay visible).
@@ -329,7 +351,7 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) (*Delivery, error) {
 			return fmt.Errorf("replay webhook delivery: %w", err)
 		}
 		return nil
-	})
+	}()
 	return out, err
 }
 

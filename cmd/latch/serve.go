@@ -64,7 +64,7 @@ func serve(ctx context.Context, cfg *config.Config, paths, env []string, dev boo
 	if err != nil {
 		return err
 	}
-	admin, err := newServer(ctx, "admin", cfg.Serve.Admin, withOps(a.admin, pool, "/admin", log), log)
+	admin, err := newServer(ctx, "admin", cfg.Serve.Admin.ListenConfig, withOps(a.admin, pool, "/admin", log), log)
 	if err != nil {
 		public.ln.Close()
 		return err

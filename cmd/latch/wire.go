@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/latchhq/latch/cmd/latch/internal/config"
+	"github.com/latchhq/latch/cmd/latch/internal/console"
 	"github.com/latchhq/latch/core"
 	"github.com/latchhq/latch/core/api"
 	"github.com/latchhq/latch/core/hooks"
@@ -114,6 +115,14 @@ func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool,
 	sm.AdminRoutes(admin)
 	webhooks.NewAdmin(pool, registry, webhooks.NewSender(sc), log).Routes(admin)
 	admin.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	con, err := adminConsole(cfg, dev, pool, outbox, svc, sm, registry, log)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	if con != nil {
+		con.Routes(admin)
+	}
 
 	relay := events.NewRelay(pool, b.js, outbox, relayConfig(cfg), log)
 	stream := streamConfig(cfg)
@@ -132,6 +141,10 @@ func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool,
 	}
 	if d != nil {
 		a.background = append(a.background, func(ctx context.Context) { runLogged(ctx, "webhook worker", d.run, log) })
+	}
+	if con != nil {
+		// Live tails end when shutdown starts, so that the admin server does not wait for them.
+		a.background = append(a.background, func(ctx context.Context) { <-ctx.Done(); con.Stop() })
 	}
 	// A reloaded configuration changes the flows' settings and hooks of this process.
 	a.apply = func(next *config.Config) error {
@@ -152,6 +165,31 @@ func wire(ctx context.Context, cfg *config.Config, dev bool, pool *pgxpool.Pool,
 		return svc.SetConfig(nextCore)
 	}
 	return a, nil
+}
+
+// adminConsole builds the admin console when serve.admin.console.enabled says so (default:
+// only under --dev); nil otherwise. Its forms are signed with secrets.default, else
+// secrets.cookie (which the loader filled from secrets.default, and --dev with its own).
+func adminConsole(cfg *config.Config, dev bool, pool *pgxpool.Pool, outbox *events.Outbox, svc *core.Service,
+	sm *sessions.Manager, registry *webhooks.Registry, log *slog.Logger) (*console.Console, error) {
+	enabled := dev
+	if e := cfg.Serve.Admin.Console.Enabled; e != nil {
+		enabled = *e
+	}
+	if !enabled {
+		return nil, nil
+	}
+	secrets := cfg.Secrets.Default
+	if len(secrets) == 0 {
+		secrets = cfg.Secrets.Cookie
+	}
+	var keys [][]byte
+	for _, s := range secrets {
+		keys = append(keys, []byte(s))
+	}
+	return console.New(console.Deps{DB: pool, Outbox: outbox, Identities: svc, Sessions: sm,
+		Deliveries: webhooks.NewStore(pool), Endpoints: webhooks.NewEndpointStore(pool, registry.ConfigEndpoints),
+		History: events.NewHistory(pool), Secrets: keys, Log: log.With("component", "console")})
 }
 
 // resolveConfig turns a configuration into what the flows and the workers run: core's settings,

@@ -269,6 +269,27 @@ func (s *Store) Update(ctx context.Context, tx pgx.Tx, i *Identity) error {
 	return nil
 }
 
+// SetState writes an identity's state, and moves state_changed_at forward when it changes; it
+// writes nothing else (updated_at aside), so a concurrent change of traits survives. The caller
+// holds the row's lock (GetForUpdate) and read the previous state under it.
+func (s *Store) SetState(ctx context.Context, db DB, i *Identity, state State) error {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var changedAt *time.Time
+	err := db.QueryRow(ctx, `UPDATE identities SET
+			state_changed_at = CASE WHEN state <> $2 THEN $3 ELSE state_changed_at END,
+			state = $2, updated_at = $3
+		WHERE id = $1 RETURNING state_changed_at`, i.ID, state, now).Scan(&changedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return translate(err, "set identity state")
+	}
+	i.State, i.UpdatedAt, i.StateChangedAt = state, now, changedAt
+	s.Finish(i)
+	return nil
+}
+
 // PutCredential creates or replaces the identity's credential of c.Type and sets its identifiers
 // to exactly c.Identifiers.
 func (s *Store) PutCredential(ctx context.Context, tx pgx.Tx, identityID uuid.UUID, c Credential) error {
@@ -327,6 +348,12 @@ type ListParams struct {
 	After      *Cursor // keyset position; nil starts at the beginning
 	IDs        []uuid.UUID
 	Identifier string // credentials_identifier filter, exact match after normalisation
+	// State keeps only identities in that state ("": both). Inactive identities have a partial
+	// index of their own (migration 00011), so a page of them never walks the active ones.
+	State State
+	// Newest lists newest first, (created_at, id) descending, After then being the position
+	// to continue below: what an operator looking for a recent sign-up wants.
+	Newest bool
 }
 
 // Cursor is a keyset pagination position.
@@ -337,30 +364,7 @@ type Cursor struct {
 
 // List returns up to PageSize identities and the cursor of the next page (nil on the last page).
 func (s *Store) List(ctx context.Context, db DB, p ListParams) ([]*Identity, *Cursor, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v ...any) {
-		for _, a := range v {
-			args = append(args, a)
-			cond = strings.Replace(cond, "?", fmt.Sprintf("$%d", len(args)), 1)
-		}
-		where = append(where, cond)
-	}
-	if p.After != nil {
-		add("(i.created_at, i.id) > (?, ?)", p.After.CreatedAt, p.After.ID)
-	}
-	if len(p.IDs) > 0 {
-		add("i.id = ANY(?)", p.IDs)
-	}
-	if p.Identifier != "" {
-		add("i.id IN (SELECT identity_id FROM identity_credential_identifiers WHERE identifier = ?)", p.Identifier)
-	}
-	q := `SELECT ` + Columns("i") + ` FROM identities i`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, p.PageSize+1)
-	q += fmt.Sprintf(" ORDER BY i.created_at, i.id LIMIT $%d", len(args))
+	q, args := listSQL(p)
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, nil, translate(err, "list identities")
@@ -385,6 +389,49 @@ func (s *Store) List(ctx context.Context, db DB, p ListParams) ([]*Identity, *Cu
 		next = &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
 	}
 	return out, next, nil
+}
+
+// listSQL is List's query for p (one more row than the page, to tell whether another follows).
+func listSQL(p ListParams) (string, []any) {
+	var where []string
+	var args []any
+	add := func(cond string, v ...any) {
+		for _, a := range v {
+			args = append(args, a)
+			cond = strings.Replace(cond, "?", fmt.Sprintf("$%d", len(args)), 1)
+		}
+		where = append(where, cond)
+	}
+	if p.After != nil {
+		if p.Newest {
+			add("(i.created_at, i.id) < (?, ?)", p.After.CreatedAt, p.After.ID)
+		} else {
+			add("(i.created_at, i.id) > (?, ?)", p.After.CreatedAt, p.After.ID)
+		}
+	}
+	if p.State != "" {
+		add("i.state = ?", p.State)
+	}
+	if len(p.IDs) > 0 {
+		add("i.id = ANY(?)", p.IDs)
+	}
+	if p.Identifier != "" {
+		// The type makes the primary key (type, identifier) usable: without it Postgres (before
+		// 18's skip scans) reads every identifier. Password is the only type with identifiers.
+		add("i.id IN (SELECT identity_id FROM identity_credential_identifiers WHERE type = ? AND identifier = ?)",
+			CredentialsTypePassword, p.Identifier)
+	}
+	q := `SELECT ` + Columns("i") + ` FROM identities i`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, p.PageSize+1)
+	order := "i.created_at, i.id"
+	if p.Newest {
+		order = "i.created_at DESC, i.id DESC"
+	}
+	q += fmt.Sprintf(" ORDER BY %s LIMIT $%d", order, len(args))
+	return q, args
 }
 
 // stampAddresses gives new addresses an id and timestamps, keeping those of addresses that

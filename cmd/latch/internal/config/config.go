@@ -49,7 +49,18 @@ type Config struct {
 // ServeConfig is `serve`.
 type ServeConfig struct {
 	Public PublicListenConfig `json:"public"`
-	Admin  ListenConfig       `json:"admin"`
+	Admin  AdminListenConfig  `json:"admin"`
+}
+
+// AdminListenConfig is `serve.admin`: a listener, and Latch's admin console on it.
+type AdminListenConfig struct {
+	ListenConfig
+	Console ConsoleConfig `json:"console"`
+}
+
+// ConsoleConfig is `serve.admin.console`.
+type ConsoleConfig struct {
+	Enabled *bool `json:"enabled"` // default false; --dev: true
 }
 
 // ListenConfig is `serve.public` or `serve.admin`.
