@@ -70,6 +70,10 @@ func TestTracingErrorsNameTheKey(t *testing.T) {
 			"config: tracing.providers.otlp.sampling.sampling_ratio: must be a number between 0 and 1"},
 		{"negative ratio from the environment", otel(`{server_url: "c:4318"}`), []string{"TRACING_PROVIDERS_OTLP_SAMPLING_SAMPLING_RATIO=-1"},
 			"config: tracing.providers.otlp.sampling.sampling_ratio: must be a number between 0 and 1"},
+		{"not-a-number ratio", otel(`{server_url: "c:4318", sampling: {sampling_ratio: .nan}}`), nil,
+			"config: tracing.providers.otlp.sampling.sampling_ratio:"},
+		{"IPv6 without brackets", otel(`{server_url: "::1:4318"}`), nil, `config: tracing.providers.otlp.server_url: "::1:4318" is not host:port`},
+		{"a path", otel(`{server_url: "c:4318/v1/traces"}`), nil, "config: tracing.providers.otlp.server_url:"},
 		{"unknown protocol", otel(`{server_url: "c:4318", protocol: thrift}`), nil, "config: tracing.providers.otlp.protocol:"},
 		{"header injection", otel(`{server_url: "c:4318", authorization_header: "Bearer a\r\nX-Evil: 1"}`), nil,
 			"config: tracing.providers.otlp.authorization_header: must not contain control characters"},
@@ -83,5 +87,14 @@ func TestTracingErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestCheckHostPortAcceptsKratosForms(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"localhost:4318", "127.0.0.1:4317", "[::1]:4318", "otel-collector.observability.svc:4318"} {
+		if msg := checkHostPort(s); msg != "" {
+			t.Errorf("checkHostPort(%q) = %q, want accepted", s, msg)
+		}
 	}
 }
