@@ -26,7 +26,9 @@ import (
 // Password hashing has its own spans ("hash", "hash.compare"), in core/password.
 //
 // The tracer is OpenTelemetry's global one: a no-op until cmd/latch installs a provider
-// (tracing.provider: otel), so a span then costs one small allocation and nothing else.
+// (tracing.provider: otel): a step's span then costs well under a microsecond and a few small
+// allocations (BenchmarkNoopStepSpan measured 0.7 µs, 4 allocations), against the milliseconds
+// of the hash and the transaction it wraps.
 var tracer = otel.Tracer("github.com/latchhq/latch/core")
 
 // Attribute keys of core's spans.

@@ -14,7 +14,8 @@ import (
 
 // Spans of the worker side (docs/TRACING.md). The tracer is OpenTelemetry's global one, which
 // is a no-op until `latch serve` or `latch worker` installs a provider (tracing.provider: otel):
-// with tracing off a span costs an allocation and no I/O, and nothing here runs per byte.
+// with tracing off a span costs a few small allocations and no I/O, and nothing here runs per
+// byte.
 //
 //   - webhooks.call: a worker answering a before-persist call, a child of the flow's
 //     hooks.before span (its trace context travels in the NATS request's headers);
