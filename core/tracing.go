@@ -27,7 +27,7 @@ import (
 //
 // The tracer is OpenTelemetry's global one: a no-op until cmd/latch installs a provider
 // (tracing.provider: otel): a step's span then costs well under a microsecond and a few small
-// allocations (BenchmarkStepSpanTracingOff: 0.7 µs, 4 allocations), against the milliseconds
+// allocations (BenchmarkStepSpanTracingOff: 0.7-1 µs, 4 allocations), against the milliseconds
 // of the hash and the transaction it wraps.
 var tracer = otel.Tracer("github.com/latchhq/latch/core")
 
