@@ -109,16 +109,19 @@ func (st *step) record(evs ...events.Event) { st.evs = append(st.evs, evs...) }
 // relay once it has committed. Every state change of core goes through it. The transaction is
 // a stepTx: writes that need no answer (identity.Queuer) and the events travel together, with
 // the statement that next needs an answer or with the commit.
-func (s *Service) inTx(ctx context.Context, fn func(st *step) error) error {
+func (s *Service) inTx(ctx context.Context, fn func(st *step) error) (err error) {
+	ctx, span := tracer.Start(ctx, "tx")
+	st := &step{}
+	defer func() { s.endTx(span, st, err) }()
 	tx := &stepTx{db: s.db}
 	// After a commit this does nothing; otherwise the error that matters is fn's or the
 	// commit's, and a rollback that fails closes the connection.
 	defer func() { _ = tx.Rollback(ctx) }()
-	st := &step{tx: tx}
+	st.tx = tx
 	if err := fn(st); err != nil {
 		return err
 	}
-	if _, err := s.outbox.Queue(tx.Queue(), st.evs...); err != nil {
+	if _, err := s.outbox.Queue(ctx, tx.Queue(), st.evs...); err != nil {
 		return fmt.Errorf("record events: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -71,7 +71,7 @@ func (s *Service) runHooks(ctx context.Context, meta api.Meta, f *Flow, list []h
 		if id != nil && id.ID != uuid.Nil {
 			call.IdentityID = &id.ID
 		}
-		reply, err := s.caller.Call(ctx, call)
+		reply, err := s.callHook(ctx, call)
 		if err != nil {
 			return patch, &HookError{HookID: h.ID, Unavailable: true, Cause: err}
 		}

@@ -152,7 +152,9 @@ func (s *Service) createFlow(kind flowKind) http.HandlerFunc {
 
 // newFlowOf creates a flow of kind: sess is the settings flow's owner, refresh asks a login
 // flow to re-authenticate it.
-func (s *Service) newFlowOf(ctx context.Context, kind flowKind, req flowRequest, sess *sessions.Session, refresh bool) (*Flow, error) {
+func (s *Service) newFlowOf(ctx context.Context, kind flowKind, req flowRequest, sess *sessions.Session, refresh bool) (f *Flow, err error) {
+	ctx, span := startStep(ctx, kind, "create", nil)
+	defer func() { s.endStep(span, f, err) }()
 	switch kind {
 	case kindRegistration:
 		return s.newRegistrationFlow(ctx, req)

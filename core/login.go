@@ -74,7 +74,9 @@ type loginResult struct {
 // The hash and the hooks run outside any transaction; the transaction then claims the flow and
 // re-reads the identity under a share lock, so an identity deactivated meanwhile gets no
 // session and a flow submitted twice yields one.
-func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.Meta, current *sessions.Session, currentToken string) (*loginResult, error) {
+func (s *Service) login(ctx context.Context, f *Flow, sub *submission, meta api.Meta, current *sessions.Session, currentToken string) (_ *loginResult, err error) {
+	ctx, span := startStep(ctx, kindLogin, "submit", f)
+	defer func() { s.endStep(span, f, err) }()
 	f.UI.setValues(map[string]any{"identifier": sub.Identifier})
 	if sub.Method != "password" {
 		f.UI.addMessage("", msgNoStrategy(kindLogin))

@@ -130,7 +130,9 @@ type recoveryResult struct {
 
 // sendRecoveryCode handles {method: code, email}: (re)issues the flow's code and queues the
 // message in one transaction, and moves the flow to sent_email. f's UI is the answer.
-func (s *Service) sendRecoveryCode(ctx context.Context, f *Flow, email string, meta api.Meta) error {
+func (s *Service) sendRecoveryCode(ctx context.Context, f *Flow, email string, meta api.Meta) (err error) {
+	ctx, span := startStep(ctx, kindRecovery, "send_code", f)
+	defer func() { s.endStep(span, f, err) }()
 	cfg := s.config()
 	return s.codeEmailStep(ctx, f, email, recoveryUI, recoveryCodeUI, func(st *step, address string) error {
 		id, err := s.identityByRecoveryAddress(ctx, st.tx, address)
@@ -174,11 +176,13 @@ func (s *Service) identityByRecoveryAddress(ctx context.Context, tx pgx.Tx, addr
 // useRecoveryCode handles {method: code, code}. A wrong or expired code is a *FlowError with
 // 4060006 (Kratos answers it 200 with the flow); a used code, too many submissions or a
 // completed flow is a *recoveryRetryError carrying a new flow.
-func (s *Service) useRecoveryCode(ctx context.Context, f *Flow, code string, meta api.Meta, req flowRequest) (*recoveryResult, error) {
+func (s *Service) useRecoveryCode(ctx context.Context, f *Flow, code string, meta api.Meta, req flowRequest) (_ *recoveryResult, err error) {
+	ctx, span := startStep(ctx, kindRecovery, "use_code", f)
+	defer func() { s.endStep(span, f, err) }()
 	cfg := s.config()
 	var codeErr error
 	res := &recoveryResult{}
-	err := s.inTx(ctx, func(st *step) error {
+	err = s.inTx(ctx, func(st *step) error {
 		fc, err := s.useCode(ctx, st.tx, f, code)
 		if errors.Is(err, ErrCodeInvalid) || errors.Is(err, ErrCodeExpired) || errors.Is(err, ErrCodeUsed) || errors.Is(err, ErrTooManySubmissions) {
 			codeErr = err // commit: the submission counts

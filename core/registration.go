@@ -47,7 +47,9 @@ type registrationResult struct {
 // outside any transaction, then one transaction that claims the flow (a used flow, or one a
 // concurrent submit completed first, fails with FlowUsedError) and writes the identity, its
 // credential and (with the `session` hook) its session.
-func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta api.Meta) (*registrationResult, error) {
+func (s *Service) register(ctx context.Context, f *Flow, sub *submission, meta api.Meta) (_ *registrationResult, err error) {
+	ctx, span := startStep(ctx, kindRegistration, "submit", f)
+	defer func() { s.endStep(span, f, err) }()
 	cfg := s.config()
 	f.UI.setValues(traitValues(sub.Traits))
 	if sub.Method != "password" {

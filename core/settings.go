@@ -87,7 +87,9 @@ type settingsChange struct {
 // first; then one transaction locks the flow, the identity and the session, re-checks that both
 // are still active and the session still privileged enough, and writes only what this change
 // sets on the identity as it is now: a concurrent admin update of other fields survives.
-func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, sess *sessions.Session, meta api.Meta) error {
+func (s *Service) updateSettings(ctx context.Context, f *Flow, sub *submission, sess *sessions.Session, meta api.Meta) (err error) {
+	ctx, span := startStep(ctx, kindSettings, "submit", f)
+	defer func() { s.endStep(span, f, err) }()
 	cfg := s.config()
 	current, err := s.ids.Get(ctx, s.db, sess.IdentityID)
 	if errors.Is(err, identity.ErrNotFound) {

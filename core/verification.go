@@ -100,7 +100,9 @@ func (e *verificationReplacedError) Error() string { return "the verification fl
 
 // sendVerificationCode handles {method: code, email}: (re)issues the flow's code, queues the
 // message and marks the address sent, in one transaction, and moves the flow to sent_email.
-func (s *Service) sendVerificationCode(ctx context.Context, f *Flow, email string) error {
+func (s *Service) sendVerificationCode(ctx context.Context, f *Flow, email string) (err error) {
+	ctx, span := startStep(ctx, kindVerification, "send_code", f)
+	defer func() { s.endStep(span, f, err) }()
 	cfg := s.config()
 	return s.codeEmailStep(ctx, f, email, verificationUI, verificationCodeUI, func(st *step, address string) error {
 		found, err := s.identityByVerifiableAddress(ctx, st.tx, address)
@@ -174,9 +176,11 @@ func (s *Service) identityByVerifiableAddress(ctx context.Context, tx pgx.Tx, ad
 // submissions is Kratos' 400; a completed flow a *verificationReplacedError. The address is
 // marked verified under the identity's row lock, in the transaction that uses the code, which
 // also writes identity.updated and verification.succeeded.
-func (s *Service) useVerificationCode(ctx context.Context, f *Flow, code string, meta api.Meta, req flowRequest) error {
+func (s *Service) useVerificationCode(ctx context.Context, f *Flow, code string, meta api.Meta, req flowRequest) (err error) {
+	ctx, span := startStep(ctx, kindVerification, "use_code", f)
+	defer func() { s.endStep(span, f, err) }()
 	var codeErr error
-	err := s.inTx(ctx, func(st *step) error {
+	err = s.inTx(ctx, func(st *step) error {
 		fc, err := s.useCode(ctx, st.tx, f, code)
 		if errors.Is(err, ErrCodeInvalid) || errors.Is(err, ErrCodeExpired) || errors.Is(err, ErrCodeUsed) || errors.Is(err, ErrTooManySubmissions) {
 			codeErr = err // commit: the submission counts

@@ -55,9 +55,16 @@ func QueueMessage(ctx context.Context, tx pgx.Tx, m Message) (uuid.UUID, error) 
 	}
 	id := uuid.Must(uuid.NewV7())
 	now := time.Now().UTC().Truncate(time.Microsecond)
+	// The flow's trace context, if any, rides on the row so that the sending span links to it.
+	var trace *string
+	if tc := TraceContextOf(ctx); !tc.IsZero() {
+		j := tc.JSON()
+		trace = &j
+	}
 	_, err = tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, event_id, hook_id, event_type, identity_id, url, body,
-		content_type, state, next_attempt_at, event_time) VALUES ($1, $1, $2, $3, $4, 'courier', $5, 'application/json',
-		'pending', now(), $6)`, id, CourierHookID, CourierEventPrefix+m.TemplateType, m.IdentityID, body, now)
+		content_type, state, next_attempt_at, event_time, trace_context) VALUES ($1, $1, $2, $3, $4, 'courier', $5,
+		'application/json', 'pending', now(), $6, $7::jsonb)`, id, CourierHookID, CourierEventPrefix+m.TemplateType,
+		m.IdentityID, body, now, trace)
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("queue courier message: %w", err)
 	}

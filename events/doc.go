@@ -11,7 +11,10 @@
 //     them published, keeps them for a retention period and prunes them after. It is woken in
 //     process by [Outbox.Wake], from other processes by LISTEN/NOTIFY, and polls as a backstop;
 //     [Lag] reports how far it is behind;
-//   - the embedded NATS server used by `latch serve --dev` and by tests (package natstest).
+//   - the embedded NATS server used by `latch serve --dev` and by tests (package natstest);
+//   - the trace context across the asynchronous hop ([TraceContext]): the writer's span context
+//     stored beside its outbox rows and carried in the messages' headers, never in the envelope
+//     (docs/TRACING.md).
 //
 // Delivery is at-least-once. The relay may publish a row twice (a crash between publish and
 // mark); JetStream drops the copy inside the stream's duplicates window, and consumers

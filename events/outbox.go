@@ -51,10 +51,11 @@ func NewOutbox() *Outbox {
 // the relay before commit; a rolled-back tx leaves nothing behind. Call Wake after the commit.
 //
 // Insert with no events writes nothing. An invalid event (bad type, nil data, an envelope over
-// MaxEnvelopeSize) fails the whole call with ErrInvalidEvent before anything is sent.
+// MaxEnvelopeSize) fails the whole call with ErrInvalidEvent before anything is sent. When ctx
+// carries a span (tracing on), its trace context is stored beside the rows (TraceContext).
 func (o *Outbox) Insert(ctx context.Context, tx pgx.Tx, evs ...Event) ([]Envelope, error) {
 	batch := &pgx.Batch{}
-	envs, err := o.Queue(batch, evs...)
+	envs, err := o.Queue(ctx, batch, evs...)
 	if err != nil || len(batch.QueuedQueries) == 0 {
 		return envs, err
 	}
@@ -67,8 +68,8 @@ func (o *Outbox) Insert(ctx context.Context, tx pgx.Tx, evs ...Event) ([]Envelop
 // Queue is Insert for a caller that sends the statements itself: it queues them on b, which
 // must be sent in the transaction that makes the change (core sends them with its commit). An
 // error of the queued INSERT comes back from b's results. Invalid events fail here, with
-// nothing queued.
-func (o *Outbox) Queue(b *pgx.Batch, evs ...Event) ([]Envelope, error) {
+// nothing queued. ctx is only read for its span's trace context, stored with the rows.
+func (o *Outbox) Queue(ctx context.Context, b *pgx.Batch, evs ...Event) ([]Envelope, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
@@ -103,7 +104,12 @@ func (o *Outbox) Queue(b *pgx.Batch, evs ...Event) ([]Envelope, error) {
 		}
 		ids[i], types[i], payloads[i] = id, ev.Type, payload
 	}
-	b.Queue(insertSQL, ids, types, payloads).Fn = func(br pgx.BatchResults) error {
+	var trace *string // NULL without a span: tracing off costs nothing here
+	if tc := TraceContextOf(ctx); !tc.IsZero() {
+		j := tc.JSON()
+		trace = &j
+	}
+	b.Queue(insertSQL, ids, types, payloads, trace).Fn = func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("insert outbox rows: %w", err)
 		}

@@ -218,6 +218,7 @@ type outboxRow struct {
 	Type      string
 	Timestamp string
 	Data      []byte // jsonb's text: valid JSON with spaces after ':' and ','
+	Trace     []byte // trace_context: the writer's TraceContext as JSON, nil without tracing
 }
 
 // relayBatch takes the relay lock, claims up to BatchSize rows, publishes them, marks the
@@ -336,8 +337,7 @@ func (r *Relay) publish(ctx context.Context, rows []outboxRow) ([]int64, error) 
 	futures := make([]jetstream.PubAckFuture, len(rows))
 	var firstErr error
 	for i, row := range rows {
-		f, err := r.js.PublishAsync(Subject(row.Type), row.envelope(),
-			jetstream.WithMsgID(row.ID.String()), jetstream.WithExpectStream(StreamName))
+		f, err := r.publishRow(row)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("publish event %s: %w", row.ID, err)
@@ -374,6 +374,19 @@ func (r *Relay) publish(ctx context.Context, rows []outboxRow) ([]int64, error) 
 		}
 	}
 	return acked, firstErr
+}
+
+// publishRow publishes one row asynchronously. A row written under a span carries its trace
+// context in the message's headers (traceparent, tracestate), so fan-out continues the trace;
+// the envelope, which is what receivers get, never holds it.
+func (r *Relay) publishRow(row outboxRow) (jetstream.PubAckFuture, error) {
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(row.ID.String()), jetstream.WithExpectStream(StreamName)}
+	if tc := ParseTraceContext(row.Trace); !tc.IsZero() {
+		m := &nats.Msg{Subject: Subject(row.Type), Data: row.envelope(), Header: nats.Header{}}
+		tc.SetHeader(m.Header)
+		return r.js.PublishMsgAsync(m, opts...)
+	}
+	return r.js.PublishAsync(Subject(row.Type), row.envelope(), opts...)
 }
 
 // envelope returns the compact JSON of the row's envelope, fields in the order of Envelope (id,

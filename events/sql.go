@@ -9,9 +9,11 @@ const relayLockKey = "119165820299265"
 
 const (
 	// insertSQL adds every event of one Insert call in one statement, whatever their number;
-	// unnest keeps the argument order, so seq follows the order the writer passed.
-	insertSQL = `INSERT INTO event_outbox (id, type, payload)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])`
+	// unnest keeps the argument order, so seq follows the order the writer passed. $4 is the
+	// writer's trace context (TraceContext.JSON), shared by every row of the call; NULL without
+	// tracing.
+	insertSQL = `INSERT INTO event_outbox (id, type, payload, trace_context)
+SELECT u.id, u.type, u.payload, $4::jsonb FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS u(id, type, payload)`
 
 	// notifySQL wakes relays in other processes. Postgres delivers it at commit, and only if the
 	// transaction commits.
@@ -47,10 +49,11 @@ SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])`
 	// never locks rows that the active relay would then skip.
 	// It returns the envelope's parts rather than the payload, so that the relay assembles the
 	// published JSON without decoding it (jsonb reorders the envelope's keys). The fallbacks only
-	// matter for rows not written by Insert.
+	// matter for rows not written by Insert. trace_context (NULL without tracing) goes into the
+	// message's headers.
 	claimSQL = `SELECT seq, id, type,
     coalesce(payload->>'timestamp', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
-    coalesce(payload->'data', 'null'::jsonb)
+    coalesce(payload->'data', 'null'::jsonb), trace_context
 FROM event_outbox
 WHERE published_at IS NULL AND (SELECT pg_try_advisory_xact_lock(` + relayLockKey + `))
 ORDER BY seq

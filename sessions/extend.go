@@ -203,7 +203,7 @@ func (m *Manager) writeMoves(batch []*move) {
 		b := &pgx.Batch{}
 		b.Queue(moveExpiryCAS, ids, next, now, oldExp, oldUpd, states, len(batch))
 		if m.outbox != nil {
-			if _, err := m.outbox.Queue(b, evs...); err != nil {
+			if _, err := m.outbox.Queue(ctx, b, evs...); err != nil {
 				return fmt.Errorf("record session.extended: %w", err)
 			}
 		}

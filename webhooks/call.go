@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/latchhq/latch/core/hooks"
+	"github.com/latchhq/latch/events"
 )
 
 // NATS names of the call path, from the contract core and the workers share (core/hooks).
@@ -127,7 +128,15 @@ func (c *Caller) Call(ctx context.Context, req CallRequest) (*CallReply, error) 
 
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	msg, err := c.nc.RequestWithContext(rctx, c.subject, data)
+	var msg *nats.Msg
+	if tc := events.TraceContextOf(ctx); !tc.IsZero() {
+		// The worker's webhooks.call span continues the flow's trace (docs/TRACING.md).
+		m := &nats.Msg{Subject: c.subject, Data: data, Header: nats.Header{}}
+		tc.SetHeader(m.Header)
+		msg, err = c.nc.RequestMsgWithContext(rctx, m)
+	} else {
+		msg, err = c.nc.RequestWithContext(rctx, c.subject, data)
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, nats.ErrNoResponders):
@@ -346,9 +355,11 @@ func closedSub(err error) bool {
 // serve answers one request, then queues its record: the reply never waits for the database.
 func (r *Responder) serve(m *nats.Msg, records chan<- callRecord) {
 	arrived := time.Now()
+	ctx, span := startCall(m)
+	defer span.End()
 	var req CallRequest
 	if err := json.Unmarshal(m.Data, &req); err != nil {
-		r.log.Warn("undecodable webhook call request", "error", err)
+		r.log.WarnContext(ctx, "undecodable webhook call request", "error", err)
 		r.reply(m, &CallReply{Outcome: OutcomeFailed, ErrorClass: ErrorClassInvalidRequest,
 			Error: "undecodable call request: " + err.Error()})
 		return
@@ -361,19 +372,20 @@ func (r *Responder) serve(m *nats.Msg, records chan<- callRecord) {
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				r.log.Error("webhook call panicked", "hook", req.HookID, "panic", p, "stack", string(debug.Stack()))
+				r.log.ErrorContext(ctx, "webhook call panicked", "hook", req.HookID, "panic", p, "stack", string(debug.Stack()))
 				rep, rec = CallReply{Outcome: OutcomeFailed, ErrorClass: ErrorClassInternal, Error: fmt.Sprintf("panic: %v", p)}, nil
 			}
 		}()
-		rep, rec = r.call(req, arrived)
+		rep, rec = r.call(ctx, req, arrived)
 	}()
 
 	if !r.reply(m, &rep) && rec != nil {
 		rec.fail(ErrorClassResponseTooLarge, rep.Error)
 	}
 	r.calls.observe(req.HookID, rep.Outcome, time.Since(arrived))
+	recordCall(span, req.HookID, &rep)
 	if rep.Outcome == OutcomeFailed {
-		r.log.Warn("before-persist webhook call failed", "hook", req.HookID, "delivery", rep.DeliveryID,
+		r.log.WarnContext(ctx, "before-persist webhook call failed", "hook", req.HookID, "delivery", rep.DeliveryID,
 			"status", rep.StatusCode, "error_class", rep.ErrorClass, "error", rep.Error)
 	}
 	if rec == nil {
@@ -410,7 +422,7 @@ func (r *Responder) reply(m *nats.Msg, rep *CallReply) bool {
 
 // call runs one request: hook lookup, body, tries within the deadline, verdict. It returns the
 // reply and the record to write (nil: nothing to record).
-func (r *Responder) call(req CallRequest, arrived time.Time) (CallReply, *callRecord) {
+func (r *Responder) call(parent context.Context, req CallRequest, arrived time.Time) (CallReply, *callRecord) {
 	id := uuid.Must(uuid.NewV7())
 	rec := &callRecord{id: id, hookID: req.HookID, identityID: req.IdentityID, body: req.Ctx,
 		contentType: ContentTypeDefault, eventTime: arrived}
@@ -436,7 +448,7 @@ func (r *Responder) call(req CallRequest, arrived time.Time) (CallReply, *callRe
 	if !time.Now().Before(deadline) {
 		return failNow(ErrorClassTimeout, "the call's deadline passed before a worker could start it")
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
 
 	body := rec.body
@@ -478,7 +490,7 @@ func (r *Responder) try(ctx context.Context, hook *Hook, id uuid.UUID, body []by
 		backoff.WithMaxElapsedTime(0), // the deadline bounds it
 	)
 	a := Attempt{Hook: hook, DeliveryID: id.String(), Body: body, ContentType: rec.contentType,
-		MaxResponseBytes: r.cfg.MaxResponseBytes}
+		MaxResponseBytes: r.cfg.MaxResponseBytes, Trace: events.TraceContextOf(ctx)}
 	for {
 		res := r.sender.Send(ctx, a)
 		v := judgeCall(hook, res)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/latchhq/latch/events"
 )
 
 // job is one delivery this worker holds a lease on, waiting for a slot or being attempted.
@@ -20,6 +22,9 @@ type job struct {
 	contentType string
 	attempts    int       // attempts made before this one
 	leaseUntil  time.Time // local clock, read before the leasing query: errs early, never late
+	// trace is the flow's trace context (webhook_deliveries.trace_context), zero without
+	// tracing: the attempt's span links to it, and an opted-in hook sends it.
+	trace events.TraceContext
 }
 
 // hookSlots is the dispatcher's view of one hook. held counts every job the worker holds for
@@ -286,19 +291,22 @@ func (w *Worker) attempt(ctx context.Context, j *job) (o outcome) {
 		// second worker send it too: hand it back instead.
 		return released(j)
 	}
+	ctx, span := startDelivery(ctx, j)
+	defer func() { endDelivery(span, o) }() // after the recover below has set o
 	defer func() {
 		if p := recover(); p != nil {
-			w.log.Error("webhook attempt panicked", "hook", j.hookID, "delivery", j.id, "panic", p, "stack", string(debug.Stack()))
-			o = w.judge(hook, j, Result{Started: time.Now(), ErrorClass: ErrorClassInternal, Err: fmt.Errorf("panic: %v", p)})
+			w.log.ErrorContext(ctx, "webhook attempt panicked", "hook", j.hookID, "delivery", j.id, "panic", p, "stack", string(debug.Stack()))
+			o = w.judge(ctx, hook, j, Result{Started: time.Now(), ErrorClass: ErrorClassInternal, Err: fmt.Errorf("panic: %v", p)})
 		}
 	}()
 	var res Result
 	if hook.Courier != nil {
 		res = hook.Courier.deliver(ctx, w.sender, j.id.String(), j.body, hookTimeout(hook))
 	} else {
-		res = w.sender.Send(ctx, Attempt{Hook: hook, DeliveryID: j.id.String(), Body: j.body, ContentType: j.contentType})
+		res = w.sender.Send(ctx, Attempt{Hook: hook, DeliveryID: j.id.String(), Body: j.body, ContentType: j.contentType,
+			Trace: j.trace})
 	}
-	return w.judge(hook, j, res)
+	return w.judge(ctx, hook, j, res)
 }
 
 // unattempted records that j's hook left the configuration or is disabled: the delivery dies
@@ -316,7 +324,7 @@ func (w *Worker) unattempted(j *job) outcome {
 // judge turns an attempt's result into the delivery's next state: succeeded on 2xx, dead on
 // 410 or when the schedule is exhausted, due again at once after a shutdown, else pending until
 // the schedule's next time.
-func (w *Worker) judge(hook *Hook, j *job, res Result) outcome {
+func (w *Worker) judge(ctx context.Context, hook *Hook, j *job, res Result) outcome {
 	n := j.attempts + 1
 	o := outcome{id: j.id, hookID: j.hookID, attempt: n, started: res.Started, duration: res.Duration,
 		status: res.StatusCode, errorClass: res.ErrorClass, response: storableText(res.ResponseBody)}
@@ -349,7 +357,7 @@ func (w *Worker) judge(hook *Hook, j *job, res Result) outcome {
 	}
 	w.metrics.observe(j.hookID, label, res.Duration)
 	if o.state == StateDead {
-		w.log.Warn("webhook delivery is dead", "hook", j.hookID, "delivery", j.id, "attempt", n,
+		w.log.WarnContext(ctx, "webhook delivery is dead", "hook", j.hookID, "delivery", j.id, "attempt", n,
 			"status", res.StatusCode, "error_class", o.errorClass, "error", o.err)
 	}
 	return o

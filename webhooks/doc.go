@@ -27,6 +27,11 @@
 // NextAttempt reads the hook's schedule. Every attempt is signed afresh over the delivery's
 // stored bytes, so retries and replays verify with the same secrets.
 //
+// Tracing (tracing.go, docs/TRACING.md): a call continues the flow's trace from the NATS
+// request's headers; fan-out copies the flow's trace context from each message's headers onto
+// its delivery rows, and each attempt is a span of its own linked to the flow. A hook with
+// SendTraceparent also sends that context to its endpoint; no other does.
+//
 // What it must not touch: it imports only events (the envelope and catalogue), core/api (the
 // Kratos error JSON and pagination conventions of its admin API, a leaf) and core/hooks (the
 // hook plan and the call contract it shares with the flow core, a leaf) from Latch. It does not

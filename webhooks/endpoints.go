@@ -43,6 +43,10 @@ type Endpoint struct {
 	// Disabled is true when an operator or the health check disabled the endpoint, or when the
 	// configuration declares it disabled.
 	Disabled bool `json:"disabled"`
+	// SendTraceparent sends the W3C trace context (traceparent, tracestate) of the flow that
+	// caused each delivery, so that the receiver's trace continues Latch's (docs/TRACING.md).
+	// Off by default: the header tells the receiver about Latch's tracing.
+	SendTraceparent bool `json:"send_traceparent"`
 	// Source is SourceAPI or SourceConfig; only the first can be changed through the API (a
 	// configured endpoint can only be disabled, enabled and recovered).
 	Source    string          `json:"source"`
@@ -112,6 +116,8 @@ type EndpointInput struct {
 	RateLimit      *int              `json:"rate_limit"`
 	Ordering       string            `json:"ordering"`
 	Disabled       bool              `json:"disabled"`
+	// SendTraceparent: see Endpoint.SendTraceparent.
+	SendTraceparent bool `json:"send_traceparent"`
 }
 
 // EndpointPatch changes the fields it sets (JSON merge patch semantics: an absent field stays;
@@ -124,6 +130,8 @@ type EndpointPatch struct {
 	RateLimit   json.RawMessage    `json:"rate_limit"` // absent, null or a number
 	Ordering    *string            `json:"ordering"`
 	Disabled    *bool              `json:"disabled"`
+	// SendTraceparent: see Endpoint.SendTraceparent.
+	SendTraceparent *bool `json:"send_traceparent"`
 }
 
 // Errors of the endpoint store; the admin API maps them to 400, 404 and 409.
@@ -157,7 +165,7 @@ const bumpSQL = `UPDATE webhook_config_version SET version = version + 1; SELECT
 // hookOf is the Hook a stored endpoint runs as.
 func hookOf(e *Endpoint) Hook {
 	h := Hook{ID: e.ID, Endpoint: true, URL: e.URL, Description: e.Description, EventTypes: e.EventTypes,
-		Headers: e.Headers, Ordering: e.Ordering}
+		Headers: e.Headers, Ordering: e.Ordering, SendTraceparent: e.SendTraceparent}
 	if e.RateLimit != nil {
 		h.RateLimit = *e.RateLimit
 	}
@@ -207,7 +215,7 @@ func validateEndpoint(e *Endpoint) error {
 
 // endpointColumns are what scanEndpoint reads, health joined.
 const endpointColumns = `e.id::text, e.url, e.description, e.event_types, e.headers, e.signing_secrets, e.rate_limit,
-	e.ordering, e.created_at, e.updated_at,
+	e.ordering, e.send_traceparent, e.created_at, e.updated_at,
 	h.consecutive_failures, h.failing_since, h.last_success_at, h.last_failure_at, h.paced_until, h.disabled_at,
 	h.disabled_reason`
 
@@ -217,7 +225,7 @@ func scanEndpoint(row pgx.Row) (*Endpoint, error) {
 	var failures *int
 	var h EndpointHealth
 	if err := row.Scan(&e.ID, &e.URL, &e.Description, &e.EventTypes, &e.Headers, &e.SigningSecrets, &e.RateLimit,
-		&e.Ordering, &created, &updated, &failures, &h.FailingSince, &h.LastSuccessAt, &h.LastFailureAt,
+		&e.Ordering, &e.SendTraceparent, &created, &updated, &failures, &h.FailingSince, &h.LastSuccessAt, &h.LastFailureAt,
 		&h.PacedUntil, &h.DisabledAt, &h.DisabledReason); err != nil {
 		return nil, err
 	}
@@ -285,7 +293,8 @@ func (s *EndpointStore) configView(ctx context.Context, h *Hook) (*Endpoint, err
 
 func (s *EndpointStore) configViewIn(ctx context.Context, db rowQuerier, h *Hook) (*Endpoint, error) {
 	e := &Endpoint{ID: h.ID, URL: h.URL, Description: h.Description, EventTypes: slices.Clone(h.EventTypes),
-		Headers: h.Headers, Ordering: h.Ordering, Disabled: h.Disabled, Source: SourceConfig}
+		Headers: h.Headers, Ordering: h.Ordering, Disabled: h.Disabled, SendTraceparent: h.SendTraceparent,
+		Source: SourceConfig}
 	if e.EventTypes == nil {
 		e.EventTypes = []string{}
 	}
@@ -406,7 +415,8 @@ func (s *EndpointStore) get(ctx context.Context, q interface {
 // Create stores a new endpoint with a fresh id, generating a signing secret when none is given.
 func (s *EndpointStore) Create(ctx context.Context, in EndpointInput) (*Endpoint, error) {
 	e := &Endpoint{ID: uuid.NewString(), URL: in.URL, Description: in.Description, EventTypes: in.EventTypes,
-		Headers: in.Headers, RateLimit: in.RateLimit, Ordering: in.Ordering, Source: SourceAPI}
+		Headers: in.Headers, RateLimit: in.RateLimit, Ordering: in.Ordering, SendTraceparent: in.SendTraceparent,
+		Source: SourceAPI}
 	if e.EventTypes == nil {
 		e.EventTypes = []string{}
 	}
@@ -427,8 +437,9 @@ func (s *EndpointStore) Create(ctx context.Context, in EndpointInput) (*Endpoint
 	}
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, description, event_types, headers,
-			signing_secrets, rate_limit, ordering) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			e.ID, e.URL, e.Description, e.EventTypes, e.Headers, e.SigningSecrets, e.RateLimit, e.Ordering); err != nil {
+			signing_secrets, rate_limit, ordering, send_traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			e.ID, e.URL, e.Description, e.EventTypes, e.Headers, e.SigningSecrets, e.RateLimit, e.Ordering,
+			e.SendTraceparent); err != nil {
 			return err
 		}
 		if in.Disabled {
@@ -466,7 +477,8 @@ func (s *EndpointStore) Update(ctx context.Context, id string, p EndpointPatch) 
 // Workers apply the change once tx commits (the version bump is part of tx).
 func (s *EndpointStore) UpdateTx(ctx context.Context, tx pgx.Tx, id string, p EndpointPatch) (*Endpoint, error) {
 	if h := s.configured(id); h != nil {
-		if p.URL != nil || p.Description != nil || p.EventTypes != nil || p.Headers != nil || p.RateLimit != nil || p.Ordering != nil {
+		if p.URL != nil || p.Description != nil || p.EventTypes != nil || p.Headers != nil || p.RateLimit != nil ||
+			p.Ordering != nil || p.SendTraceparent != nil {
 			return nil, ErrConfigured
 		}
 		if p.Disabled != nil {
@@ -516,12 +528,15 @@ func (s *EndpointStore) UpdateTx(ctx context.Context, tx pgx.Tx, id string, p En
 		if p.Ordering != nil {
 			e.Ordering = *p.Ordering
 		}
+		if p.SendTraceparent != nil {
+			e.SendTraceparent = *p.SendTraceparent
+		}
 		if err := validateEndpoint(e); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET url = $2, description = $3, event_types = $4,
-			headers = $5, rate_limit = $6, ordering = $7, updated_at = now() WHERE id = $1`,
-			uid, e.URL, e.Description, e.EventTypes, e.Headers, e.RateLimit, e.Ordering); err != nil {
+			headers = $5, rate_limit = $6, ordering = $7, send_traceparent = $8, updated_at = now() WHERE id = $1`,
+			uid, e.URL, e.Description, e.EventTypes, e.Headers, e.RateLimit, e.Ordering, e.SendTraceparent); err != nil {
 			return err
 		}
 		if p.Disabled != nil {

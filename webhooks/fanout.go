@@ -108,12 +108,18 @@ func gather(msgs <-chan jetstream.Msg, max int) (group []jetstream.Msg, open boo
 // fanout turns a group of messages into delivery rows with one INSERT, dispatches the rows it
 // could lease, and acks the messages once the rows are committed. On a database error it naks
 // them with a delay and returns the error.
-func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
+func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) (err error) {
+	traces := make([]events.TraceContext, len(msgs))
+	for i, m := range msgs {
+		traces[i] = events.TraceContextFromHeader(m.Headers())
+	}
+	ctx, span := startFanout(ctx, traces)
+	defer func() { endFanout(span, err) }()
 	var rows []newDelivery
 	var erase []uuid.UUID // identities deleted: their markers commit with the rows
 	seen := map[string]bool{}
 	acks := make([]jetstream.Msg, 0, len(msgs))
-	for _, m := range msgs {
+	for i, m := range msgs {
 		env, ev, flowEvent, ok := decodeOnce(m.Data())
 		if !ok {
 			var err error
@@ -132,7 +138,11 @@ func (w *Worker) fanout(ctx context.Context, msgs []jetstream.Msg) error {
 		if md, err := m.Metadata(); err == nil {
 			seq = md.Sequence.Stream
 		}
-		rows = append(rows, w.deliveriesFor(env, ev, flowEvent, m.Data(), seq, seen)...)
+		made := w.deliveriesFor(env, ev, flowEvent, m.Data(), seq, seen)
+		for k := range made {
+			made[k].trace = traces[i] // the flow's context rides on each delivery (not in its body)
+		}
+		rows = append(rows, made...)
 		if id, ok := w.deletedIdentity(env); ok {
 			erase = append(erase, id)
 		}
@@ -207,7 +217,7 @@ func (w *Worker) insert(ctx context.Context, rows []newDelivery, erase []uuid.UU
 		case r.leaseMS > 0:
 			booked[r.hookID]--
 			jobs = append(jobs, &job{id: r.id, hookID: r.hookID, body: r.body, contentType: r.contentType,
-				leaseUntil: start.Add(time.Duration(r.leaseMS) * time.Millisecond)})
+				leaseUntil: start.Add(time.Duration(r.leaseMS) * time.Millisecond), trace: r.trace})
 		case r.state == StatePending:
 			w.hints.add(r.hookID, start)
 		default: // dead at birth (its template failed, its endpoint is disabled), recorded as its one attempt

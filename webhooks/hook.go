@@ -90,6 +90,11 @@ type Hook struct {
 	// Disabled stops attempts: new events still make delivery rows, dead at once with error
 	// class endpoint_disabled, so that a recovery can replay them once it is enabled again.
 	Disabled bool
+	// SendTraceparent adds the W3C trace context of the flow behind each request (traceparent
+	// and, when set, tracestate) to the request's headers, so that the receiver's trace
+	// continues Latch's. Off by default; a flow web_hook's config.send_traceparent or an
+	// endpoint's send_traceparent turns it on (docs/TRACING.md).
+	SendTraceparent bool
 
 	// Courier, when set, makes this the courier (ID events.CourierHookID, built by
 	// NewCourierHook): its deliveries are messages the flows queued, rendered and sent over SMTP

@@ -104,10 +104,12 @@ type webHookConfig struct {
 		Ignore bool `json:"ignore"`
 		Parse  bool `json:"parse"`
 	} `json:"response"`
-	CanInterrupt   bool           `json:"can_interrupt"`
-	SigningSecrets []string       `json:"signing_secrets"`
-	Timeout        hooks.Duration `json:"timeout"`
-	Retry          struct {
+	CanInterrupt   bool     `json:"can_interrupt"`
+	SigningSecrets []string `json:"signing_secrets"`
+	// SendTraceparent is Latch's: see Hook.SendTraceparent.
+	SendTraceparent bool           `json:"send_traceparent"`
+	Timeout         hooks.Duration `json:"timeout"`
+	Retry           struct {
 		Schedule []hooks.Duration `json:"schedule"`
 	} `json:"retry"`
 }
@@ -120,7 +122,7 @@ func fromConfig(h hooks.Hook, defaultSecrets []string) (Hook, error) {
 	}
 	out := Hook{
 		ID: h.ID, URL: wh.URL, Method: wh.Method, Headers: wh.Headers, Body: wh.Body,
-		SigningSecrets: wh.SigningSecrets, Timeout: time.Duration(wh.Timeout),
+		SigningSecrets: wh.SigningSecrets, Timeout: time.Duration(wh.Timeout), SendTraceparent: wh.SendTraceparent,
 	}
 	if len(out.SigningSecrets) == 0 {
 		out.SigningSecrets = defaultSecrets

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/latchhq/latch/events"
 )
 
 // SenderConfig configures the one HTTP client every delivery goes through. The zero value is
@@ -101,6 +103,9 @@ type Attempt struct {
 	// means the Sender's (SenderConfig.MaxResponseBytes). A before-persist call needs the whole
 	// answer, an interrupt's messages or an identity, where a delivery only keeps a log excerpt.
 	MaxResponseBytes int
+	// Trace is the trace context of the flow behind the attempt (zero: none). It is sent as
+	// traceparent and tracestate only when the hook opts in (Hook.SendTraceparent).
+	Trace events.TraceContext
 }
 
 // Result is what one attempt did, shaped like an attempt row.
@@ -298,6 +303,16 @@ func (s *Sender) requestBuilder(a Attempt, ts time.Time) (func(context.Context) 
 		req.Header.Set("User-Agent", s.userAgent)
 		for k, v := range h.Headers {
 			req.Header.Set(k, v)
+		}
+		if h.SendTraceparent && !a.Trace.IsZero() {
+			// The flow's context wins over a static header of the same name. Lowercase keys,
+			// as W3C spells them (and as HTTP/2 sends every header).
+			req.Header.Del(events.HeaderTraceparent)
+			req.Header.Del(events.HeaderTracestate)
+			req.Header[events.HeaderTraceparent] = []string{a.Trace.Traceparent}
+			if a.Trace.Tracestate != "" {
+				req.Header[events.HeaderTracestate] = []string{a.Trace.Tracestate}
+			}
 		}
 		if au := h.Auth; au != nil {
 			switch au.Type {

@@ -416,6 +416,7 @@ type newDelivery struct {
 	eventTime   time.Time
 	errClass    string // dead at birth: why
 	err         string
+	trace       events.TraceContext // the flow's, from the message's headers; zero without tracing
 
 	// Fan-out only, until render: the body template and its context.
 	template    *Template
@@ -428,18 +429,19 @@ type newDelivery struct {
 // are committed before the events are acked.
 const insertDeliveriesSQL = `WITH r AS (
 	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[],
-		$7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::text[], $14::text[], $15::bigint[])
+		$7::bytea[], $8::text[], $9::text[], $10::bigint[], $11::timestamptz[], $12::text[], $14::text[], $15::bigint[],
+		$17::text[])
 	AS r(id, event_id, hook_id, event_type, identity_id, url, body, content_type, state, lease_ms, event_time, error,
-		error_class, event_seq)
+		error_class, event_seq, trace)
 ), ins AS (
 	INSERT INTO webhook_deliveries (id, event_id, hook_id, event_type, identity_id, url, body, content_type,
-		state, attempts, next_attempt_at, lease_until, leased_by, last_error, event_time, event_seq)
+		state, attempts, next_attempt_at, lease_until, leased_by, last_error, event_time, event_seq, trace_context)
 	SELECT id, event_id, hook_id, event_type, identity_id, url, body, content_type, state,
 		CASE WHEN state = 'dead' THEN 1 ELSE 0 END,
 		CASE WHEN state = 'pending' THEN now() END,
 		CASE WHEN lease_ms > 0 THEN now() + lease_ms * interval '1 millisecond' END,
 		CASE WHEN lease_ms > 0 THEN $13 END,
-		error, event_time, nullif(event_seq, 0)
+		error, event_time, nullif(event_seq, 0), nullif(trace, '')::jsonb
 	FROM r
 	ON CONFLICT (event_id, hook_id) DO NOTHING
 	RETURNING id, state
@@ -460,7 +462,7 @@ func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, ro
 	hooks, types, urls, ctypes, states, errs := make([]string, n), make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]*string, n)
 	bodies, leases, times := make([][]byte, n), make([]int64, n), make([]time.Time, n)
-	classes, seqs := make([]*string, n), make([]int64, n)
+	classes, seqs, traces := make([]*string, n), make([]int64, n), make([]string, n)
 	for i, r := range rows {
 		ids[i], events[i] = r.id, r.eventID
 		if r.identityID != nil {
@@ -471,10 +473,10 @@ func insertDeliveries(ctx context.Context, db *pgxpool.Pool, workerID string, ro
 		if r.err != "" {
 			errs[i] = &rows[i].err
 		}
-		classes[i], seqs[i] = nonEmpty(&rows[i].errClass), r.eventSeq
+		classes[i], seqs[i], traces[i] = nonEmpty(&rows[i].errClass), r.eventSeq, r.trace.JSON()
 	}
 	res, err := db.Query(ctx, insertDeliveriesSQL, ids, events, hooks, types, identities, urls, bodies,
-		ctypes, states, leases, times, errs, workerID, classes, seqs, erase)
+		ctypes, states, leases, times, errs, workerID, classes, seqs, erase, traces)
 	if err != nil {
 		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
 	}
@@ -501,7 +503,7 @@ const claimSQL = `WITH c AS (
 )
 UPDATE webhook_deliveries d SET lease_until = now() + $3 * interval '1 millisecond', leased_by = $4, updated_at = now()
 FROM c WHERE d.id = c.id
-RETURNING d.id, d.hook_id, d.body, d.content_type, d.attempts`
+RETURNING d.id, d.hook_id, d.body, d.content_type, d.attempts, d.trace_context`
 
 // claimOrderedSQL is claimSQL for an endpoint with ordering per_identity: a delivery about an
 // identity is claimable only when no pending delivery of that identity to that endpoint has an
@@ -523,7 +525,7 @@ const claimOrderedSQL = `WITH c AS (
 )
 UPDATE webhook_deliveries d SET lease_until = now() + $3 * interval '1 millisecond', leased_by = $4, updated_at = now()
 FROM c WHERE d.id = c.id
-RETURNING d.id, d.hook_id, d.body, d.content_type, d.attempts`
+RETURNING d.id, d.hook_id, d.body, d.content_type, d.attempts, d.trace_context`
 
 // refillTokensSQL refills a rate-limited hook's token bucket in webhook_health (creating the
 // row, full, when it is missing) and returns the tokens available: min(burst $2, tokens + rate
@@ -567,7 +569,10 @@ func claimWith(ctx context.Context, db querier, sql string, lease time.Duration,
 	}
 	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*job, error) {
 		j := &job{leaseUntil: start.Add(lease)}
-		return j, r.Scan(&j.id, &j.hookID, &j.body, &j.contentType, &j.attempts)
+		var trace []byte
+		err := r.Scan(&j.id, &j.hookID, &j.body, &j.contentType, &j.attempts, &trace)
+		j.trace = events.ParseTraceContext(trace)
+		return j, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", err)

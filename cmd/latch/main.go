@@ -221,7 +221,7 @@ func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" || c.Format == "json_pretty" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(traceLogHandler{slog.NewJSONHandler(w, opts)}) // trace ids: tracing.go
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(traceLogHandler{slog.NewTextHandler(w, opts)})
 }

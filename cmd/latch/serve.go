@@ -31,6 +31,11 @@ const (
 // creates and migrates the database; it opens the pool, wires the services, serves the public
 // and admin APIs, and on the way out stops the servers, then the services, then the pool.
 func serve(ctx context.Context, cfg *config.Config, paths, env []string, dev bool, log *slog.Logger) error {
+	tel, err := startTracing(ctx, cfg.Tracing, log)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown(log) // last: the spans of the shutdown itself are flushed too
 	if dev {
 		if err := ensureDatabase(ctx, cfg.DSN); err != nil {
 			return err
@@ -60,11 +65,11 @@ func serve(ctx context.Context, cfg *config.Config, paths, env []string, dev boo
 	}
 	defer a.close() // after the servers stopped, before the pool closes
 
-	public, err := newServer(ctx, "public", cfg.Serve.Public.ListenConfig, withOps(a.public, pool, "", log), log)
+	public, err := newServer(ctx, "public", cfg.Serve.Public.ListenConfig, withOps(traced(tel, a.public, "public"), pool, "", log), log)
 	if err != nil {
 		return err
 	}
-	admin, err := newServer(ctx, "admin", cfg.Serve.Admin.ListenConfig, withOps(a.admin, pool, "/admin", log), log)
+	admin, err := newServer(ctx, "admin", cfg.Serve.Admin.ListenConfig, withOps(traced(tel, a.admin, "admin"), pool, "/admin", log), log)
 	if err != nil {
 		public.ln.Close()
 		return err

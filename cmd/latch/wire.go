@@ -223,7 +223,7 @@ func endpointHooks(cfg *config.Config) ([]webhooks.Hook, error) {
 	for i, e := range cfg.Webhooks.Endpoints {
 		h := webhooks.Hook{ID: e.ID, Endpoint: true, URL: e.URL, Description: e.Description, EventTypes: e.EventTypes,
 			Headers: e.Headers, SigningSecrets: e.SigningSecrets, RateLimit: e.RateLimit, Ordering: e.Ordering,
-			Disabled: e.Disabled, Timeout: time.Duration(e.Timeout)}
+			Disabled: e.Disabled, Timeout: time.Duration(e.Timeout), SendTraceparent: e.SendTraceparent}
 		if len(h.SigningSecrets) == 0 {
 			h.SigningSecrets = cfg.Webhooks.SigningSecrets
 		}

@@ -47,6 +47,11 @@ func runWorker(ctx context.Context, args []string, stderr io.Writer, env []strin
 }
 
 func work(ctx context.Context, cfg *config.Config, paths, env []string, dev bool, metricsAddr string, log *slog.Logger) error {
+	tel, err := startTracing(ctx, cfg.Tracing, log)
+	if err != nil {
+		return err
+	}
+	defer tel.shutdown(log)
 	pool, err := newPool(ctx, cfg.DSN)
 	if err != nil {
 		return err

@@ -212,7 +212,9 @@ func NewHasher(cfg Config) (*Hasher, error) {
 // writes. It waits for a concurrency slot and returns ctx.Err() if ctx ends first. Under bcrypt a
 // password longer than BcryptMaxPasswordBytes is refused with a *PolicyError (4000033), as
 // Kratos does, rather than silently truncated.
-func (h *Hasher) Hash(ctx context.Context, password []byte) ([]byte, error) {
+func (h *Hasher) Hash(ctx context.Context, password []byte) (_ []byte, err error) {
+	ctx, span := startSpan(ctx, "hash", h.algorithm)
+	defer func() { endSpan(span, err) }()
 	if h.algorithm == AlgorithmBcrypt && len(password) > BcryptMaxPasswordBytes {
 		return nil, newMaxLengthError(BcryptMaxPasswordBytes, len(password))
 	}
@@ -248,7 +250,9 @@ func (h *Hasher) generate(password []byte) ([]byte, error) {
 // allocate or spin without limit). It reads every supported format whatever the configured
 // algorithm, so imported and pre-migration hashes keep working. The final comparison is
 // constant-time. It waits for a concurrency slot and returns ctx.Err() if ctx ends first.
-func (h *Hasher) Compare(ctx context.Context, password, hash []byte) error {
+func (h *Hasher) Compare(ctx context.Context, password, hash []byte) (err error) {
+	ctx, span := startSpan(ctx, "hash.compare", "")
+	defer func() { endSpan(span, err) }()
 	stored, err := h.limits.parse(hash)
 	if err != nil {
 		return err

@@ -40,6 +40,7 @@ type Config struct {
 	Events      EventsConfig      `json:"events"`
 	Webhooks    WebhooksConfig    `json:"webhooks"`
 	Courier     CourierConfig     `json:"courier"`
+	Tracing     TracingConfig     `json:"tracing"` // tracing.go
 	// FeatureFlags is Kratos' `feature_flags`; Latch reads use_continue_with_transitions.
 	FeatureFlags struct {
 		UseContinueWithTransitions bool `json:"use_continue_with_transitions"`
@@ -308,6 +309,8 @@ type WebhookEndpoint struct {
 	Ordering       string            `json:"ordering"`        // none (default) | per_identity
 	Disabled       bool              `json:"disabled"`
 	Timeout        Duration          `json:"timeout"`
+	// SendTraceparent is Latch's: send the flow's W3C trace context with each delivery.
+	SendTraceparent bool `json:"send_traceparent"`
 }
 
 // CourierConfig is Kratos' `courier`: how recovery and verification messages are sent. It is
@@ -644,6 +647,9 @@ func (c *Config) check(dev, requireServe bool) (warnings []string, err error) {
 			warnings = append(warnings, "config key selfservice.methods.password.config.haveibeenpwned_enabled is accepted but Latch makes no outbound breach check")
 		}
 	}
+
+	tp, tw := c.Tracing.check()
+	problems, warnings = append(problems, tp...), append(warnings, tw...)
 
 	for _, l := range c.hookLists() {
 		kept := (*l.hooks)[:0]

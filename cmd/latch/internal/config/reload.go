@@ -48,6 +48,7 @@ type ApplyFunc func(cfg *Config) error
 //   - dsn, nats: the pool and the NATS connection are opened once;
 //   - serve: the listeners are bound, and base_url is baked into identities and cookies;
 //   - log: the logger is built once;
+//   - tracing: the exporter and the tracer provider are installed once;
 //   - identity: schemas are compiled once at start-up and core cannot swap its schema registry;
 //   - hashers: the password hasher is built once (Kratos caches it too);
 //   - session, secrets: the session manager takes lifespans, cookie settings and cookie secrets
