@@ -135,15 +135,8 @@ func deliveriesList(ctx context.Context, c *command) error {
 }
 
 func deliveriesGet(ctx context.Context, c *command) error {
-	pos, err := c.parse()
+	ids, err := c.parseIDs("delivery id")
 	if err != nil {
-		return err
-	}
-	ids, err := c.ids(pos, "delivery id")
-	if err != nil {
-		return err
-	}
-	if err := c.connect(); err != nil {
 		return err
 	}
 	items, failed := c.eachID(ctx, ids, "delivery", func(id string) (json.RawMessage, error) {

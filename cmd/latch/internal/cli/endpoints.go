@@ -266,15 +266,8 @@ var testResultView = view{
 // endpointsTest sends a webhook.test event to each endpoint now. A send the endpoint did not
 // accept is a failure of the command (exit 1), so that a script can check an endpoint.
 func endpointsTest(ctx context.Context, c *command) error {
-	pos, err := c.parse()
+	ids, err := c.parseIDs("endpoint id")
 	if err != nil {
-		return err
-	}
-	ids, err := c.ids(pos, "endpoint id")
-	if err != nil {
-		return err
-	}
-	if err := c.connect(); err != nil {
 		return err
 	}
 	items, failed := c.eachID(ctx, ids, "", func(id string) (json.RawMessage, error) {
@@ -307,15 +300,8 @@ func endpointsDisable(ctx context.Context, c *command) error { return endpointsS
 // endpointsSwitch sets disabled on each endpoint (PATCH, a merge patch of that one field).
 // Enabling also clears the failure streak and the circuit breaker, as the API does.
 func endpointsSwitch(ctx context.Context, c *command, disabled bool) error {
-	pos, err := c.parse()
+	ids, err := c.parseIDs("endpoint id")
 	if err != nil {
-		return err
-	}
-	ids, err := c.ids(pos, "endpoint id")
-	if err != nil {
-		return err
-	}
-	if err := c.connect(); err != nil {
 		return err
 	}
 	body, _ := json.Marshal(map[string]bool{"disabled": disabled})

@@ -117,6 +117,20 @@ func checkPaging(pageSize, limit int) error {
 	return nil
 }
 
+// parseIDs parses the action's flags, reads its ids (see ids) and connects: the start of every
+// action that works on ids given by the user.
+func (c *command) parseIDs(what string) ([]string, error) {
+	pos, err := c.parse()
+	if err != nil {
+		return nil, err
+	}
+	ids, err := c.ids(pos, what)
+	if err != nil {
+		return nil, err
+	}
+	return ids, c.connect()
+}
+
 // ids reads the positional ids, or, with the single argument "-", whitespace-separated ids from
 // standard input (`latch identities list -q | latch identities delete -`).
 func (c *command) ids(pos []string, what string) ([]string, error) {
@@ -213,15 +227,8 @@ func finish(printErr error, failed bool) error {
 }
 
 func identitiesGet(ctx context.Context, c *command) error {
-	pos, err := c.parse()
+	ids, err := c.parseIDs("identity id")
 	if err != nil {
-		return err
-	}
-	ids, err := c.ids(pos, "identity id")
-	if err != nil {
-		return err
-	}
-	if err := c.connect(); err != nil {
 		return err
 	}
 	items, failed := c.eachID(ctx, ids, "identity", func(id string) (json.RawMessage, error) {
@@ -238,15 +245,8 @@ func identitiesGet(ctx context.Context, c *command) error {
 }
 
 func identitiesDelete(ctx context.Context, c *command) error {
-	pos, err := c.parse()
+	ids, err := c.parseIDs("identity id")
 	if err != nil {
-		return err
-	}
-	ids, err := c.ids(pos, "identity id")
-	if err != nil {
-		return err
-	}
-	if err := c.connect(); err != nil {
 		return err
 	}
 	done, failed := c.eachID(ctx, ids, "identity", func(id string) (json.RawMessage, error) {
