@@ -248,6 +248,16 @@ func pathf(format string, ids ...string) string {
 // page cannot keep the command running forever (a million items at the largest page size).
 const maxPages = 100_000
 
+// All is Pages collecting the items into a slice.
+func (c *Client) All(ctx context.Context, path string, query url.Values, pageSize, limit int) ([]json.RawMessage, error) {
+	var items []json.RawMessage
+	err := c.Pages(ctx, path, query, pageSize, limit, func(it json.RawMessage) error {
+		items = append(items, it)
+		return nil
+	})
+	return items, err
+}
+
 // Pages lists path page by page (Kratos' keyset pagination: page_size, page_token and a Link
 // header with rel="next"), calling each for every item, until the last page or limit items
 // (0: no limit). Only the next link's page_token is used, so a path prefix on the endpoint

@@ -123,11 +123,7 @@ func deliveriesList(ctx context.Context, c *command) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	var items []json.RawMessage
-	err = c.client.Pages(ctx, "/admin/webhooks/deliveries", q, *pageSize, *limit, func(it json.RawMessage) error {
-		items = append(items, it)
-		return nil
-	})
+	items, err := c.client.All(ctx, "/admin/webhooks/deliveries", q, *pageSize, *limit)
 	if err != nil {
 		return err
 	}
@@ -250,11 +246,7 @@ func deliveriesReplay(ctx context.Context, c *command) error {
 		return err
 	}
 	if filtered {
-		var matched []json.RawMessage
-		err := c.client.Pages(ctx, "/admin/webhooks/deliveries", q, 1000, 0, func(it json.RawMessage) error {
-			matched = append(matched, it)
-			return nil
-		})
+		matched, err := c.client.All(ctx, "/admin/webhooks/deliveries", q, 1000, 0)
 		if err != nil {
 			return fmt.Errorf("list the deliveries to replay: %w", err)
 		}

@@ -80,11 +80,7 @@ func endpointsList(ctx context.Context, c *command) error {
 	if err := c.connect(); err != nil {
 		return err
 	}
-	var items []json.RawMessage
-	err = c.client.Pages(ctx, "/admin/webhooks/endpoints", nil, *pageSize, *limit, func(it json.RawMessage) error {
-		items = append(items, it)
-		return nil
-	})
+	items, err := c.client.All(ctx, "/admin/webhooks/endpoints", nil, *pageSize, *limit)
 	if err != nil {
 		return err
 	}

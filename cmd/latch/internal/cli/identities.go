@@ -95,11 +95,7 @@ func identitiesList(ctx context.Context, c *command) error {
 	if *identifier != "" {
 		q.Set("credentials_identifier", *identifier)
 	}
-	var items []json.RawMessage
-	err = c.client.Pages(ctx, "/admin/identities", q, *pageSize, *limit, func(it json.RawMessage) error {
-		items = append(items, it)
-		return nil
-	})
+	items, err := c.client.All(ctx, "/admin/identities", q, *pageSize, *limit)
 	if err != nil {
 		return err
 	}
