@@ -683,3 +683,27 @@ func TestCodeMailLimitHoldsUnderConcurrency(t *testing.T) {
 		t.Fatalf("%d mails from 12 concurrent asks, want 3", n)
 	}
 }
+
+// NUL bytes in a code flow's address or code, as JSON escapes or raw, are refused with 400
+// before anything is counted or mailed.
+func TestCodeFlowsRefuseNULBytes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withRecovery(true), withVerification(true))
+	registered(t, b, "ada@example.com")
+	for _, kind := range []string{"recovery", "verification"} {
+		for _, body := range []map[string]any{
+			{"method": "code", "email": "ada\x00@example.com"},
+			{"method": "code", "email": "ada@example.com\x00"},
+			{"method": "code", "code": "12\x003456"},
+		} {
+			id := b.flow(t, kind)
+			status, res := call(t, "POST", b.public.URL+"/self-service/"+kind+"?flow="+id, body)
+			if status != 400 {
+				t.Errorf("%s %q: %d %v", kind, body, status, res["_raw"])
+			}
+		}
+	}
+	if n := len(b.mail(t)); n != 0 {
+		t.Fatalf("%d mails sent for NUL addresses", n)
+	}
+}
